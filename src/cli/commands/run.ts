@@ -1,0 +1,134 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from '../../errors.js';
+import { checkInputs } from '../../engine/inputs.js';
+import { runWorkflow } from '../../engine/run.js';
+import type { RunSummary, TriggerData } from '../../engine/types.js';
+import { builtinRegistry } from '../../providers/index.js';
+import { loadWorkflow } from '../../workflow/validate.js';
+import type { Workflow } from '../../workflow/types.js';
+import type { CommandIO } from '../io.js';
+import type { Command } from '../run-command.js';
+import { humanObserver, printSummary } from '../output.js';
+
+/** `--input k=v`: the value as JSON when it parses, `@path` reads a file (JSON when it parses). */
+export async function parseInputs(pairs: string[], jsonFile: string | undefined, cwd: string): Promise<Record<string, unknown>> {
+  const inputs: Record<string, unknown> = {};
+  if (jsonFile !== undefined) {
+    const parsed = await readJson(path.resolve(cwd, jsonFile), '--input-json');
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`--input-json ${jsonFile} must hold a JSON object of inputs`);
+    Object.assign(inputs, parsed);
+  }
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--input expects name=value, got \`${pair}\``);
+    const name = pair.slice(0, eq);
+    let raw = pair.slice(eq + 1);
+    if (raw.startsWith('@')) {
+      const file = path.resolve(cwd, raw.slice(1));
+      raw = await readFile(file, 'utf8').catch(() => {
+        throw new UsageError(`--input ${name}: cannot read ${raw.slice(1)}`);
+      });
+    }
+    inputs[name] = parseMaybeJson(raw);
+  }
+  return inputs;
+}
+
+function parseMaybeJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+async function readJson(file: string, flag: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`${flag}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${flag}: ${file} is not JSON: ${(error as Error).message}`);
+  }
+}
+
+/** Declared secrets from the environment; placeholders in sandbox and dry-run mode. */
+export function resolveSecrets(workflow: Workflow, env: Record<string, string | undefined>, placeholders: boolean): Record<string, string> {
+  const secrets: Record<string, string> = {};
+  const missing: string[] = [];
+  for (const name of workflow.secrets) {
+    const value = env[name];
+    if (value !== undefined && value !== '') secrets[name] = value;
+    else if (placeholders) secrets[name] = `sandbox-${name.toLowerCase().replace(/_/g, '-')}`;
+    else missing.push(name);
+  }
+  if (missing.length > 0) {
+    throw new UsageError(`missing secret${missing.length > 1 ? 's' : ''} ${missing.map((m) => `\`${m}\``).join(', ')}: set ${missing.length > 1 ? 'them' : 'it'} in the environment (e.g. export ${missing[0]}=...), or try the run with --sandbox`, 'FERRY_SECRET_MISSING');
+  }
+  return secrets;
+}
+
+export const runCommandMain: Command = {
+  summary: 'run a workflow once',
+  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--sandbox] [--json] [--verbose] [--quiet]',
+  options: {
+    input: { type: 'string', multiple: true },
+    'input-json': { type: 'string' },
+    body: { type: 'string' },
+    sandbox: { type: 'boolean' },
+    json: { type: 'boolean' },
+    verbose: { type: 'boolean' },
+    quiet: { type: 'boolean' },
+    'state-dir': { type: 'string' },
+  },
+  async run({ values, positionals }, io) {
+    if (positionals.length !== 1) throw new UsageError(`name one workflow file\nUsage: ${this.usage}`);
+    const file = positionals[0] as string;
+    const registry = builtinRegistry();
+    const workflow = await loadWorkflow(path.resolve(io.cwd, file), registry).catch((error: unknown) => {
+      // Report positions relative to what the user typed.
+      if (error instanceof Error && 'issues' in error) (error as Error).message = (error as Error).message.split(path.resolve(io.cwd, file)).join(file);
+      throw error;
+    });
+    const sandboxMode = values.sandbox === true;
+    let trigger: TriggerData = { type: 'manual' };
+    let inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd);
+    if (values.body !== undefined) {
+      const body = await readJson(path.resolve(io.cwd, String(values.body)), '--body');
+      trigger = { type: 'webhook', body, headers: {}, query: {} };
+      const hook = workflow.triggers.find((t) => t.type === 'webhook');
+      if (hook?.inputs && body !== null && typeof body === 'object' && !Array.isArray(body)) inputs = { ...(body as Record<string, unknown>), ...inputs };
+    }
+    inputs = checkInputs(workflow, trigger.type, inputs);
+    const secrets = resolveSecrets(workflow, io.env, sandboxMode);
+    for (const value of Object.values(secrets)) io.redactor.add(value);
+
+    let sandbox: { overrides: Record<string, Record<string, unknown>>; describe(): string; close(): Promise<void> } | undefined;
+    if (sandboxMode) throw new UsageError('--sandbox is not available in this build yet');
+    let summary: RunSummary;
+    try {
+      summary = await runWorkflow(workflow, {
+        registry,
+        inputs,
+        trigger,
+        secrets,
+        env: io.env,
+        redactor: io.redactor,
+        ...(sandbox ? { providerOverrides: sandbox.overrides } : {}),
+        observer: humanObserver(io, { verbose: values.verbose === true, quiet: values.quiet === true }),
+      });
+      if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe()}\n`);
+    } finally {
+      await sandbox?.close();
+    }
+    printSummary(summary, io, { json: values.json === true, quiet: values.quiet === true });
+    return summary.status === 'succeeded' ? 0 : 1;
+  },
+};
+
+export type { CommandIO };

@@ -1,0 +1,13 @@
+import { builtinRegistry } from '../../providers/index.js';
+import { workflowSchema } from '../../workflow/validate.js';
+import type { Command } from '../run-command.js';
+
+export const schemaCommand: Command = {
+  summary: 'print the workflow JSON Schema (for editors)',
+  usage: 'ferry schema',
+  options: {},
+  async run(_args, io) {
+    io.stdout(`${JSON.stringify(workflowSchema(builtinRegistry()).schema, null, 2)}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,87 @@
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { WorkflowIssue } from '../../errors.js';
+import { builtinRegistry } from '../../providers/index.js';
+import { validateSource } from '../../workflow/validate.js';
+import type { Command } from '../run-command.js';
+import { readFile } from 'node:fs/promises';
+
+const isWorkflowFile = (name: string): boolean => /\.ya?ml$/.test(name) && !/\.test\.ya?ml$/.test(name);
+
+/** Expands files and folders (recursively) into workflow files, sorted. */
+export async function expandPaths(inputs: string[], cwd: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const input of inputs) {
+    const abs = path.resolve(cwd, input);
+    const info = await stat(abs).catch(() => undefined);
+    if (!info) {
+      out.push(input); // reported as unreadable by the caller
+    } else if (info.isDirectory()) {
+      const entries = await readdir(abs, { recursive: true, withFileTypes: true });
+      out.push(
+        ...entries
+          .filter((e) => e.isFile() && isWorkflowFile(e.name) && !path.relative(abs, e.parentPath).split(path.sep).some((part) => part.startsWith('.') || part === 'node_modules'))
+          .map((e) => path.join(path.relative(cwd, e.parentPath) || '.', e.name))
+          .sort(),
+      );
+    } else {
+      out.push(input);
+    }
+  }
+  return out;
+}
+
+export function formatIssueLine(issue: WorkflowIssue, format: string): string {
+  if (format === 'github') {
+    const escape = (s: string): string => s.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');
+    return `::error file=${issue.file},line=${issue.line},col=${issue.col}::${escape(issue.message)}`;
+  }
+  return `${issue.file}:${issue.line}:${issue.col}: ${issue.message}`;
+}
+
+export const validateCommand: Command = {
+  summary: 'check workflow files without running them',
+  usage: 'ferry validate <file or dir>... [--format text|github|json] [--verbose]',
+  options: { format: { type: 'string', default: 'text' }, verbose: { type: 'boolean' } },
+  async run({ values, positionals }, io) {
+    const format = String(values.format);
+    if (!['text', 'github', 'json'].includes(format)) {
+      io.stderr(`ferry validate: --format must be text, github or json, got \`${format}\`\n`);
+      return 2;
+    }
+    if (positionals.length === 0) {
+      io.stderr(`ferry validate: name at least one workflow file or folder\nUsage: ${this.usage}\n`);
+      return 2;
+    }
+    const registry = builtinRegistry();
+    const files = await expandPaths(positionals, io.cwd);
+    const all: WorkflowIssue[] = [];
+    const names = new Map<string, string>();
+    for (const file of files) {
+      let text: string;
+      try {
+        text = await readFile(path.resolve(io.cwd, file), 'utf8');
+      } catch (error) {
+        all.push({ file, line: 1, col: 1, code: 'FERRY_FILE_UNREADABLE', message: `cannot read file: ${(error as NodeJS.ErrnoException).code ?? String(error)}` });
+        continue;
+      }
+      const { workflow, issues } = validateSource(file, text, registry);
+      all.push(...issues);
+      if (workflow) {
+        // Workflow names are unique per folder: `ferry serve` and `ferry runs` key on them.
+        const key = `${path.dirname(path.resolve(io.cwd, file))}\0${workflow.name}`;
+        const other = names.get(key);
+        if (other) all.push({ file, line: 1, col: 1, code: 'FERRY_NAME_DUPLICATE', message: `workflow name \`${workflow.name}\` is already used by ${other}` });
+        else names.set(key, file);
+        if (values.verbose && issues.length === 0) io.stderr(`ok ${file}\n`);
+      }
+    }
+    if (format === 'json') io.stdout(`${JSON.stringify(all.map(({ file, line, col, code, message }) => ({ file, line, col, code, message })), null, 2)}\n`);
+    else for (const issue of all) io.stdout(`${formatIssueLine(issue, format)}\n`);
+    if (files.length === 0) {
+      io.stderr('ferry validate: no workflow files found\n');
+      return 2;
+    }
+    return all.length > 0 ? 2 : 0;
+  },
+};

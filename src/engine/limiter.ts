@@ -1,0 +1,98 @@
+import PQueue from 'p-queue';
+
+export interface QueueLimits {
+  /** Requests in flight at once. */
+  concurrency: number;
+  /** At most `limit` requests start per `intervalMs`. */
+  rate?: { limit: number; intervalMs: number } | undefined;
+}
+
+export interface PauseEvent {
+  provider: string;
+  waitMs: number;
+  reason: string;
+}
+
+/**
+ * One provider's queue: concurrency, rate, and whole-queue pauses. A pause (Retry-After,
+ * Amplitude's throttling answer) stops every request to the provider from leaving until it
+ * ends; calls already on the wire finish normally.
+ */
+export class ProviderQueue {
+  readonly provider: string;
+  readonly #queue: PQueue;
+  #resumeAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #onPause: ((event: PauseEvent) => void) | undefined;
+
+  constructor(provider: string, limits: QueueLimits, onPause?: (event: PauseEvent) => void) {
+    if (!Number.isInteger(limits.concurrency) || limits.concurrency < 1) {
+      throw new TypeError(`Expected \`concurrency\` to be a positive integer, got \`${limits.concurrency}\``);
+    }
+    this.provider = provider;
+    this.#onPause = onPause;
+    this.#queue = new PQueue({
+      concurrency: limits.concurrency,
+      ...(limits.rate ? { intervalCap: limits.rate.limit, interval: limits.rate.intervalMs } : {}),
+    });
+  }
+
+  /** Runs `fn` when a slot is free and the provider is not paused. */
+  add<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#queue.add(fn) as Promise<T>;
+  }
+
+  get concurrency(): number {
+    return this.#queue.concurrency;
+  }
+
+  /** Time left of the current pause, in ms (0 when running). */
+  get pausedForMs(): number {
+    return Math.max(0, this.#resumeAt - Date.now());
+  }
+
+  /** Pauses the whole queue for `ms`; a longer pause extends the current one, a shorter one is absorbed. */
+  pause(ms: number, reason: string): void {
+    const until = Date.now() + ms;
+    if (until <= this.#resumeAt) return;
+    const wasPaused = this.#resumeAt > Date.now();
+    this.#resumeAt = until;
+    this.#queue.pause();
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#resumeAt = 0;
+      this.#queue.start();
+    }, ms);
+    this.#timer.unref?.();
+    if (!wasPaused) this.#onPause?.({ provider: this.provider, waitMs: ms, reason });
+  }
+
+  /** Resolves once the provider is not paused (immediately when it is running). */
+  async whenRunning(): Promise<void> {
+    const left = this.pausedForMs;
+    if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+  }
+}
+
+/** The per-process set of provider queues, shared by every step, loop item and run. */
+export class Limiter {
+  readonly #queues = new Map<string, ProviderQueue>();
+  #pauseListeners = new Set<(event: PauseEvent) => void>();
+
+  /** The provider's queue; created with `limits` the first time it is asked for. */
+  queue(provider: string, limits: QueueLimits): ProviderQueue {
+    let queue = this.#queues.get(provider);
+    if (!queue) {
+      queue = new ProviderQueue(provider, limits, (event) => {
+        for (const listener of this.#pauseListeners) listener(event);
+      });
+      this.#queues.set(provider, queue);
+    }
+    return queue;
+  }
+
+  onPause(listener: (event: PauseEvent) => void): () => void {
+    this.#pauseListeners.add(listener);
+    return () => this.#pauseListeners.delete(listener);
+  }
+}

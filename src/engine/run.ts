@@ -1,0 +1,296 @@
+import { createHash } from 'node:crypto';
+import type { Dispatcher } from 'undici';
+import { ActionInputError, FerryError, ProviderError, RunFailedError, TemplateError, errorMessage } from '../errors.js';
+import type { ActionContext, LogLevel } from '../providers/define.js';
+import { sharedAgent } from '../providers/http.js';
+import type { Registry } from '../providers/registry.js';
+import type { TemplateContext } from '../template/compile.js';
+import type { ActionStep, LoopStep, Step, Workflow } from '../workflow/types.js';
+import { Limiter } from './limiter.js';
+import type { Redactor } from './redact.js';
+import { callWithRetry, type CallStats } from './retry.js';
+import { newRunId } from './run-id.js';
+import type { CallSummary, InnerStepSummary, RunErrorInfo, RunObserver, RunSummary, StepSummary, TriggerData } from './types.js';
+
+export interface RunOptions {
+  registry: Registry;
+  /** @default a new time-sortable id */
+  runId?: string;
+  /** Validated inputs (see checkInputs). */
+  inputs?: Record<string, unknown>;
+  /** @default { type: 'manual' } */
+  trigger?: TriggerData;
+  /** Values of the workflow's declared secrets, by name. */
+  secrets?: Record<string, string>;
+  /** @default process.env */
+  env?: Record<string, string | undefined>;
+  /** Per-provider queues; pass one Limiter to share them between runs. @default a process-wide Limiter */
+  limiter?: Limiter;
+  /** @default the shared keep-alive undici Agent */
+  dispatcher?: Dispatcher;
+  /** Provider block fields that replace the workflow's (the sandbox sets base_url and keys). */
+  providerOverrides?: Record<string, Record<string, unknown>>;
+  observer?: RunObserver;
+  /** Collects secret values; the caller redacts what it prints with it. */
+  redactor?: Redactor;
+  signal?: AbortSignal;
+}
+
+let processLimiter: Limiter | undefined;
+/** The per-process queues shared by every run that does not bring its own Limiter. */
+export function defaultLimiter(): Limiter {
+  processLimiter ??= new Limiter();
+  return processLimiter;
+}
+
+interface ItemScope {
+  context: TemplateContext;
+  /** Outputs of steps visible in this scope, by id (also referenced from `context.steps`). */
+  steps: Record<string, { output: unknown; status: string }>;
+  item: number[];
+  /** Inside a loop: per inner step aggregates. */
+  inner: Map<string, InnerStepSummary> | undefined;
+}
+
+class Run {
+  readonly summary: RunSummary;
+  readonly providerConfigs = new Map<string, Record<string, unknown>>();
+  failure: RunFailedError | undefined;
+  readonly limiter: Limiter;
+  readonly dispatcher: Dispatcher;
+  readonly signal: AbortSignal;
+
+  constructor(
+    readonly workflow: Workflow,
+    readonly options: RunOptions,
+    readonly runId: string,
+  ) {
+    this.limiter = options.limiter ?? defaultLimiter();
+    this.dispatcher = options.dispatcher ?? sharedAgent();
+    this.signal = options.signal ?? new AbortController().signal;
+    this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
+  }
+
+  get stopping(): boolean {
+    return this.failure !== undefined || this.signal.aborted;
+  }
+}
+
+/** Runs a validated workflow from its first step to the end or to the first failed step. */
+export async function runWorkflow(workflow: Workflow, options: RunOptions): Promise<RunSummary> {
+  const runId = options.runId ?? newRunId();
+  const run = new Run(workflow, options, runId);
+  const started = performance.now();
+  const secrets = options.secrets ?? {};
+  for (const value of Object.values(secrets)) options.redactor?.add(value);
+  const trigger = options.trigger ?? { type: 'manual' };
+  const steps: Record<string, { output: unknown; status: string }> = {};
+  const context: TemplateContext = {
+    inputs: options.inputs ?? {},
+    trigger: { type: trigger.type, body: trigger.body ?? null, headers: trigger.headers ?? {}, query: trigger.query ?? {} },
+    steps,
+    env: { ...(options.env ?? process.env) },
+    secrets,
+    run: { id: runId },
+    workflow: { name: workflow.name },
+  };
+  try {
+    renderProviders(run, context);
+    await runSteps(workflow.steps, { context, steps, item: [], inner: undefined }, run);
+  } catch (error) {
+    const failure = error instanceof RunFailedError ? error : new RunFailedError('(run)', null, errorMessage(error), { cause: error });
+    run.summary.status = 'failed';
+    run.summary.error = errorInfo(failure);
+  }
+  run.summary.durationMs = Math.round(performance.now() - started);
+  return run.summary;
+}
+
+function errorInfo(failure: RunFailedError): RunErrorInfo {
+  const cause = failure.cause;
+  const info: RunErrorInfo = { step: failure.step, item: failure.item?.at(-1) ?? null, message: failure.message };
+  if (failure.item && failure.item.length > 1) info.itemPath = failure.item;
+  if (cause instanceof FerryError) info.code = cause.code;
+  if (cause instanceof ProviderError && cause.status !== undefined) info.status = cause.status;
+  return info;
+}
+
+function renderProviders(run: Run, context: TemplateContext): void {
+  for (const [name, settings] of Object.entries(run.workflow.providers)) {
+    let config: Record<string, unknown>;
+    try {
+      config = settings.config(context) as Record<string, unknown>;
+    } catch (error) {
+      throw new RunFailedError(`providers.${name}`, null, `providers.${name}: ${errorMessage(error)}`, { cause: error });
+    }
+    run.providerConfigs.set(name, { ...config, ...run.options.providerOverrides?.[name] });
+  }
+  for (const [name, override] of Object.entries(run.options.providerOverrides ?? {})) {
+    if (!run.providerConfigs.has(name)) run.providerConfigs.set(name, { ...override });
+  }
+  for (const [name, config] of run.providerConfigs) {
+    for (const field of run.options.registry.provider(name)?.secretFields ?? []) {
+      const value = config[field];
+      if (typeof value === 'string') run.options.redactor?.add(value);
+    }
+  }
+}
+
+async function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
+  for (const step of steps) {
+    if (run.stopping) return;
+    await runStep(step, scope, run);
+  }
+}
+
+async function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
+  const started = performance.now();
+  const top = scope.inner === undefined;
+  run.options.observer?.stepStarted?.(step.id, scope.item);
+  const finish = (summary: StepSummary): void => {
+    scope.steps[step.id] = { output: summary.output, status: summary.status };
+    if (top) run.summary.steps[step.id] = summary;
+    else addInner(scope.inner as Map<string, InnerStepSummary>, step.id, summary);
+    run.options.observer?.stepFinished?.(step.id, scope.item, summary);
+  };
+  const elapsed = (): number => Math.round(performance.now() - started);
+
+  let active = true;
+  try {
+    active = step.if === undefined ? true : typeof step.if === 'boolean' ? step.if : Boolean(step.if.render(scope.context));
+  } catch (error) {
+    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed() }, finish);
+  }
+  if (!active) return finish({ status: 'skipped', output: null, durationMs: 0 });
+
+  if (step.kind === 'loop') {
+    const inner = new Map<string, InnerStepSummary>();
+    try {
+      const output = await runLoop(step, scope, run, inner);
+      finish({ status: 'succeeded', output, durationMs: elapsed(), steps: Object.fromEntries(inner) });
+    } catch (error) {
+      return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed(), steps: Object.fromEntries(inner) }, finish);
+    }
+    return;
+  }
+  const calls: CallSummary = { calls: 0, attempts: 0, failures: {}, waitedMs: 0 };
+  try {
+    const output = await runAction(step, scope, run, calls);
+    finish({ status: 'succeeded', output: output ?? null, durationMs: elapsed(), calls });
+  } catch (error) {
+    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed(), calls }, finish);
+  }
+}
+
+function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: StepSummary, finish: (s: StepSummary) => void): never {
+  const failure = error instanceof RunFailedError ? error : asRunFailure(step, scope.item, error);
+  summary.error = failure.message;
+  finish(summary);
+  run.failure ??= failure;
+  throw failure;
+}
+
+function asRunFailure(step: Step, item: number[], error: unknown): RunFailedError {
+  const where = item.length > 0 ? `step \`${step.id}\`, loop item ${item.join('.')}` : `step \`${step.id}\``;
+  let cause = errorMessage(error);
+  if (error instanceof TemplateError) {
+    cause = `template ${error.field ? `in \`with.${error.field}\` ` : ''}${JSON.stringify(error.template)}: ${error.message}`;
+  } else if (error instanceof ActionInputError) {
+    cause = `invalid input: ${error.message}`;
+  }
+  return new RunFailedError(step.id, item.length > 0 ? item : null, `${where}: ${cause}`, { cause: error });
+}
+
+function addInner(inner: Map<string, InnerStepSummary>, id: string, summary: StepSummary): void {
+  let agg = inner.get(id);
+  if (!agg) {
+    agg = { succeeded: 0, failed: 0, skipped: 0, calls: { calls: 0, attempts: 0, failures: {}, waitedMs: 0 } };
+    inner.set(id, agg);
+  }
+  agg[summary.status]++;
+  if (summary.calls) mergeCalls(agg.calls, summary.calls);
+}
+
+function mergeCalls(into: CallSummary, from: CallSummary): void {
+  into.calls += from.calls;
+  into.attempts += from.attempts;
+  into.waitedMs += from.waitedMs;
+  for (const [k, v] of Object.entries(from.failures)) into.failures[k] = (into.failures[k] ?? 0) + v;
+}
+
+async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<string, InnerStepSummary>): Promise<{ count: number; items: unknown[] }> {
+  if (step.file !== undefined) {
+    throw new RunFailedError(step.id, null, `step \`${step.id}\`: loop.file is not supported by this version of ferry yet; load the file as an input and use loop.over`);
+  }
+  const items = step.over?.(scope.context);
+  if (!Array.isArray(items)) {
+    throw new RunFailedError(step.id, null, `step \`${step.id}\`: loop.over must render to an array, got ${items === null ? 'null' : typeof items}`);
+  }
+  const outputs: unknown[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (!run.stopping && next < items.length) {
+      const index = next++;
+      const steps = { ...scope.steps };
+      const context: TemplateContext = { ...scope.context, steps, [step.as]: items[index], loop: { index } };
+      await runSteps(step.steps, { context, steps, item: [...scope.item, index], inner }, run).catch(() => undefined);
+      const out: Record<string, unknown> = {};
+      for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
+      outputs[index] = out;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(step.concurrency, Math.max(1, items.length)) }, worker));
+  if (run.failure) throw run.failure;
+  if (run.signal.aborted) throw new RunFailedError(step.id, null, `step \`${step.id}\`: run interrupted`);
+  return { count: items.length, items: outputs };
+}
+
+async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: CallSummary): Promise<unknown> {
+  const registered = run.options.registry.action(step.action);
+  if (!registered) throw new FerryError('FERRY_UNKNOWN_ACTION', `unknown action \`${step.action}\``);
+  let input: unknown;
+  try {
+    input = step.with(scope.context);
+  } catch (error) {
+    if (error instanceof TemplateError) error.step = step.id;
+    throw error;
+  }
+  const checked = registered.check(input);
+  const providerName = registered.provider.name;
+  const settings = run.workflow.providers[providerName];
+  const defaults = registered.provider.defaults;
+  const queue = run.limiter.queue(providerName, {
+    concurrency: settings?.concurrency ?? defaults.concurrency,
+    rate: settings?.rate ?? defaults.rate,
+  });
+  const policy = step.retry ?? run.workflow.retry;
+  const item = scope.item;
+  const context: ActionContext = {
+    config: run.providerConfigs.get(providerName) ?? {},
+    runId: run.runId,
+    stepId: step.id,
+    item,
+    timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
+    signal: run.signal,
+    idempotencyKey: (salt) => idempotencyKey(run.runId, step.id, item, salt),
+    call: async <T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T> => {
+      const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
+      try {
+        return await callWithRetry(() => attempt(run.dispatcher), { policy, queue, signal: run.signal, stats });
+      } finally {
+        calls.calls++;
+        calls.attempts += stats.attempts;
+        calls.waitedMs += stats.waitedMs;
+        for (const f of stats.failures) calls.failures[String(f)] = (calls.failures[String(f)] ?? 0) + 1;
+      }
+    },
+    log: (level: LogLevel, message: string) => run.options.observer?.log?.(level, message, step.id, item),
+  };
+  return registered.definition.run(checked, context);
+}
+
+/** Stable across retries and resumes of one run, new for a new run (DESIGN.md §4). */
+export function idempotencyKey(runId: string, stepId: string, item: readonly number[], salt?: string): string {
+  const hash = createHash('sha256').update(`${runId}\0${stepId}\0${item.join('.')}\0${salt ?? ''}`).digest('hex');
+  return `ferry-${hash.slice(0, 32)}`;
+}

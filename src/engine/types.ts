@@ -1,0 +1,66 @@
+import type { LogLevel } from '../providers/define.js';
+
+export type StepStatus = 'succeeded' | 'failed' | 'skipped';
+
+/** Retry statistics of a step (summed over loop items for steps inside a loop). */
+export interface CallSummary {
+  /** Provider calls made (each with one or more attempts). */
+  calls: number;
+  attempts: number;
+  /** Failed attempts by status code or error code, e.g. `{ "429": 3, "FERRY_PROVIDER_NETWORK": 1 }`. */
+  failures: Record<string, number>;
+  /** Time spent waiting between attempts, in ms. */
+  waitedMs: number;
+}
+
+export interface StepSummary {
+  status: StepStatus;
+  output: unknown;
+  durationMs: number;
+  calls?: CallSummary;
+  error?: string;
+  /** For loops: per inner step, how its items ended and the calls they made. */
+  steps?: Record<string, InnerStepSummary>;
+}
+
+export interface InnerStepSummary {
+  succeeded: number;
+  failed: number;
+  skipped: number;
+  calls: CallSummary;
+}
+
+export interface RunErrorInfo {
+  step: string;
+  /** Index of the loop item that failed (innermost loop), or null outside loops. */
+  item: number | null;
+  message: string;
+  /** Loop indexes from the outermost loop in, when loops nest. */
+  itemPath?: number[];
+  code?: string;
+  status?: number;
+}
+
+export interface RunSummary {
+  runId: string;
+  workflow: string;
+  status: 'succeeded' | 'failed';
+  error: RunErrorInfo | null;
+  steps: Record<string, StepSummary>;
+  startedAt: string;
+  durationMs: number;
+}
+
+/** Hooks for output while a run goes: the CLI prints, the journal records. */
+export interface RunObserver {
+  stepStarted?(step: string, item: readonly number[]): void;
+  stepFinished?(step: string, item: readonly number[], summary: StepSummary): void;
+  log?(level: LogLevel, message: string, step: string, item: readonly number[]): void;
+}
+
+export interface TriggerData {
+  type: 'manual' | 'webhook';
+  body?: unknown;
+  headers?: Record<string, string>;
+  query?: Record<string, string>;
+}

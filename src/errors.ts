@@ -1,0 +1,112 @@
+/**
+ * ferry's error hierarchy: one class per failure a user acts on. Every error carries a
+ * stable `code` (listed in docs/ERRORS.md); retryability is decided in engine/retry.ts from
+ * `status` and `code`, never from message text.
+ */
+export class FerryError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A position in a workflow file, 1-based. */
+export interface SourcePosition {
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** One problem found in a workflow file. */
+export interface WorkflowIssue extends SourcePosition {
+  code: string;
+  message: string;
+}
+
+/** A workflow file that cannot be loaded: holds every issue found in it. */
+export class WorkflowError extends FerryError {
+  readonly issues: WorkflowIssue[];
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+  constructor(issues: WorkflowIssue[]) {
+    const first = issues[0];
+    super(first?.code ?? 'FERRY_WORKFLOW_INVALID', issues.map(formatIssue).join('\n'));
+    this.issues = issues;
+    this.file = first?.file ?? '';
+    this.line = first?.line ?? 0;
+    this.col = first?.col ?? 0;
+  }
+}
+
+export function formatIssue(issue: WorkflowIssue): string {
+  return `${issue.file}:${issue.line}:${issue.col}: ${issue.message}`;
+}
+
+/** A template that cannot be rendered: a missing path, a helper that failed. */
+export class TemplateError extends FerryError {
+  readonly template: string;
+  step: string | undefined;
+  field: string | undefined;
+  constructor(code: string, message: string, template: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.template = template;
+  }
+}
+
+/** Inputs that do not match an action's input schema, or a run's trigger inputs. */
+export class ActionInputError extends FerryError {
+  /** The input field at fault, as a JSON pointer-ish path (`user_properties_json`, `events/0/time`). */
+  readonly field: string;
+  constructor(message: string, field: string, code = 'FERRY_ACTION_INPUT') {
+    super(code, message);
+    this.field = field;
+  }
+}
+
+/** A provider answered with an error, or could not be reached. */
+export class ProviderError extends FerryError {
+  readonly provider: string;
+  /** HTTP status, or undefined for a network error or timeout. */
+  readonly status: number | undefined;
+  /** The answer body (text), cut to a readable length. */
+  readonly body: string | undefined;
+  /** How long the provider asked us to wait (Retry-After or a documented pause), in ms. */
+  readonly retryAfterMs: number | undefined;
+  constructor(
+    provider: string,
+    message: string,
+    details: { status?: number | undefined; body?: string | undefined; retryAfterMs?: number | undefined; code?: string | undefined; cause?: unknown } = {},
+  ) {
+    super(details.code ?? (details.status === undefined ? 'FERRY_PROVIDER_NETWORK' : 'FERRY_PROVIDER_STATUS'), message, { cause: details.cause });
+    this.provider = provider;
+    this.status = details.status;
+    this.body = details.body;
+    this.retryAfterMs = details.retryAfterMs;
+  }
+}
+
+/** A run stopped because a step failed after its retries. */
+export class RunFailedError extends FerryError {
+  readonly step: string;
+  readonly item: number[] | null;
+  constructor(step: string, item: number[] | null, message: string, options?: { cause?: unknown }) {
+    super('FERRY_RUN_FAILED', message, options);
+    this.step = step;
+    this.item = item;
+  }
+}
+
+/** Bad command line use or run inputs: exit code 2. */
+export class UsageError extends FerryError {
+  constructor(message: string, code = 'FERRY_USAGE') {
+    super(code, message);
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,74 @@
+import type { Dispatcher } from 'undici';
+import type { JsonSchema } from '../workflow/schema.js';
+
+/** What an action sees while it runs one call. */
+export interface ActionContext<Config = Record<string, unknown>> {
+  /** The provider block of the workflow with its templates rendered (keys, region, base_url). */
+  readonly config: Config;
+  readonly runId: string;
+  readonly stepId: string;
+  /** Loop indexes from the outermost loop in, empty outside loops. */
+  readonly item: readonly number[];
+  /** Timeout of one provider call, in ms. */
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+  /**
+   * A key stable across retries and resumes of this run's step and loop item, new for a new
+   * run: the default `insert_id` / `messageId`. `salt` tells several keys of one call apart.
+   */
+  idempotencyKey(salt?: string): string;
+  /**
+   * Runs one provider call under this provider's queue (concurrency, rate, pauses) and retry
+   * policy. `attempt` makes exactly one try and throws a ProviderError on failure; it is
+   * called again for each retry.
+   */
+  call<T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T>;
+  log(level: LogLevel, message: string): void;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface ActionDefinition<Input = unknown, Output = unknown, Config = Record<string, unknown>> {
+  /** Name within its provider: `identify_user` becomes `amplitude.identify_user`. */
+  name: string;
+  description: string;
+  /** JSON Schema of `with:`; compiled once when the provider is registered. */
+  input: JsonSchema;
+  /** JSON Schema of the output, for docs and `ferry actions`. */
+  output?: JsonSchema;
+  /** Checks beyond the schema that need code (e.g. parsing a JSON string); throw ActionInputError. */
+  prepare?(input: Input): Input;
+  run(input: Input, context: ActionContext<Config>): Promise<Output>;
+}
+
+export interface ProviderDefinition {
+  /** Provider name as used in `providers:` and action names. */
+  name: string;
+  description: string;
+  /** Provider-specific fields of the `providers.<name>` block (keys); common fields are added. */
+  config?: { properties: Record<string, JsonSchema>; required?: string[] };
+  /** Field names of the provider block whose values are secrets: redacted everywhere. */
+  secretFields?: string[];
+  /** Defaults for the per-provider queue. */
+  defaults: { concurrency: number; rate?: { limit: number; intervalMs: number } };
+  actions: ActionDefinition[];
+}
+
+export function defineAction<Input, Output, Config = Record<string, unknown>>(
+  definition: ActionDefinition<Input, Output, Config>,
+): ActionDefinition<Input, Output, Config> {
+  if (!/^[a-z][a-z0-9_]*$/.test(definition.name)) {
+    throw new TypeError(`Expected action \`name\` to match [a-z][a-z0-9_]*, got \`${definition.name}\``);
+  }
+  return definition;
+}
+
+export function defineProvider(definition: ProviderDefinition): ProviderDefinition {
+  if (!/^[a-z][a-z0-9_]*$/.test(definition.name)) {
+    throw new TypeError(`Expected provider \`name\` to match [a-z][a-z0-9_]*, got \`${definition.name}\``);
+  }
+  if (!Number.isInteger(definition.defaults.concurrency) || definition.defaults.concurrency < 1) {
+    throw new TypeError(`Expected \`defaults.concurrency\` to be a positive integer, got \`${definition.defaults.concurrency}\``);
+  }
+  return definition;
+}

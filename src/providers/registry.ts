@@ -1,0 +1,102 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { ActionInputError } from '../errors.js';
+import type { ActionDefinition, ProviderDefinition } from './define.js';
+
+// ajv-formats is CommonJS: its module.exports is the plugin function, which TypeScript's
+// NodeNext view of the default import does not know.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+export interface RegisteredAction {
+  /** `provider.name` */
+  fullName: string;
+  provider: ProviderDefinition;
+  definition: ActionDefinition;
+  /** Checks rendered inputs; throws ActionInputError naming the field. */
+  check(input: unknown): unknown;
+}
+
+/** Providers and their actions, with every input schema compiled once at registration. */
+export class Registry {
+  readonly #providers = new Map<string, ProviderDefinition>();
+  readonly #actions = new Map<string, RegisteredAction>();
+  readonly #ajv: Ajv;
+
+  constructor(providers: readonly ProviderDefinition[] = []) {
+    this.#ajv = new Ajv({ allErrors: true, strict: false });
+    addFormats(this.#ajv);
+    for (const provider of providers) this.register(provider);
+  }
+
+  register(provider: ProviderDefinition): void {
+    if (this.#providers.has(provider.name)) throw new TypeError(`Provider \`${provider.name}\` is already registered`);
+    this.#providers.set(provider.name, provider);
+    for (const definition of provider.actions) {
+      const fullName = `${provider.name}.${definition.name}`;
+      const validate = this.#ajv.compile(definition.input);
+      this.#actions.set(fullName, { fullName, provider, definition, check: (input) => checkInput(fullName, validate, definition, input) });
+    }
+  }
+
+  action(fullName: string): RegisteredAction | undefined {
+    return this.#actions.get(fullName);
+  }
+
+  provider(name: string): ProviderDefinition | undefined {
+    return this.#providers.get(name);
+  }
+
+  get providers(): ProviderDefinition[] {
+    return [...this.#providers.values()];
+  }
+
+  get actions(): RegisteredAction[] {
+    return [...this.#actions.values()];
+  }
+}
+
+function checkInput(fullName: string, validate: ValidateFunction, definition: ActionDefinition, input: unknown): unknown {
+  if (!validate(input)) {
+    const error = validate.errors?.[0];
+    const field = error ? fieldOf(error) : '';
+    throw new ActionInputError(`${fullName}: ${describeInputError(error)}`, field);
+  }
+  return definition.prepare ? definition.prepare(input) : input;
+}
+
+function fieldOf(error: ErrorObject): string {
+  const base = error.instancePath.replace(/^\//, '');
+  if (error.keyword === 'required') return [base, (error.params as { missingProperty: string }).missingProperty].filter(Boolean).join('/');
+  if (error.keyword === 'additionalProperties') return [base, (error.params as { additionalProperty: string }).additionalProperty].filter(Boolean).join('/');
+  return base;
+}
+
+/** One readable sentence for an ajv error on action inputs. */
+export function describeInputError(error: ErrorObject | undefined): string {
+  if (!error) return 'invalid input';
+  const field = fieldOf(error);
+  const where = field ? `\`${field}\`` : 'input';
+  switch (error.keyword) {
+    case 'required':
+      return `missing required input ${where}`;
+    case 'additionalProperties':
+      return `unknown input ${where}`;
+    case 'type':
+      return `${where} must be ${(error.params as { type: string }).type}, got ${typeName(error.data)}`;
+    case 'enum':
+      return `${where} must be one of ${((error.params as { allowedValues: unknown[] }).allowedValues).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'anyOf':
+    case 'oneOf':
+      return `${where} ${error.message ?? 'is invalid'}${error.schema && typeof error.parentSchema === 'object' && error.parentSchema && 'description' in error.parentSchema ? `: ${String(error.parentSchema.description)}` : ''}`;
+    default:
+      return `${where} ${error.message ?? 'is invalid'}`;
+  }
+}
+
+export function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  return `${typeof value} ${String(value)}`;
+}

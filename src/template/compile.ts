@@ -1,0 +1,346 @@
+import Handlebars from 'handlebars';
+import { TemplateError } from '../errors.js';
+import { builtinHelpers, helpers, isKnownHelper, lenientHelpers } from './helpers.js';
+
+/** The values a template can see: inputs, trigger, steps, env, secrets, loop item names, loop, run, workflow. */
+export type TemplateContext = Record<string, unknown>;
+
+/** A path a template reads, for reference checks at validation time. */
+export interface TemplateRef {
+  /** Path segments, e.g. `['steps', 'amp', 'output']`. */
+  parts: string[];
+  original: string;
+  /** Offset of the `<<` of the expression that holds it, in the template source. */
+  offset: number;
+}
+
+export interface TemplateHelperUse {
+  name: string;
+  offset: number;
+}
+
+export interface CompiledTemplate {
+  readonly source: string;
+  /** True when the source is exactly one `<<expr>>`: the value keeps its type. */
+  readonly whole: boolean;
+  /** Paths read outside `#each`/`#with` blocks (whose paths are relative to the block). */
+  readonly refs: TemplateRef[];
+  readonly helpersUsed: TemplateHelperUse[];
+  render(context: TemplateContext): unknown;
+}
+
+export interface CompileOptions {
+  /** Missing paths render as `undefined` instead of throwing (the `if:` field). */
+  lenient?: boolean;
+}
+
+const hb = Handlebars.create();
+for (const [name, fn] of Object.entries(helpers)) hb.registerHelper(name, fn as Handlebars.HelperDelegate);
+
+// Whole-scalar templates hand their value out through this slot: rendering is synchronous,
+// so one module-level slot is enough and avoids an allocation per render.
+let captured: unknown;
+hb.registerHelper('__cap', (value: unknown) => {
+  captured = value;
+  return '';
+});
+hb.registerHelper('__str', (value: unknown) => stringify(value));
+hb.registerHelper('__req', (value: unknown, original: unknown) => {
+  if (value === undefined) throw missingPath(String(original));
+  return value;
+});
+
+export function isTemplate(value: string): boolean {
+  return value.includes('<<');
+}
+
+function missingPath(original: string): TemplateError {
+  return new TemplateError(
+    'FERRY_TEMPLATE_MISSING_PATH',
+    `\`${original}\` is not defined in the run context; make it optional with <<default ${original} "…">> or an \`if:\``,
+    original,
+  );
+}
+
+/** Text rendering of a value inside a mixed template: objects as JSON, null/undefined as empty. */
+export function stringify(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
+interface Segment {
+  text: string;
+  /** Set for an expression segment: the source offset of its `<<`. */
+  exprOffset?: number;
+}
+
+/** Splits `a <<x>> b` into text and expression segments; `>>` inside a quoted string does not close. */
+function split(source: string): Segment[] {
+  const segments: Segment[] = [];
+  let pos = 0;
+  while (pos < source.length) {
+    const open = source.indexOf('<<', pos);
+    if (open === -1) {
+      segments.push({ text: source.slice(pos) });
+      break;
+    }
+    if (open > pos) segments.push({ text: source.slice(pos, open) });
+    let i = open + 2;
+    let quote: string | null = null;
+    for (; i < source.length; i++) {
+      const ch = source[i];
+      if (quote) {
+        if (ch === quote) quote = null;
+      } else if (ch === '"' || ch === "'") {
+        quote = ch;
+      } else if (ch === '>' && source[i + 1] === '>') {
+        break;
+      }
+    }
+    if (i >= source.length) {
+      throw syntaxError('unclosed `<<`: every `<<` needs a matching `>>`', source, open);
+    }
+    segments.push({ text: source.slice(open + 2, i), exprOffset: open });
+    pos = i + 2;
+  }
+  return segments;
+}
+
+function syntaxError(message: string, source: string, offset: number): TemplateError {
+  const error = new TemplateError('FERRY_TEMPLATE_SYNTAX', message, source);
+  (error as TemplateError & { offset: number }).offset = offset;
+  return error;
+}
+
+export function templateErrorOffset(error: TemplateError): number {
+  return (error as TemplateError & { offset?: number }).offset ?? 0;
+}
+
+/** Handlebars parse errors speak of `{{` and grammar tokens; say it in `<<` terms. */
+function parseMessage(raw: string): string {
+  const open = /'OPEN_ENDBLOCK'/.test(raw) && /got 'EOF'/.test(raw);
+  if (open) return 'a block `<<#...>>` is not closed; end it with `<</if>>`, `<</each>>`, ...';
+  const mismatch = /(\S+) doesn't match (\S+)/.exec(raw);
+  if (mismatch) return `\`<<#${mismatch[1]}>>\` is closed by \`<</${mismatch[2]}>>\``;
+  const got = /got '([A-Z_]+)'/.exec(raw);
+  return got ? `unexpected ${got[1] === 'EOF' ? 'end of template' : `\`${(got[1] as string).toLowerCase()}\``} in \`${raw.split('\n')[1]?.replace(/\{\{/g, '<<').replace(/\}\}/g, '>>') ?? ''}\`` : raw.replace(/\{\{/g, '<<').replace(/\}\}/g, '>>');
+}
+
+/** Handlebars AST nodes, loosely typed: only the fields this module reads or writes. */
+interface Node {
+  type: string;
+  loc?: { start: { line: number; column: number } } | undefined;
+  [key: string]: unknown;
+}
+interface PathNode extends Node {
+  parts: string[];
+  original: string;
+  data: boolean;
+  depth: number;
+}
+interface CallNode extends Node {
+  path: Node;
+  params: Node[];
+  hash?: { pairs: { key: string; value: Node }[] } | undefined;
+}
+
+const isPath = (n: Node): n is PathNode => n.type === 'PathExpression';
+
+function pathNode(name: string): PathNode {
+  return { type: 'PathExpression', parts: [name], original: name, data: false, depth: 0 };
+}
+function stringLiteral(value: string): Node {
+  return { type: 'StringLiteral', value, original: value };
+}
+
+/** Builds the Handlebars source for the segments, remembering where each expression starts in it. */
+function toHandlebars(segments: Segment[]): { hbSource: string; starts: { hbOffset: number; offset: number }[] } {
+  let hbSource = '';
+  const starts: { hbOffset: number; offset: number }[] = [];
+  for (const [i, seg] of segments.entries()) {
+    if (seg.exprOffset === undefined) {
+      // Literal `{{` in YAML is text: escape it for Handlebars. A trailing backslash would
+      // escape the next mustache, so it is doubled.
+      let text = seg.text.replace(/\{\{/g, '\\{{');
+      if (text.endsWith('\\') && segments[i + 1]) text += '\\';
+      hbSource += text;
+    } else {
+      starts.push({ hbOffset: hbSource.length, offset: seg.exprOffset });
+      hbSource += `{{${seg.text}}}`;
+    }
+  }
+  return { hbSource, starts };
+}
+
+type Getter = (context: TemplateContext) => unknown;
+
+/** Own-property lookup: never walks prototypes, so `constructor` or `__proto__` read nothing. */
+function lookup(parts: readonly string[], context: TemplateContext): unknown {
+  let value: unknown = context;
+  for (const part of parts) {
+    if (value === null || value === undefined) return undefined;
+    const holder = Object(value) as Record<string, unknown>;
+    if (!Object.hasOwn(holder, part)) return undefined;
+    value = holder[part];
+  }
+  return value;
+}
+
+function simplePath(node: Node): PathNode | null {
+  if (!isPath(node) || node.data || node.depth !== 0 || node.parts.length === 0) return null;
+  if (/^(this|\.)/.test(node.original)) return null;
+  return node;
+}
+
+/**
+ * Compiles a `<<...>>` template once. Rendering is strict: a missing path throws a
+ * TemplateError, except inside `default`, `if`, `unless` or when `lenient` is set.
+ */
+export function compileTemplate(source: string, options: CompileOptions = {}): CompiledTemplate {
+  const lenient = options.lenient === true;
+  const segments = split(source);
+  const { hbSource, starts } = toHandlebars(segments);
+  let program: Node;
+  try {
+    program = hb.parse(hbSource) as unknown as Node;
+  } catch (error) {
+    throw syntaxError(`invalid template: ${parseMessage((error as Error).message)}`, source, starts[0]?.offset ?? 0);
+  }
+
+  const lineStarts = [0];
+  for (let i = 0; i < hbSource.length; i++) if (hbSource[i] === '\n') lineStarts.push(i + 1);
+  const offsetOf = (node: Node): number => {
+    const loc = node.loc?.start;
+    if (!loc) return 0;
+    const hbOffset = (lineStarts[loc.line - 1] ?? 0) + loc.column;
+    let offset = 0;
+    for (const s of starts) if (s.hbOffset <= hbOffset) offset = s.offset;
+    return offset;
+  };
+
+  const refs: TemplateRef[] = [];
+  const helpersUsed: TemplateHelperUse[] = [];
+  const body = (program.body as Node[]).filter((n) => !(n.type === 'ContentStatement' && n.value === '' ));
+  const whole = segments.length === 1 && segments[0]?.exprOffset !== undefined && body.length === 1 && body[0]?.type === 'MustacheStatement';
+
+  // Rewrites the AST in place: strict paths get `__req`, top-level mustaches `__str`/`__cap`.
+  const isCall = (n: CallNode): boolean => n.params.length > 0 || (n.hash?.pairs.length ?? 0) > 0 || (isPath(n.path) && n.path.parts.length === 1 && isKnownHelper(n.path.original));
+  const visitValue = (n: Node, lenientHere: boolean, scoped: boolean): Node => {
+    if (n.type === 'SubExpression') {
+      visitCall(n as CallNode, scoped);
+      return n;
+    }
+    if (!isPath(n)) return n;
+    if (!scoped && !n.data) refs.push({ parts: n.parts, original: n.original, offset: offsetOf(n) });
+    if (lenient || lenientHere) return n;
+    return { type: 'SubExpression', path: pathNode('__req'), params: [n, stringLiteral(n.original)], loc: n.loc } as Node;
+  };
+  const visitCall = (n: CallNode, scoped: boolean): void => {
+    const name = isPath(n.path) ? n.path.original : '';
+    if (name.startsWith('__')) throw syntaxError(`unknown helper \`${name}\``, source, offsetOf(n));
+    helpersUsed.push({ name, offset: offsetOf(n) });
+    const lenientArgs = lenientHelpers.has(name);
+    n.params = n.params.map((p) => visitValue(p, lenientArgs, scoped));
+    for (const pair of n.hash?.pairs ?? []) pair.value = visitValue(pair.value, lenientArgs, scoped);
+  };
+  const visitProgram = (p: Node | null | undefined, scoped: boolean, top: boolean): void => {
+    if (!p) return;
+    const statements = p.body as Node[];
+    for (let i = 0; i < statements.length; i++) {
+      const st = statements[i] as Node;
+      if (st.type === 'MustacheStatement') {
+        const m = st as CallNode;
+        let expr: Node;
+        if (isCall(m)) {
+          visitCall(m, scoped);
+          expr = { type: 'SubExpression', path: m.path, params: m.params, hash: m.hash, loc: m.loc };
+        } else {
+          expr = visitValue(m.path, false, scoped);
+        }
+        m.path = pathNode(top && whole ? '__cap' : '__str');
+        m.params = [expr];
+        m.hash = undefined;
+      } else if (st.type === 'BlockStatement') {
+        const b = st as CallNode;
+        const name = isPath(b.path) ? b.path.original : '';
+        if (!builtinHelpers.has(name)) throw syntaxError(`unknown block helper \`#${name}\`; use #if, #unless, #each or #with`, source, offsetOf(b));
+        visitCall(b, scoped);
+        const inner = scoped || name === 'each' || name === 'with';
+        visitProgram(b.program as Node, inner, false);
+        visitProgram(b.inverse as Node, scoped, false);
+      } else if (st.type === 'PartialStatement' || st.type === 'PartialBlockStatement' || st.type === 'DecoratorBlock' || st.type === 'Decorator') {
+        throw syntaxError('partials and decorators are not supported in templates', source, offsetOf(st));
+      }
+    }
+  };
+
+  // Fast paths for the common shapes: `<<a.b>>` and text with plain paths. They skip
+  // Handlebars entirely on the hot path of a loop.
+  const fast = fastRenderer(body, segments, lenient);
+  visitProgram(program, false, true);
+  for (const h of helpersUsed) {
+    if (!isKnownHelper(h.name)) throw syntaxError(`unknown helper \`${h.name}\`; known helpers: ${[...Object.keys(helpers), ...builtinHelpers].join(', ')}`, source, h.offset);
+  }
+
+  let render: (context: TemplateContext) => unknown;
+  if (fast) {
+    render = fast;
+  } else {
+    const compiled = hb.compile(program as unknown as hbs.AST.Program, { noEscape: true, knownHelpersOnly: false });
+    render = whole
+      ? (context) => {
+          captured = undefined;
+          compiled(context);
+          const value = captured;
+          captured = undefined;
+          return value;
+        }
+      : (context) => compiled(context);
+  }
+  const wrapped = (context: TemplateContext): unknown => {
+    try {
+      return render(context);
+    } catch (error) {
+      if (error instanceof TemplateError) {
+        if (error.code === 'FERRY_TEMPLATE_MISSING_PATH') {
+          const e = new TemplateError(error.code, error.message, source);
+          throw e;
+        }
+        throw error;
+      }
+      throw new TemplateError('FERRY_TEMPLATE_RENDER', `template failed: ${(error as Error).message}`, source, { cause: error });
+    }
+  };
+  return { source, whole, refs, helpersUsed, render: wrapped };
+}
+
+function fastRenderer(body: Node[], segments: Segment[], lenient: boolean): Getter | null {
+  const getters: (string | { parts: string[]; original: string })[] = [];
+  for (const st of body) {
+    if (st.type === 'ContentStatement') {
+      getters.push(String(st.value));
+      continue;
+    }
+    if (st.type !== 'MustacheStatement') return null;
+    const m = st as CallNode;
+    if (m.params.length > 0 || (m.hash?.pairs.length ?? 0) > 0) return null;
+    const path = simplePath(m.path);
+    if (!path || (path.parts.length === 1 && isKnownHelper(path.original))) return null;
+    getters.push({ parts: path.parts, original: path.original });
+  }
+  // Escaped `{{` text makes Handlebars emit several content nodes; keep to the simple case.
+  if (segments.some((s) => s.exprOffset === undefined && s.text.includes('{{'))) return null;
+  const get = (g: { parts: string[]; original: string }, context: TemplateContext): unknown => {
+    const value = lookup(g.parts, context);
+    if (value === undefined && !lenient) throw missingPath(g.original);
+    return value;
+  };
+  const only = getters[0];
+  if (getters.length === 1 && typeof only === 'object' && segments.length === 1) return (context) => get(only, context);
+  return (context) => {
+    let out = '';
+    for (const g of getters) out += typeof g === 'string' ? g : stringify(get(g, context));
+    return out;
+  };
+}

@@ -1,0 +1,69 @@
+import { TemplateError } from '../errors.js';
+import { compileTemplate, isTemplate, type CompiledTemplate, type CompileOptions, type TemplateContext } from './compile.js';
+
+/** A value from the workflow file with its templates compiled: renders to plain data. */
+export type CompiledValue = (context: TemplateContext) => unknown;
+
+/** Where a template sits inside a value: the key path from the value's root. */
+export interface TemplateSite {
+  path: (string | number)[];
+  template: CompiledTemplate;
+}
+
+/**
+ * Compiles every template in a value tree once. Literal subtrees are returned as they are
+ * (not copied): actions must not mutate their inputs. `onError` receives syntax errors with
+ * their path so that validation can report them all.
+ */
+export function compileValue(
+  value: unknown,
+  options: CompileOptions & { sites?: TemplateSite[]; onError?: (error: unknown, path: (string | number)[]) => void } = {},
+  path: (string | number)[] = [],
+): CompiledValue {
+  if (typeof value === 'string') {
+    if (!isTemplate(value)) return () => value;
+    try {
+      const template = compileTemplate(value, options);
+      options.sites?.push({ path, template });
+      const field = path.join('.');
+      return (context) => {
+        try {
+          return template.render(context);
+        } catch (error) {
+          if (error instanceof TemplateError) error.field ??= field || undefined;
+          throw error;
+        }
+      };
+    } catch (error) {
+      if (!options.onError) throw error;
+      options.onError(error, path);
+      return () => value;
+    }
+  }
+  if (Array.isArray(value)) {
+    const items = value.map((v, i) => compileValue(v, options, [...path, i]));
+    if (!hasTemplates(value)) return () => value;
+    return (context) => items.map((item) => item(context));
+  }
+  if (value !== null && typeof value === 'object') {
+    if (!hasTemplates(value)) return () => value;
+    const entries = Object.entries(value).map(([k, v]) => [k, compileValue(v, options, [...path, k])] as const);
+    return (context) => {
+      const out: Record<string, unknown> = {};
+      for (const [k, fn] of entries) {
+        const rendered = fn(context);
+        // An optional value that rendered to nothing is left out rather than sent as null.
+        if (rendered !== undefined) out[k] = rendered;
+      }
+      return out;
+    };
+  }
+  return () => value;
+}
+
+export function hasTemplates(value: unknown): boolean {
+  if (typeof value === 'string') return isTemplate(value);
+  if (Array.isArray(value)) return value.some(hasTemplates);
+  if (value !== null && typeof value === 'object') return Object.values(value).some(hasTemplates);
+  return false;
+}

@@ -1,0 +1,95 @@
+import type { TemplateRef } from '../template/compile.js';
+import type { YamlPath } from './load.js';
+
+/** What a template may read at its place in the workflow. */
+export interface Scope {
+  /** Steps that ran before this point (siblings before it and everything visible outside). */
+  steps: Set<string>;
+  /** Ids of the loops around this point, outermost first. */
+  loops: string[];
+  /** Item names (`as`) of the loops around this point. */
+  items: string[];
+  /** `workflow`, `trigger`, `provider` or "step `id`": where the template sits. */
+  where: string;
+}
+
+export interface ReferenceProblem {
+  offset: number;
+  code: string;
+  message: string;
+}
+
+interface Known {
+  secrets: Set<string>;
+  inputs: Set<string> | undefined;
+  allSteps: Map<string, { path: YamlPath; loop: string | undefined }>;
+  /** Loop item names (`as`) and the loop that defines each. */
+  loopItems: Map<string, string>;
+}
+
+const ROOTS = ['inputs', 'trigger', 'steps', 'env', 'secrets', 'run', 'workflow'];
+const TRIGGER_FIELDS = new Set(['type', 'body', 'headers', 'query']);
+
+/** Checks every path a template reads against what exists at its place in the workflow. */
+export function checkReferences(refs: readonly TemplateRef[], scope: Scope, known: Known): ReferenceProblem[] {
+  const problems: ReferenceProblem[] = [];
+  const add = (ref: TemplateRef, code: string, message: string): void => {
+    problems.push({ offset: ref.offset, code, message: `\`${ref.original}\`: ${message}` });
+  };
+  const restricted = scope.where === 'trigger' ? ['secrets', 'env'] : scope.where === 'provider' ? ['secrets', 'env', 'inputs', 'run', 'workflow'] : undefined;
+
+  for (const ref of refs) {
+    const [root, second] = ref.parts;
+    if (root === undefined) continue;
+    if (restricted && !restricted.includes(root)) {
+      add(ref, 'FERRY_REF_SCOPE', `${scope.where === 'trigger' ? 'a trigger secret' : 'a provider setting'} can only read ${restricted.join(', ')}`);
+      continue;
+    }
+    if (scope.items.includes(root)) continue;
+    switch (root) {
+      case 'steps': {
+        if (second === undefined) break;
+        if (scope.steps.has(second) || scope.loops.includes(second)) {
+          const third = ref.parts[2];
+          if (third !== undefined && third !== 'output' && third !== 'status') add(ref, 'FERRY_REF_STEP_FIELD', `a step exposes \`output\` and \`status\`; did you mean \`steps.${second}.output.${ref.parts.slice(2).join('.')}\`?`);
+          break;
+        }
+        const other = known.allSteps.get(second);
+        if (!other) add(ref, 'FERRY_REF_UNKNOWN_STEP', `there is no step \`${second}\``);
+        else if (other.loop && !scope.loops.includes(other.loop)) add(ref, 'FERRY_REF_INNER_STEP', `step \`${second}\` runs inside loop \`${other.loop}\`; outside it, read \`steps.${other.loop}.output.items\``);
+        else add(ref, 'FERRY_REF_LATER_STEP', `step \`${second}\` runs later; a step can only read the steps before it`);
+        break;
+      }
+      case 'secrets':
+        if (second !== undefined && !known.secrets.has(second)) add(ref, 'FERRY_REF_SECRET', `secret \`${second}\` is not declared; add it to \`secrets:\``);
+        break;
+      case 'inputs':
+        if (second !== undefined && known.inputs && !known.inputs.has(second)) add(ref, 'FERRY_REF_INPUT', `input \`${second}\` is not declared by any trigger (declared: ${[...known.inputs].join(', ') || 'none'})`);
+        break;
+      case 'trigger':
+        if (second !== undefined && !TRIGGER_FIELDS.has(second)) add(ref, 'FERRY_REF_TRIGGER', `the trigger has \`type\`, \`body\`, \`headers\` and \`query\``);
+        break;
+      case 'loop':
+        if (scope.loops.length === 0) add(ref, 'FERRY_REF_LOOP', '`loop` only exists inside a loop');
+        else if (second !== undefined && second !== 'index') add(ref, 'FERRY_REF_LOOP', 'a loop exposes `loop.index`');
+        break;
+      case 'run':
+        if (second !== undefined && second !== 'id') add(ref, 'FERRY_REF_RUN', 'a run exposes `run.id`');
+        break;
+      case 'workflow':
+        if (second !== undefined && second !== 'name') add(ref, 'FERRY_REF_WORKFLOW', 'the workflow exposes `workflow.name`');
+        break;
+      case 'env':
+        break;
+      default: {
+        const loop = known.loopItems.get(root);
+        if (loop) {
+          add(ref, 'FERRY_REF_ITEM_SCOPE', `\`${root}\` is the item of loop \`${loop}\` and only exists inside it`);
+          break;
+        }
+        add(ref, 'FERRY_REF_UNKNOWN', `unknown name \`${root}\`; templates read ${[...ROOTS, ...(scope.loops.length ? ['loop'] : []), ...scope.items].join(', ')}`);
+      }
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,259 @@
+/**
+ * The workflow JSON Schema (draft-07, which editors support best). The validator compiles
+ * exactly this object, and `schemas/workflow.schema.json` is written from it by
+ * `npm run schema` (a test fails when the file is stale), so editors and `ferry validate`
+ * can never disagree.
+ */
+import type { ProviderDefinition } from '../providers/define.js';
+
+export type JsonSchema = Record<string, unknown>;
+
+export const SCHEMA_ID = 'https://ferry.dev/schemas/workflow.schema.json';
+
+const TEMPLATE_REF = '#/definitions/template';
+
+export const STEP_ID_PATTERN = '^[a-z_][a-z0-9_]*$';
+export const NAME_PATTERN = '^[a-z0-9][a-z0-9_-]*$';
+export const DURATION_PATTERN = '^[0-9]+(ms|s|m|h)$';
+export const IDENT_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
+
+/** Shared provider block fields: every provider takes them. */
+export const commonProviderProperties: Record<string, JsonSchema> = {
+  concurrency: {
+    type: 'integer',
+    minimum: 1,
+    maximum: 1000,
+    description: 'Requests in flight to this provider at once, across every step, loop item and run of the process.',
+    examples: [4],
+  },
+  rate: {
+    type: 'object',
+    description: 'At most `limit` requests start per `interval`.',
+    additionalProperties: false,
+    required: ['limit', 'interval'],
+    properties: {
+      limit: { type: 'integer', minimum: 1, description: 'Requests per interval.', examples: [20] },
+      interval: { $ref: '#/definitions/duration', description: 'The window, e.g. `1s`.' },
+    },
+    examples: [{ limit: 20, interval: '1s' }],
+  },
+  base_url: {
+    type: 'string',
+    description: 'Replaces every host of this provider (ingestion and export), e.g. a local emulator. May be a template.',
+    examples: ['http://127.0.0.1:9100'],
+  },
+  region: { type: 'string', enum: ['us', 'eu'], default: 'us', description: 'Data residency region: picks the provider hosts.' },
+};
+
+/** Makes every constrained node of an action input schema also accept a `<<template>>` string. */
+export function widenForTemplates(schema: JsonSchema): JsonSchema {
+  const out: JsonSchema = { ...schema };
+  if (isObject(schema.properties)) {
+    out.properties = Object.fromEntries(Object.entries(schema.properties).map(([k, v]) => [k, widenForTemplates(v as JsonSchema)]));
+  }
+  if (isObject(schema.items)) out.items = widenForTemplates(schema.items as JsonSchema);
+  if (isObject(schema.additionalProperties)) out.additionalProperties = widenForTemplates(schema.additionalProperties as JsonSchema);
+  const constrained = Object.keys(schema).some((k) => !['description', 'examples', 'default', 'title', '$comment', 'markdownDescription'].includes(k));
+  if (!constrained) return out;
+  const { description, examples, default: def, ...rest } = out;
+  return { ...(description === undefined ? {} : { description }), ...(examples === undefined ? {} : { examples }), ...(def === undefined ? {} : { default: def }), anyOf: [rest, { $ref: TEMPLATE_REF }] };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** Builds the full workflow schema from the registered providers and their actions. */
+export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): JsonSchema {
+  const actionNames = providers.flatMap((p) => p.actions.map((a) => `${p.name}.${a.name}`));
+  const withByAction = providers.flatMap((p) =>
+    p.actions.map((a) => ({
+      if: { properties: { action: { const: `${p.name}.${a.name}` } }, required: ['action'] },
+      then: { properties: { with: { anyOf: [widenForTemplates(a.input), { $ref: TEMPLATE_REF }] } } },
+    })),
+  );
+  const providerBlocks = Object.fromEntries(
+    providers.map((p) => [
+      p.name,
+      {
+        type: 'object',
+        description: p.description,
+        additionalProperties: false,
+        properties: { ...(p.config?.properties as Record<string, JsonSchema> | undefined), ...commonProviderProperties },
+        ...(p.config?.required ? { required: p.config.required } : {}),
+      },
+    ]),
+  );
+
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: SCHEMA_ID,
+    title: 'ferry workflow',
+    description: 'A ferry workflow: triggers start a run, steps call provider actions, loops fan out over arrays or files.',
+    type: 'object',
+    additionalProperties: false,
+    required: ['name', 'steps'],
+    properties: {
+      name: {
+        type: 'string',
+        pattern: NAME_PATTERN,
+        description: 'The workflow name: lowercase letters, digits, `-` and `_`; unique per folder.',
+        examples: ['sync-signups'],
+      },
+      description: { type: 'string', description: 'What the workflow does, for people reading it.' },
+      triggers: {
+        type: 'array',
+        description: 'What starts a run. A workflow with none can still be run by hand with `ferry run`.',
+        items: { $ref: '#/definitions/trigger' },
+      },
+      secrets: {
+        type: 'array',
+        description: 'Environment variables this workflow reads as `<<secrets.NAME>>`. Missing ones stop the run before it starts; their values are redacted everywhere.',
+        uniqueItems: true,
+        items: { type: 'string', pattern: IDENT_PATTERN },
+        examples: [['AMPLITUDE_API_KEY', 'SEGMENT_WRITE_KEY']],
+      },
+      providers: {
+        type: 'object',
+        description: 'Per-provider settings: keys, region, concurrency and rate limits shared by every step that calls the provider.',
+        additionalProperties: false,
+        properties: providerBlocks,
+      },
+      retry: { $ref: '#/definitions/retry' },
+      timeout: { $ref: '#/definitions/duration', description: 'Timeout of one provider call. Default `30s`.' },
+      steps: {
+        type: 'array',
+        minItems: 1,
+        description: 'Steps run in order; a loop step runs its inner steps once per item.',
+        items: { $ref: '#/definitions/step' },
+      },
+    },
+    definitions: {
+      template: {
+        type: 'string',
+        pattern: '<<',
+        description: 'A `<<...>>` template, rendered at run time.',
+      },
+      duration: {
+        type: 'string',
+        pattern: DURATION_PATTERN,
+        description: 'A duration: `250ms`, `2s`, `5m`, `1h`.',
+        examples: ['500ms', '30s'],
+      },
+      retry: {
+        type: 'object',
+        description: 'How failed provider calls are retried (429, 5xx except 501, connection errors, timeouts).',
+        additionalProperties: false,
+        properties: {
+          attempts: { type: 'integer', minimum: 1, maximum: 10, default: 5, description: 'Total tries of a call, 1..10.' },
+          backoff: {
+            type: 'object',
+            additionalProperties: false,
+            description: 'Exponential backoff between tries.',
+            properties: {
+              initial: { $ref: '#/definitions/duration', description: 'Wait before the second try. Default `500ms`.' },
+              factor: { type: 'number', minimum: 1, maximum: 10, default: 2, description: 'Each wait is this many times the previous one.' },
+              max: { $ref: '#/definitions/duration', description: 'Upper bound of one wait. Default `30s`.' },
+              jitter: { type: 'string', enum: ['full', 'none'], default: 'full', description: '`full` waits a random time between 0 and the computed wait.' },
+            },
+          },
+        },
+        examples: [{ attempts: 5, backoff: { initial: '500ms', factor: 2, max: '30s', jitter: 'full' } }],
+      },
+      trigger: {
+        type: 'object',
+        required: ['type'],
+        properties: { type: { type: 'string', enum: ['manual', 'webhook'], description: '`manual` (ferry run) or `webhook` (ferry serve).' } },
+        allOf: [
+          {
+            if: { properties: { type: { const: 'manual' } }, required: ['type'] },
+            then: {
+              additionalProperties: false,
+              properties: { type: {}, inputs: { $ref: '#/definitions/inputs' } },
+            },
+          },
+          {
+            if: { properties: { type: { const: 'webhook' } }, required: ['type'] },
+            then: {
+              additionalProperties: false,
+              required: ['path'],
+              properties: {
+                type: {},
+                path: { type: 'string', pattern: '^/[A-Za-z0-9/_.-]*$', description: 'The URL path that starts a run on POST.', examples: ['/hooks/signups'] },
+                secret: { type: 'string', description: 'HMAC-SHA256 secret for the request signature; usually `<<secrets.NAME>>`.', examples: ['<<secrets.SIGNUP_WEBHOOK_SECRET>>'] },
+                inputs: { $ref: '#/definitions/inputs' },
+              },
+            },
+          },
+        ],
+      },
+      inputs: {
+        type: 'object',
+        description: 'Inputs by name, each a JSON Schema; checked before a run starts and readable as `<<inputs.NAME>>`.',
+        propertyNames: { pattern: IDENT_PATTERN },
+        additionalProperties: { type: 'object' },
+        examples: [{ users: { type: 'array', items: { type: 'object' } } }],
+      },
+      condition: {
+        description: 'Runs the step only when this is truthy; missing paths count as false.',
+        anyOf: [{ type: 'boolean' }, { $ref: TEMPLATE_REF }],
+        examples: ['<<user.email>>'],
+      },
+      stepId: {
+        type: 'string',
+        pattern: STEP_ID_PATTERN,
+        description: 'Unique step id: lowercase letters, digits and `_`, starting with a letter or `_`. Later steps read `<<steps.ID.output>>`.',
+      },
+      step: {
+        type: 'object',
+        description: 'An action step (`action` + `with`) or a loop step (`loop` + `steps`).',
+        if: { required: ['loop'] },
+        then: { $ref: '#/definitions/loopStep' },
+        else: { $ref: '#/definitions/actionStep' },
+      },
+      actionStep: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'action'],
+        properties: {
+          id: { $ref: '#/definitions/stepId' },
+          action: {
+            type: 'string',
+            enum: actionNames,
+            description: 'The action to call, `provider.name`; `ferry actions` lists them.',
+          },
+          with: {
+            description: "The action's inputs; values may be templates.",
+            anyOf: [{ type: 'object' }, { $ref: TEMPLATE_REF }],
+          },
+          if: { $ref: '#/definitions/condition' },
+          retry: { $ref: '#/definitions/retry' },
+          timeout: { $ref: '#/definitions/duration', description: "Timeout of one provider call of this step; overrides the workflow's." },
+        },
+        allOf: withByAction,
+      },
+      loopStep: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['id', 'loop', 'steps'],
+        properties: {
+          id: { $ref: '#/definitions/stepId' },
+          if: { $ref: '#/definitions/condition' },
+          loop: {
+            type: 'object',
+            additionalProperties: false,
+            description: 'Runs `steps` once per item of `over` (an array) or of `file` (CSV, JSONL or JSON, streamed).',
+            properties: {
+              over: { description: 'The items: a template that renders to an array, or a literal list.', anyOf: [{ type: 'array' }, { $ref: TEMPLATE_REF }], examples: ['<<inputs.users>>'] },
+              file: { type: 'string', description: 'A CSV (header row), JSONL or JSON array file, relative to the workflow file.', examples: ['data/users.csv'] },
+              as: { type: 'string', pattern: IDENT_PATTERN, default: 'item', description: 'The name of the current item in templates.', examples: ['user'] },
+              concurrency: { type: 'integer', minimum: 1, maximum: 1000, default: 1, description: 'Items in flight at once (provider limits still apply).' },
+            },
+            oneOf: [{ required: ['over'] }, { required: ['file'] }],
+          },
+          steps: { type: 'array', minItems: 1, items: { $ref: '#/definitions/step' }, description: 'Steps run for each item.' },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import type { CompiledTemplate } from '../template/compile.js';
+import type { CompiledValue } from '../template/value.js';
+
+/** The typed workflow after validation: templates compiled, durations in ms, defaults applied. */
+export interface Workflow {
+  /** Absolute path of the file it was loaded from. */
+  file: string;
+  /** The file's text as loaded (copied into the run's state dir). */
+  source: string;
+  name: string;
+  description: string | undefined;
+  triggers: Trigger[];
+  secrets: string[];
+  providers: Record<string, ProviderSettings>;
+  retry: RetryPolicy;
+  timeoutMs: number;
+  steps: Step[];
+}
+
+export type Trigger = ManualTrigger | WebhookTrigger;
+
+export interface ManualTrigger {
+  type: 'manual';
+  inputs: Record<string, Record<string, unknown>> | undefined;
+}
+
+export interface WebhookTrigger {
+  type: 'webhook';
+  path: string;
+  secret: CompiledValue | undefined;
+  inputs: Record<string, Record<string, unknown>> | undefined;
+}
+
+export interface ProviderSettings {
+  /** The provider block's own fields (keys, region, base_url), rendered when a run starts. */
+  config: CompiledValue;
+  concurrency: number | undefined;
+  rate: { limit: number; intervalMs: number } | undefined;
+}
+
+export interface RetryPolicy {
+  /** Total tries, 1..10. */
+  attempts: number;
+  initialMs: number;
+  factor: number;
+  maxMs: number;
+  jitter: 'full' | 'none';
+}
+
+export type Step = ActionStep | LoopStep;
+
+interface StepBase {
+  id: string;
+  /** Renders to the condition; undefined when the step has no `if:`. */
+  if: CompiledTemplate | boolean | undefined;
+  /** 1-based line of the step in its file, for messages. */
+  line: number;
+}
+
+export interface ActionStep extends StepBase {
+  kind: 'action';
+  action: string;
+  with: CompiledValue;
+  retry: RetryPolicy | undefined;
+  timeoutMs: number | undefined;
+}
+
+export interface LoopStep extends StepBase {
+  kind: 'loop';
+  over: CompiledValue | undefined;
+  /** Absolute path of `loop.file`. */
+  file: string | undefined;
+  as: string;
+  concurrency: number;
+  steps: Step[];
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, initialMs: 500, factor: 2, maxMs: 30_000, jitter: 'full' };
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `250ms`, `2s`, `5m`, `1h` in ms; undefined when the text is not a duration. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+)(ms|s|m|h)$/.exec(text);
+  if (!match) return undefined;
+  return Number(match[1]) * (UNITS[match[2] as string] as number);
+}

@@ -1,0 +1,179 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { json, startServer } from '../helpers/server.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const bin = path.join(root, 'dist/cli.js');
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built `ferry` binary as a user would. */
+function ferry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: { PATH: process.env.PATH ?? '', ...options.env } }, (error, stdout, stderr) => {
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+let dir: string;
+async function file(name: string, text: string): Promise<string> {
+  const p = path.join(dir, name);
+  await writeFile(p, text.replace(/^\n/, ''));
+  return p;
+}
+
+beforeAll(async () => {
+  if (!existsSync(bin)) throw new Error('dist/cli.js is missing: run `npm run build` first (npm test does)');
+  dir = await mkdtemp(path.join(tmpdir(), 'ferry-cli-'));
+});
+
+describe('ferry validate', () => {
+  it('exits 0 quietly for valid files and lists them with --verbose', async () => {
+    const quiet = await ferry(['validate', 'workflows']);
+    expect(quiet).toMatchObject({ code: 0, stdout: '' });
+    const verbose = await ferry(['validate', 'workflows', '--verbose']);
+    expect(verbose.stderr).toContain('ok workflows/hello-loop.yaml');
+  });
+
+  it('prints every error of a file as file:line:col: message and exits 2', async () => {
+    const bad = await file('bad.yaml', `
+name: bad
+steps:
+  - id: one
+    action: core.lgo
+  - id: two
+    action: core.log
+    with: { message: "<<steps.three.output>>" }
+`);
+    const result = await ferry(['validate', bad], { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(result.stdout.trim().split('\n')).toEqual([
+      `${bad}:4:13: unknown action \`core.lgo\`; did you mean \`core.log\`? (\`ferry actions\` lists them)`,
+      `${bad}:7:23: \`steps.three.output\`: there is no step \`three\``,
+    ]);
+  });
+
+  it('prints GitHub annotations with --format github', async () => {
+    const bad = await file('tab.yaml', 'name: x\nsteps:\n\t- id: a\n');
+    const result = await ferry(['validate', 'tab.yaml', '--format', 'github'], { cwd: dir });
+    expect(result.code).toBe(2);
+    expect(result.stdout).toContain('::error file=tab.yaml,line=3,col=1::YAML does not allow tabs');
+    void bad;
+  });
+
+  it('exits 2 with usage help for an unknown option', async () => {
+    const result = await ferry(['validate', '--bogus']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("Unknown option '--bogus'");
+  });
+});
+
+describe('ferry run', () => {
+  it('runs the example, prints step lines on stderr and the summary as JSON on stdout', async () => {
+    const result = await ferry(['run', 'workflows/hello-loop.yaml', '--json']);
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout);
+    expect(summary).toMatchObject({ workflow: 'hello-loop', status: 'succeeded', error: null });
+    expect(summary.steps.greet_each.output.count).toBe(3);
+    expect(summary.runId).toMatch(/^[0-9A-HJKMNP-TV-Z]{26}$/);
+    expect(result.stderr).toMatch(/✓ greet_each {2}succeeded {2}3 items/);
+    expect(result.stderr).toContain('[report] greeted 3 users');
+  });
+
+  it('takes --input values as JSON when they parse, and @file reads a file', async () => {
+    const users = await file('users.json', JSON.stringify([{ name: 'Zed' }]));
+    const result = await ferry(['run', path.join(root, 'workflows/hello-loop.yaml'), '--input', `users=@${users}`, '--json'], { cwd: dir });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain('hello Zed (#0)');
+  });
+
+  it('checks inputs before running and exits 2 naming the input', async () => {
+    const result = await ferry(['run', 'workflows/hello-loop.yaml', '--input', 'users={"a":1}']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/invalid input: `users` must be array/);
+    expect(result.stderr).not.toContain('hello');
+  });
+
+  it('exits 2 naming a declared secret that is missing from the environment', async () => {
+    const wf = await file('secret.yaml', `
+name: secret
+secrets: [API_TOKEN]
+steps:
+  - { id: a, action: core.log, with: { message: "token <<secrets.API_TOKEN>>" } }
+`);
+    const result = await ferry(['run', wf]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('missing secret `API_TOKEN`');
+  });
+
+  it('never prints a secret value, even when a step logs it', async () => {
+    const wf = await file('leak.yaml', `
+name: leak
+secrets: [API_TOKEN]
+steps:
+  - { id: a, action: core.log, with: { message: "token <<secrets.API_TOKEN>>" } }
+`);
+    const result = await ferry(['run', wf, '--json'], { env: { API_TOKEN: 'tok_live_5up3r5ecret' } });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain('token [redacted]');
+    expect(result.stdout + result.stderr).not.toContain('tok_live_5up3r5ecret');
+  });
+
+  it('exits 1 when a step fails, naming the step, the loop item and the cause', async () => {
+    const server = await startServer((req, res) => (req.url === '/2' ? json(res, 400, { error: 'user 2 is blocked' }) : json(res, 200, {})));
+    try {
+      const wf = await file('fail.yaml', `
+name: fail
+steps:
+  - id: each
+    loop: { over: [0, 1, 2, 3] }
+    steps:
+      - { id: call, action: http.request, with: { url: "${server.url}/<<item>>" } }
+`);
+      const result = await ferry(['run', wf, '--json']);
+      expect(result.code).toBe(1);
+      const summary = JSON.parse(result.stdout);
+      expect(summary.status).toBe('failed');
+      expect(summary.error).toMatchObject({ step: 'call', item: 2 });
+      expect(result.stderr).toMatch(/failed: step `call`, loop item 2: http answered 400: .*user 2 is blocked/);
+      expect(server.seen.map((s) => s.url)).toEqual(['/0', '/1', '/2']);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('exits 2 for an invalid workflow without running anything', async () => {
+    const wf = await file('invalid.yaml', 'name: x\nsteps:\n  - id: A\n    action: core.log\n');
+    const result = await ferry(['run', wf]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${wf}:3:9: step id \`A\``);
+  });
+});
+
+describe('ferry actions and schema', () => {
+  it('lists every action with its inputs', async () => {
+    const result = await ferry(['actions']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('core.log');
+    expect(result.stdout).toMatch(/message\*/);
+    expect(result.stdout).toContain('http.request');
+    const asJson = JSON.parse((await ferry(['actions', '--json'])).stdout) as { name: string }[];
+    expect(asJson.map((a) => a.name)).toEqual(expect.arrayContaining(['core.log', 'http.request']));
+  });
+
+  it('prints the same schema that schemas/workflow.schema.json holds (run `npm run schema` when this fails)', async () => {
+    const result = await ferry(['schema']);
+    const onDisk = await readFile(path.join(root, 'schemas/workflow.schema.json'), 'utf8');
+    expect(JSON.parse(result.stdout)).toEqual(JSON.parse(onDisk));
+  });
+});
