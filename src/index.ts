@@ -12,3 +12,7 @@ export { Limiter } from './engine/limiter.js';
 export { checkInputs } from './engine/inputs.js';
 export { compileTemplate } from './template/compile.js';
 export * from './errors.js';
+export { FileJournal, noJournal, readJournal } from './store/journal.js';
+export type { RunJournal, JournalEntry } from './store/journal.js';
+export { resumeStateFrom } from './engine/run.js';
+export type { ResumeState } from './engine/run.js';

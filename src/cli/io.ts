@@ -9,6 +9,8 @@ export interface CommandIO {
   /** True when stderr is a terminal (progress and colour). */
   isTTY: boolean;
   redactor: Redactor;
+  /** Aborted with 'SIGINT' or 'SIGTERM' when the process is asked to stop. */
+  signal?: AbortSignal;
 }
 
 export interface CapturedIO extends CommandIO {
@@ -35,9 +37,10 @@ export function captureIO(env: Record<string, string | undefined> = {}, cwd = pr
   return io;
 }
 
-export function processIO(): CommandIO {
+export function processIO(signal?: AbortSignal): CommandIO {
   const redactor = new Redactor();
   return {
+    ...(signal ? { signal } : {}),
     env: process.env,
     cwd: process.cwd(),
     isTTY: Boolean(process.stderr.isTTY) && process.env.CI !== 'true',

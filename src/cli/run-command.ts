@@ -3,6 +3,8 @@ import { errorMessage, UsageError, WorkflowError } from '../errors.js';
 import type { CommandIO } from './io.js';
 import { actionsCommand } from './commands/actions.js';
 import { runCommandMain } from './commands/run.js';
+import { retryCommand } from './commands/retry.js';
+import { runsCommand, showCommand } from './commands/runs.js';
 import { schemaCommand } from './commands/schema.js';
 import { validateCommand } from './commands/validate.js';
 
@@ -18,6 +20,9 @@ export interface Command {
 const commands: Record<string, Command> = {
   validate: validateCommand,
   run: runCommandMain,
+  retry: retryCommand,
+  runs: runsCommand,
+  show: showCommand,
   actions: actionsCommand,
   schema: schemaCommand,
 };

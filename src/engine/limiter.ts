@@ -1,4 +1,6 @@
 import PQueue from 'p-queue';
+import type { Dispatcher } from 'undici';
+import { Batcher, type BatchSettings } from './batcher.js';
 
 export interface QueueLimits {
   /** Requests in flight at once. */
@@ -77,6 +79,17 @@ export class ProviderQueue {
 /** The per-process set of provider queues, shared by every step, loop item and run. */
 export class Limiter {
   readonly #queues = new Map<string, ProviderQueue>();
+  readonly #batchers = new Map<string, Batcher>();
+
+  /** The provider's batcher, on top of its queue; created with `settings` the first time. */
+  batcher(queue: ProviderQueue, dispatcher: Dispatcher, settings: BatchSettings): Batcher {
+    let batcher = this.#batchers.get(queue.provider);
+    if (!batcher) {
+      batcher = new Batcher(queue, dispatcher, settings);
+      this.#batchers.set(queue.provider, batcher);
+    }
+    return batcher;
+  }
   #pauseListeners = new Set<(event: PauseEvent) => void>();
 
   /** The provider's queue; created with `limits` the first time it is asked for. */

@@ -42,16 +42,18 @@ export interface RetryOptions {
 export async function callWithRetry<T>(attempt: () => Promise<T>, options: RetryOptions): Promise<T> {
   const { policy, queue, stats } = options;
   return pRetry(
-    async () => {
-      if (stats) stats.attempts++;
-      return queue.add(attempt);
-    },
+    async () =>
+      queue.add(() => {
+        // A graceful stop lets calls on the wire finish but starts no new one.
+        if (options.signal?.aborted) throw new ProviderError(queue.provider, 'not sent: the run is stopping', { code: 'FERRY_ABORTED' });
+        if (stats) stats.attempts++;
+        return attempt();
+      }),
     {
       retries: policy.attempts - 1,
       minTimeout: 0,
       maxTimeout: 0,
       randomize: false,
-      ...(options.signal ? { signal: options.signal } : {}),
       onFailedAttempt: ({ error }) => {
         if (stats) stats.failures.push(error instanceof ProviderError ? (error.status ?? error.code) : 'error');
       },
@@ -68,7 +70,8 @@ export async function callWithRetry<T>(attempt: () => Promise<T>, options: Retry
           await sleep(backoffMs(retriesConsumed + 1, policy), options.signal);
         }
         if (stats) stats.waitedMs += Date.now() - started;
-        return true;
+        // Stopping: the call ends with its last error; the run's journal marks it for retry.
+        return !options.signal?.aborted;
       },
     },
   );

@@ -1,16 +1,20 @@
 import { createHash } from 'node:crypto';
+import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ActionInputError, FerryError, ProviderError, RunFailedError, TemplateError, errorMessage } from '../errors.js';
-import type { ActionContext, LogLevel } from '../providers/define.js';
+import type { ActionContext, BatchSpec, LogLevel } from '../providers/define.js';
 import { sharedAgent } from '../providers/http.js';
 import type { Registry } from '../providers/registry.js';
 import type { TemplateContext } from '../template/compile.js';
-import type { ActionStep, LoopStep, Step, Workflow } from '../workflow/types.js';
+import { parseDuration, type ActionStep, type LoopStep, type Step, type Workflow } from '../workflow/types.js';
+import type { BatchSettings } from './batcher.js';
 import { Limiter } from './limiter.js';
 import type { Redactor } from './redact.js';
 import { callWithRetry, type CallStats } from './retry.js';
 import { newRunId } from './run-id.js';
-import type { CallSummary, InnerStepSummary, RunErrorInfo, RunObserver, RunSummary, StepSummary, TriggerData } from './types.js';
+import { readItems } from './sources.js';
+import { noJournal, type JournalEntry, type RunJournal, type StepShape } from '../store/journal.js';
+import type { CallSummary, InnerStepSummary, RunErrorInfo, RunObserver, RunSummary, StepStatus, StepSummary, TriggerData } from './types.js';
 
 export interface RunOptions {
   registry: Registry;
@@ -33,7 +37,35 @@ export interface RunOptions {
   observer?: RunObserver;
   /** Collects secret values; the caller redacts what it prints with it. */
   redactor?: Redactor;
+  /**
+   * Graceful stop (SIGINT/SIGTERM): no new step, loop item or call starts; calls on the wire
+   * finish within their timeout and are recorded. The run ends `failed` and can be retried.
+   */
   signal?: AbortSignal;
+  /** Where entries go; `FileJournal` in the CLI. @default nothing is kept */
+  journal?: RunJournal;
+  /** Steps that completed in an earlier attempt of this run (`ferry retry`), from its journal. */
+  resume?: ResumeState;
+}
+
+/** What a journal says already happened in a run, keyed by `stepKey`. */
+export type ResumeState = Map<string, { status: StepStatus; output: unknown; ms: number }>;
+
+/** A step's identity in one run: its id and loop position. */
+export function stepKey(id: string, item: readonly number[]): string {
+  return `${id}@${item.join('.')}`;
+}
+
+/** The completed steps of a journal, ready for `RunOptions.resume`. */
+export function resumeStateFrom(entries: readonly JournalEntry[]): ResumeState {
+  const state: ResumeState = new Map();
+  for (const e of entries) {
+    if (e.t !== 'step') continue;
+    const key = stepKey(e.id, e.item);
+    if (e.status === 'failed') state.delete(key);
+    else state.set(key, { status: e.status, output: e.output ?? null, ms: e.ms });
+  }
+  return state;
 }
 
 let processLimiter: Limiter | undefined;
@@ -59,6 +91,9 @@ class Run {
   readonly limiter: Limiter;
   readonly dispatcher: Dispatcher;
   readonly signal: AbortSignal;
+  readonly journal: RunJournal;
+  /** Steps running now, for the interruption message. */
+  readonly active = new Set<string>();
 
   constructor(
     readonly workflow: Workflow,
@@ -68,6 +103,7 @@ class Run {
     this.limiter = options.limiter ?? defaultLimiter();
     this.dispatcher = options.dispatcher ?? sharedAgent();
     this.signal = options.signal ?? new AbortController().signal;
+    this.journal = options.journal ?? noJournal;
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
   }
 
@@ -94,16 +130,52 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
     run: { id: runId },
     workflow: { name: workflow.name },
   };
+  if (options.resume) run.journal.append({ t: 'resume', at: new Date().toISOString(), pid: process.pid });
+  else {
+    run.journal.append({
+      t: 'run',
+      v: 1,
+      runId,
+      workflow: workflow.name,
+      file: workflow.file,
+      startedAt: run.summary.startedAt,
+      pid: process.pid,
+      inputs: options.inputs ?? {},
+      trigger,
+      shape: shapeOf(workflow.steps),
+    });
+  }
+  let interrupted: string | undefined;
   try {
     renderProviders(run, context);
     await runSteps(workflow.steps, { context, steps, item: [], inner: undefined }, run);
+    if (run.signal.aborted) throw interruption(run);
   } catch (error) {
     const failure = error instanceof RunFailedError ? error : new RunFailedError('(run)', null, errorMessage(error), { cause: error });
+    if (run.signal.aborted) interrupted = String(run.signal.reason ?? 'interrupted');
     run.summary.status = 'failed';
     run.summary.error = errorInfo(failure);
   }
   run.summary.durationMs = Math.round(performance.now() - started);
+  run.journal.append({
+    t: 'end',
+    status: run.summary.status,
+    at: new Date().toISOString(),
+    ms: run.summary.durationMs,
+    error: run.summary.error,
+    ...(interrupted === undefined ? {} : { interrupted }),
+  });
   return run.summary;
+}
+
+function interruption(run: Run): RunFailedError {
+  const step = [...run.active][0] ?? '(run)';
+  return new RunFailedError(step, null, `run interrupted by ${String(run.signal.reason ?? 'a signal')} before it finished`);
+}
+
+/** The nesting of step ids, kept in the journal to check a changed workflow on retry. */
+export function shapeOf(steps: readonly Step[]): StepShape[] {
+  return steps.map((s) => (s.kind === 'loop' ? { id: s.id, steps: shapeOf(s.steps) } : { id: s.id }));
 }
 
 function errorInfo(failure: RunFailedError): RunErrorInfo {
@@ -146,11 +218,32 @@ async function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Pro
 async function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
   const started = performance.now();
   const top = scope.inner === undefined;
-  run.options.observer?.stepStarted?.(step.id, scope.item);
-  const finish = (summary: StepSummary): void => {
+  const record = (summary: StepSummary): void => {
     scope.steps[step.id] = { output: summary.output, status: summary.status };
     if (top) run.summary.steps[step.id] = summary;
     else addInner(scope.inner as Map<string, InnerStepSummary>, step.id, summary);
+  };
+  // A step that completed in an earlier attempt of this run is not run again: its output
+  // comes back from the journal. Loops always re-enter, restoring their items one by one.
+  const prior = step.kind === 'action' ? run.options.resume?.get(stepKey(step.id, scope.item)) : undefined;
+  if (prior) return record({ status: prior.status, output: prior.output, durationMs: prior.ms, resumed: true });
+
+  run.options.observer?.stepStarted?.(step.id, scope.item);
+  if (top) run.active.add(step.id);
+  const finish = (summary: StepSummary): void => {
+    record(summary);
+    if (top) run.active.delete(step.id);
+    run.journal.append({
+      t: 'step',
+      id: step.id,
+      item: scope.item,
+      status: summary.status,
+      // A loop's items are rebuilt from its inner steps' entries; only the count is kept.
+      output: step.kind === 'loop' ? { count: (summary.output as { count?: number } | null)?.count ?? 0 } : summary.output,
+      ms: summary.durationMs,
+      ...(summary.calls && summary.calls.calls > 0 ? { calls: summary.calls } : {}),
+      ...(summary.status === 'failed' && run.failure ? { error: errorInfo(run.failure) } : {}),
+    });
     run.options.observer?.stepFinished?.(step.id, scope.item, summary);
   };
   const elapsed = (): number => Math.round(performance.now() - started);
@@ -185,8 +278,9 @@ async function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
 function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: StepSummary, finish: (s: StepSummary) => void): never {
   const failure = error instanceof RunFailedError ? error : asRunFailure(step, scope.item, error);
   summary.error = failure.message;
+  // An interruption is not the step's fault: the first real failure stays the run's error.
+  if (!run.signal.aborted) run.failure ??= failure;
   finish(summary);
-  run.failure ??= failure;
   throw failure;
 }
 
@@ -218,31 +312,51 @@ function mergeCalls(into: CallSummary, from: CallSummary): void {
   for (const [k, v] of Object.entries(from.failures)) into.failures[k] = (into.failures[k] ?? 0) + v;
 }
 
-async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<string, InnerStepSummary>): Promise<{ count: number; items: unknown[] }> {
+async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<string, InnerStepSummary>): Promise<{ count: number; items?: unknown[] }> {
+  // File-sourced loops stream their rows and keep only the count: a million rows never sit
+  // in memory. Arrays keep each item's outputs, in item order.
+  let pull: () => Promise<IteratorResult<unknown>> | IteratorResult<unknown>;
+  let outputs: unknown[] | undefined;
   if (step.file !== undefined) {
-    throw new RunFailedError(step.id, null, `step \`${step.id}\`: loop.file is not supported by this version of ferry yet; load the file as an input and use loop.over`);
+    const rows = readItems(step.file)[Symbol.asyncIterator]();
+    pull = () => rows.next();
+  } else {
+    const items = step.over?.(scope.context);
+    if (!Array.isArray(items)) {
+      throw new RunFailedError(step.id, null, `step \`${step.id}\`: loop.over must render to an array, got ${items === null ? 'null' : typeof items}`);
+    }
+    outputs = new Array(items.length);
+    const iterator = items[Symbol.iterator]();
+    pull = () => iterator.next();
   }
-  const items = step.over?.(scope.context);
-  if (!Array.isArray(items)) {
-    throw new RunFailedError(step.id, null, `step \`${step.id}\`: loop.over must render to an array, got ${items === null ? 'null' : typeof items}`);
-  }
-  const outputs: unknown[] = new Array(items.length);
-  let next = 0;
+  let count = 0;
+  let sourceError: unknown;
   const worker = async (): Promise<void> => {
-    while (!run.stopping && next < items.length) {
-      const index = next++;
+    while (!run.stopping && sourceError === undefined) {
+      let next: IteratorResult<unknown>;
+      try {
+        next = await pull();
+      } catch (error) {
+        sourceError ??= error;
+        return;
+      }
+      if (next.done) return;
+      const index = count++;
       const steps = { ...scope.steps };
-      const context: TemplateContext = { ...scope.context, steps, [step.as]: items[index], loop: { index } };
+      const context: TemplateContext = { ...scope.context, steps, [step.as]: next.value, loop: { index } };
       await runSteps(step.steps, { context, steps, item: [...scope.item, index], inner }, run).catch(() => undefined);
-      const out: Record<string, unknown> = {};
-      for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
-      outputs[index] = out;
+      if (outputs) {
+        const out: Record<string, unknown> = {};
+        for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
+        outputs[index] = out;
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(step.concurrency, Math.max(1, items.length)) }, worker));
+  await Promise.all(Array.from({ length: step.concurrency }, worker));
+  if (sourceError !== undefined) throw new RunFailedError(step.id, null, `step \`${step.id}\`: ${errorMessage(sourceError)}`, { cause: sourceError });
   if (run.failure) throw run.failure;
-  if (run.signal.aborted) throw new RunFailedError(step.id, null, `step \`${step.id}\`: run interrupted`);
-  return { count: items.length, items: outputs };
+  if (run.signal.aborted) throw interruption(run);
+  return outputs ? { count, items: outputs } : { count };
 }
 
 async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: CallSummary): Promise<unknown> {
@@ -270,24 +384,52 @@ async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: Ca
     runId: run.runId,
     stepId: step.id,
     item,
+    baseDir: path.dirname(run.workflow.file),
     timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
-    signal: run.signal,
+    // Calls on the wire are not cut by a graceful stop: their timeout bounds them.
+    signal: neverAborted,
     idempotencyKey: (salt) => idempotencyKey(run.runId, step.id, item, salt),
     call: async <T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T> => {
       const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
       try {
         return await callWithRetry(() => attempt(run.dispatcher), { policy, queue, signal: run.signal, stats });
       } finally {
-        calls.calls++;
-        calls.attempts += stats.attempts;
-        calls.waitedMs += stats.waitedMs;
-        for (const f of stats.failures) calls.failures[String(f)] = (calls.failures[String(f)] ?? 0) + 1;
+        addStats(calls, stats);
+      }
+    },
+    batch: async <Item, Result>(spec: BatchSpec<Item, Result>, entry: Item): Promise<Result> => {
+      const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
+      const batcher = run.limiter.batcher(queue, run.dispatcher, batchSettings(run.providerConfigs.get(providerName)));
+      try {
+        return await batcher.add(spec, entry, policy, stats);
+      } finally {
+        addStats(calls, stats);
       }
     },
     log: (level: LogLevel, message: string) => run.options.observer?.log?.(level, message, step.id, item),
   };
   return registered.definition.run(checked, context);
 }
+
+const neverAborted = new AbortController().signal;
+
+function addStats(calls: CallSummary, stats: CallStats): void {
+  calls.calls++;
+  calls.attempts += stats.attempts;
+  calls.waitedMs += stats.waitedMs;
+  for (const f of stats.failures) calls.failures[String(f)] = (calls.failures[String(f)] ?? 0) + 1;
+}
+
+/** The provider block's `batch:` setting: true (default), false, or `{ max_items, window }`. */
+function batchSettings(config: Record<string, unknown> | undefined): BatchSettings {
+  const raw = config?.batch;
+  if (raw === false) return { enabled: false, windowMs: 0, maxItems: undefined };
+  const options = raw !== null && typeof raw === 'object' ? (raw as { max_items?: number; window?: string }) : {};
+  return { enabled: true, windowMs: (options.window === undefined ? undefined : parseDuration(options.window)) ?? DEFAULT_BATCH_WINDOW_MS, maxItems: options.max_items };
+}
+
+/** Long enough for a loop's concurrent items to meet, short enough not to be felt. */
+export const DEFAULT_BATCH_WINDOW_MS = 5;
 
 /** Stable across retries and resumes of one run, new for a new run (DESIGN.md §4). */
 export function idempotencyKey(runId: string, stepId: string, item: readonly number[], salt?: string): string {

@@ -19,6 +19,8 @@ export interface StepSummary {
   durationMs: number;
   calls?: CallSummary;
   error?: string;
+  /** True when the output came back from the journal of an earlier attempt (`ferry retry`). */
+  resumed?: boolean;
   /** For loops: per inner step, how its items ended and the calls they made. */
   steps?: Record<string, InnerStepSummary>;
 }

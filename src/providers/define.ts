@@ -9,6 +9,8 @@ export interface ActionContext<Config = Record<string, unknown>> {
   readonly stepId: string;
   /** Loop indexes from the outermost loop in, empty outside loops. */
   readonly item: readonly number[];
+  /** Folder of the workflow file: relative paths in inputs resolve against it. */
+  readonly baseDir: string;
   /** Timeout of one provider call, in ms. */
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
@@ -23,8 +25,36 @@ export interface ActionContext<Config = Record<string, unknown>> {
    * called again for each retry.
    */
   call<T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T>;
+  /**
+   * Sends `item` as part of a batch: items of concurrent calls that share `spec.key` are
+   * coalesced into one request within the provider's flush window (or sent alone when the
+   * provider has `batch: false`). Resolves with this item's own result.
+   */
+  batch<Item, Result>(spec: BatchSpec<Item, Result>, item: Item): Promise<Result>;
   log(level: LogLevel, message: string): void;
 }
+
+/** How an action's calls are coalesced into a provider's batch request. */
+export interface BatchSpec<Item, Result> {
+  /** Items sent together must share it: endpoint and credentials. */
+  key: string;
+  /** The API's limits for one request. */
+  maxItems: number;
+  maxBytes: number;
+  /** Bytes one item adds to the request body. */
+  sizeOf(item: Item): number;
+  /**
+   * Sends one request with `items` and returns one outcome per item, in order. Throws a
+   * ProviderError when the whole request failed; status 413 or code `FERRY_BATCH_SPLIT`
+   * makes the engine split the batch in two and send the halves.
+   */
+  send(items: readonly Item[], http: Dispatcher): Promise<BatchOutcome<Result>[]>;
+}
+
+export type BatchOutcome<Result> =
+  | { ok: true; value: Result }
+  /** `retry`: send the item again after `afterMs`; `free` when the item was not at fault (no attempt used). */
+  | { ok: false; error: Error; retry?: { afterMs: number | undefined; free?: boolean } };
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 

@@ -29,6 +29,14 @@ export interface CompiledTemplate {
   render(context: TemplateContext): unknown;
 }
 
+/** What compiling a template found: the compiled template when it has no errors, and every path it reads either way. */
+export interface TemplateInspection {
+  template: CompiledTemplate | undefined;
+  refs: TemplateRef[];
+  /** Every syntax error, in source order; one unknown helper does not hide the others. */
+  errors: TemplateError[];
+}
+
 export interface CompileOptions {
   /** Missing paths render as `undefined` instead of throwing (the `if:` field). */
   lenient?: boolean;
@@ -196,16 +204,42 @@ function simplePath(node: Node): PathNode | null {
 /**
  * Compiles a `<<...>>` template once. Rendering is strict: a missing path throws a
  * TemplateError, except inside `default`, `if`, `unless` or when `lenient` is set.
+ * Throws the first syntax error; `inspectTemplate` returns them all.
  */
 export function compileTemplate(source: string, options: CompileOptions = {}): CompiledTemplate {
+  const { template, errors } = inspectTemplate(source, options);
+  if (!template) throw errors[0] ?? syntaxError('invalid template', source, 0);
+  return template;
+}
+
+/** The one argument each built-in block helper takes, and an example of it. */
+const BLOCK_ARGUMENT: Record<string, [what: string, example: string]> = {
+  if: ['the value to test', 'user.email'],
+  unless: ['the value to test', 'user.email'],
+  each: ['the list or mapping to repeat over', 'inputs.users'],
+  with: ['the value to enter', 'user.traits'],
+};
+
+/**
+ * Compiles a template and reports what validation needs even when it is broken: every
+ * syntax error, and the paths read by the parts that did parse, so that one unknown
+ * helper does not hide a reference error next to it.
+ */
+export function inspectTemplate(source: string, options: CompileOptions = {}): TemplateInspection {
   const lenient = options.lenient === true;
-  const segments = split(source);
+  let segments: Segment[];
+  try {
+    segments = split(source);
+  } catch (error) {
+    if (error instanceof TemplateError) return { template: undefined, refs: [], errors: [error] };
+    throw error;
+  }
   const { hbSource, starts } = toHandlebars(segments);
   let program: Node;
   try {
     program = hb.parse(hbSource) as unknown as Node;
   } catch (error) {
-    throw syntaxError(`invalid template: ${parseMessage((error as Error).message)}`, source, starts[0]?.offset ?? 0);
+    return { template: undefined, refs: [], errors: [syntaxError(`invalid template: ${parseMessage((error as Error).message)}`, source, starts[0]?.offset ?? 0)] };
   }
 
   const lineStarts = [0];
@@ -221,14 +255,19 @@ export function compileTemplate(source: string, options: CompileOptions = {}): C
 
   const refs: TemplateRef[] = [];
   const helpersUsed: TemplateHelperUse[] = [];
-  const body = (program.body as Node[]).filter((n) => !(n.type === 'ContentStatement' && n.value === '' ));
+  const errors: TemplateError[] = [];
+  const fail = (message: string, node: Node): void => {
+    errors.push(syntaxError(message, source, offsetOf(node)));
+  };
+  const body = (program.body as Node[]).filter((n) => !(n.type === 'ContentStatement' && n.value === ''));
   const whole = segments.length === 1 && segments[0]?.exprOffset !== undefined && body.length === 1 && body[0]?.type === 'MustacheStatement';
 
   // Rewrites the AST in place: strict paths get `__req`, top-level mustaches `__str`/`__cap`.
+  // Errors are collected, not thrown, so the rest of the template is still walked for refs.
   const isCall = (n: CallNode): boolean => n.params.length > 0 || (n.hash?.pairs.length ?? 0) > 0 || (isPath(n.path) && n.path.parts.length === 1 && isKnownHelper(n.path.original));
   const visitValue = (n: Node, lenientHere: boolean, scoped: boolean): Node => {
     if (n.type === 'SubExpression') {
-      visitCall(n as CallNode, scoped);
+      visitCall(n as CallNode, scoped, true);
       return n;
     }
     if (!isPath(n)) return n;
@@ -236,10 +275,10 @@ export function compileTemplate(source: string, options: CompileOptions = {}): C
     if (lenient || lenientHere) return n;
     return { type: 'SubExpression', path: pathNode('__req'), params: [n, stringLiteral(n.original)], loc: n.loc } as Node;
   };
-  const visitCall = (n: CallNode, scoped: boolean): void => {
+  const visitCall = (n: CallNode, scoped: boolean, record: boolean): void => {
     const name = isPath(n.path) ? n.path.original : '';
-    if (name.startsWith('__')) throw syntaxError(`unknown helper \`${name}\``, source, offsetOf(n));
-    helpersUsed.push({ name, offset: offsetOf(n) });
+    if (name.startsWith('__')) fail(`unknown helper \`${name}\``, n);
+    else if (record) helpersUsed.push({ name, offset: offsetOf(n) });
     const lenientArgs = lenientHelpers.has(name);
     n.params = n.params.map((p) => visitValue(p, lenientArgs, scoped));
     for (const pair of n.hash?.pairs ?? []) pair.value = visitValue(pair.value, lenientArgs, scoped);
@@ -253,7 +292,7 @@ export function compileTemplate(source: string, options: CompileOptions = {}): C
         const m = st as CallNode;
         let expr: Node;
         if (isCall(m)) {
-          visitCall(m, scoped);
+          visitCall(m, scoped, true);
           expr = { type: 'SubExpression', path: m.path, params: m.params, hash: m.hash, loc: m.loc };
         } else {
           expr = visitValue(m.path, false, scoped);
@@ -264,13 +303,17 @@ export function compileTemplate(source: string, options: CompileOptions = {}): C
       } else if (st.type === 'BlockStatement') {
         const b = st as CallNode;
         const name = isPath(b.path) ? b.path.original : '';
-        if (!builtinHelpers.has(name)) throw syntaxError(`unknown block helper \`#${name}\`; use #if, #unless, #each or #with`, source, offsetOf(b));
-        visitCall(b, scoped);
+        const known = builtinHelpers.has(name);
+        if (!known) fail(`unknown block helper \`#${name}\`; use #if, #unless, #each or #with`, b);
+        // Handlebars only notices a missing argument when the block renders.
+        const argument = BLOCK_ARGUMENT[name];
+        if (argument && b.params.length !== 1) fail(`\`<<#${name}>>\` takes exactly one argument, ${argument[0]}: \`<<#${name} ${argument[1]}>>...<</${name}>>\``, b);
+        visitCall(b, scoped, known);
         const inner = scoped || name === 'each' || name === 'with';
         visitProgram(b.program as Node, inner, false);
         visitProgram(b.inverse as Node, scoped, false);
       } else if (st.type === 'PartialStatement' || st.type === 'PartialBlockStatement' || st.type === 'DecoratorBlock' || st.type === 'Decorator') {
-        throw syntaxError('partials and decorators are not supported in templates', source, offsetOf(st));
+        fail('partials and decorators are not supported in templates', st);
       }
     }
   };
@@ -280,8 +323,9 @@ export function compileTemplate(source: string, options: CompileOptions = {}): C
   const fast = fastRenderer(body, segments, lenient);
   visitProgram(program, false, true);
   for (const h of helpersUsed) {
-    if (!isKnownHelper(h.name)) throw syntaxError(`unknown helper \`${h.name}\`; known helpers: ${[...Object.keys(helpers), ...builtinHelpers].join(', ')}`, source, h.offset);
+    if (!isKnownHelper(h.name)) errors.push(syntaxError(`unknown helper \`${h.name}\`; known helpers: ${[...Object.keys(helpers), ...builtinHelpers].join(', ')}`, source, h.offset));
   }
+  if (errors.length > 0) return { template: undefined, refs, errors: errors.sort((a, b) => templateErrorOffset(a) - templateErrorOffset(b)) };
 
   let render: (context: TemplateContext) => unknown;
   if (fast) {
@@ -312,7 +356,7 @@ export function compileTemplate(source: string, options: CompileOptions = {}): C
       throw new TemplateError('FERRY_TEMPLATE_RENDER', `template failed: ${(error as Error).message}`, source, { cause: error });
     }
   };
-  return { source, whole, refs, helpersUsed, render: wrapped };
+  return { template: { source, whole, refs, helpersUsed, render: wrapped }, refs, errors };
 }
 
 function fastRenderer(body: Node[], segments: Segment[], lenient: boolean): Getter | null {

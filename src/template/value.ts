@@ -1,44 +1,44 @@
 import { TemplateError } from '../errors.js';
-import { compileTemplate, isTemplate, type CompiledTemplate, type CompileOptions, type TemplateContext } from './compile.js';
+import { inspectTemplate, isTemplate, type CompileOptions, type TemplateContext, type TemplateRef } from './compile.js';
 
 /** A value from the workflow file with its templates compiled: renders to plain data. */
 export type CompiledValue = (context: TemplateContext) => unknown;
 
-/** Where a template sits inside a value: the key path from the value's root. */
+/** Where a template sits inside a value (the key path from the value's root) and what it reads. */
 export interface TemplateSite {
   path: (string | number)[];
-  template: CompiledTemplate;
+  /** Also filled for a template with syntax errors: the paths of the parts that parsed. */
+  refs: readonly TemplateRef[];
 }
 
 /**
  * Compiles every template in a value tree once. Literal subtrees are returned as they are
- * (not copied): actions must not mutate their inputs. `onError` receives syntax errors with
- * their path so that validation can report them all.
+ * (not copied): actions must not mutate their inputs. `onError` receives every syntax error
+ * with its path so that validation can report them all; without it the first one throws.
  */
 export function compileValue(
   value: unknown,
-  options: CompileOptions & { sites?: TemplateSite[]; onError?: (error: unknown, path: (string | number)[]) => void } = {},
+  options: CompileOptions & { sites?: TemplateSite[]; onError?: (error: TemplateError, path: (string | number)[]) => void } = {},
   path: (string | number)[] = [],
 ): CompiledValue {
   if (typeof value === 'string') {
     if (!isTemplate(value)) return () => value;
-    try {
-      const template = compileTemplate(value, options);
-      options.sites?.push({ path, template });
-      const field = path.join('.');
-      return (context) => {
-        try {
-          return template.render(context);
-        } catch (error) {
-          if (error instanceof TemplateError) error.field ??= field || undefined;
-          throw error;
-        }
-      };
-    } catch (error) {
-      if (!options.onError) throw error;
-      options.onError(error, path);
+    const { template, refs, errors } = inspectTemplate(value, options);
+    options.sites?.push({ path, refs });
+    if (!template) {
+      if (!options.onError) throw errors[0];
+      for (const error of errors) options.onError(error, path);
       return () => value;
     }
+    const field = path.join('.');
+    return (context) => {
+      try {
+        return template.render(context);
+      } catch (error) {
+        if (error instanceof TemplateError) error.field ??= field || undefined;
+        throw error;
+      }
+    };
   }
   if (Array.isArray(value)) {
     const items = value.map((v, i) => compileValue(v, options, [...path, i]));

@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair } from 'yaml';
 import type { WorkflowIssue } from '../errors.js';
+import { scalarSourceOffset } from './scalar-position.js';
+import { yamlIssues } from './yaml-issues.js';
 
 export type YamlPath = readonly (string | number)[];
 
@@ -16,32 +18,20 @@ export async function readSource(file: string): Promise<string> {
   return readFile(file, 'utf8');
 }
 
-/** Parses YAML text keeping node ranges; YAML errors (tabs, indentation, duplicate keys) become issues. */
+/**
+ * Parses YAML text keeping node ranges. YAML mistakes (tabs, indentation, duplicate keys,
+ * unclosed quotes, bad aliases, runaway nesting) become issues; with none, `doc.toJS()` is safe.
+ */
 export function parseSource(file: string, text: string): { source: SourceDocument; issues: WorkflowIssue[] } {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true, keepSourceTokens: false });
   const source = { file, text, doc, lineCounter };
-  const issues = [...doc.errors, ...doc.warnings].map((error) => {
-    const { line, col } = lineCounter.linePos(error.pos[0]);
-    return { file, line, col, code: `FERRY_YAML_${error.code}`, message: yamlMessage(error.code, error.message) };
-  });
-  return { source, issues };
+  return { source, issues: yamlIssues(source) };
 }
 
-function yamlMessage(code: string, message: string): string {
-  const first = message.split('\n')[0] ?? message;
-  switch (code) {
-    case 'TAB_AS_INDENT':
-      return 'YAML does not allow tabs for indentation; indent with spaces';
-    case 'DUPLICATE_KEY':
-      return 'duplicate key: each key may appear once in a mapping';
-    case 'BAD_INDENT':
-    case 'MISSING_CHAR':
-    case 'UNEXPECTED_TOKEN':
-      return `YAML syntax: ${first} (check the indentation of this line and the one above)`;
-    default:
-      return `YAML syntax: ${first}`;
-  }
+/** The document as plain data; aliases were checked by parseSource, so none is counted again. */
+export function sourceData(source: SourceDocument): unknown {
+  return source.doc.toJS({ maxAliasCount: -1 });
 }
 
 function pairOf(node: unknown, key: string | number): Pair | undefined {
@@ -99,18 +89,25 @@ function position(source: SourceDocument, found: { offset: number; node: Node | 
   return { line, col, node: found.node };
 }
 
-/** Position of a character offset inside a scalar's value, when the scalar is on one line. */
+/** Position of character `offset` of the string value at `path`, or of the value itself when it cannot be told. */
 export function locateInScalar(source: SourceDocument, path: YamlPath, offset: number): { line: number; col: number } {
   const at = locate(source, path);
-  const node = at.node;
-  if (!node || !isScalar(node)) return at;
-  const value = typeof node.value === 'string' ? node.value : '';
-  if (value.slice(0, offset).includes('\n')) return at;
-  if (node.type === 'PLAIN') return { line: at.line, col: at.col + offset };
-  if (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') {
-    const raw = source.text.slice(node.range?.[0] ?? 0, (node.range?.[0] ?? 0) + offset + 1);
-    // Escapes shift columns; only adjust when the text before the offset has none.
-    if (!raw.includes('\\') && !raw.slice(1).includes("''")) return { line: at.line, col: at.col + 1 + offset };
+  if (!at.node || !isScalar(at.node)) return at;
+  const found = scalarSourceOffset(source.text, at.node, offset);
+  return found === undefined ? at : source.lineCounter.linePos(found);
+}
+
+/** Collects issues, turning YAML paths into positions. */
+export class Reporter {
+  readonly issues: WorkflowIssue[] = [];
+  constructor(readonly source: SourceDocument) {}
+  at(p: YamlPath, code: string, message: string, target: 'key' | 'value' = 'value'): void {
+    const { line, col } = locate(this.source, p, target);
+    this.issues.push({ file: this.source.file, line, col, code, message });
   }
-  return at;
+  /** At character `offset` of the string value at `p` (a template inside a scalar). */
+  atOffset(p: YamlPath, offset: number, code: string, message: string): void {
+    const { line, col } = locateInScalar(this.source, p, offset);
+    this.issues.push({ file: this.source.file, line, col, code, message });
+  }
 }

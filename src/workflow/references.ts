@@ -49,7 +49,11 @@ export function checkReferences(refs: readonly TemplateRef[], scope: Scope, know
     switch (root) {
       case 'steps': {
         if (second === undefined) break;
-        if (scope.steps.has(second) || scope.loops.includes(second)) {
+        if (scope.loops.includes(second)) {
+          add(ref, 'FERRY_REF_LATER_STEP', `step \`${second}\` is the loop this template runs in, and a loop has no output until it ends; read it after the loop, or use the item and \`loop.index\` inside`);
+          break;
+        }
+        if (scope.steps.has(second)) {
           const third = ref.parts[2];
           if (third !== undefined && third !== 'output' && third !== 'status') add(ref, 'FERRY_REF_STEP_FIELD', `a step exposes \`output\` and \`status\`; did you mean \`steps.${second}.output.${ref.parts.slice(2).join('.')}\`?`);
           break;

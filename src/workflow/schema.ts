@@ -43,6 +43,21 @@ export const commonProviderProperties: Record<string, JsonSchema> = {
     examples: ['http://127.0.0.1:9100'],
   },
   region: { type: 'string', enum: ['us', 'eu'], default: 'us', description: 'Data residency region: picks the provider hosts.' },
+  batch: {
+    description: 'Coalesce concurrent calls of batchable actions into the API\'s batch requests (default on). `false` sends every call alone.',
+    anyOf: [
+      { type: 'boolean' },
+      {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          max_items: { type: 'integer', minimum: 1, description: 'At most this many items per request (never above the API limit).' },
+          window: { $ref: '#/definitions/duration', description: 'How long the first call of a batch waits for company. Default `5ms`.' },
+        },
+      },
+    ],
+    examples: [false, { max_items: 500, window: '10ms' }],
+  },
 };
 
 /** Makes every constrained node of an action input schema also accept a `<<template>>` string. */
@@ -59,6 +74,23 @@ export function widenForTemplates(schema: JsonSchema): JsonSchema {
   return { ...(description === undefined ? {} : { description }), ...(examples === undefined ? {} : { examples }), ...(def === undefined ? {} : { default: def }), anyOf: [rest, { $ref: TEMPLATE_REF }] };
 }
 
+/**
+ * What an input schema requires of an empty `with`, in words (`message`; `user_id` or
+ * `device_id`), or undefined when `{}` would do: `required`, and `anyOf`/`oneOf` whose
+ * every branch requires something.
+ */
+export function requiredInputs(schema: JsonSchema): string | undefined {
+  const parts: string[] = [];
+  if (Array.isArray(schema.required) && schema.required.length > 0) parts.push(schema.required.map((k) => `\`${String(k)}\``).join(', '));
+  for (const key of ['anyOf', 'oneOf'] as const) {
+    const branches = schema[key];
+    if (!Array.isArray(branches) || branches.length === 0) continue;
+    const each = branches.map((b) => (isObject(b) ? requiredInputs(b) : undefined));
+    if (each.every((b) => b !== undefined)) parts.push(each.join(' or '));
+  }
+  return parts.length > 0 ? parts.join(' and ') : undefined;
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
@@ -69,7 +101,11 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
   const withByAction = providers.flatMap((p) =>
     p.actions.map((a) => ({
       if: { properties: { action: { const: `${p.name}.${a.name}` } }, required: ['action'] },
-      then: { properties: { with: { anyOf: [widenForTemplates(a.input), { $ref: TEMPLATE_REF }] } } },
+      then: {
+        // Without `with` the action would get `{}`, which fails only when the step runs.
+        ...(requiredInputs(a.input) ? { required: ['with'] } : {}),
+        properties: { with: { anyOf: [widenForTemplates(a.input), { $ref: TEMPLATE_REF }] } },
+      },
     })),
   );
   const providerBlocks = Object.fromEntries(

@@ -1,29 +1,9 @@
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, ferry, root } from '../helpers/cli.js';
 import { json, startServer } from '../helpers/server.js';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = path.join(root, 'dist/cli.js');
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built `ferry` binary as a user would. */
-function ferry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: { PATH: process.env.PATH ?? '', ...options.env } }, (error, stdout, stderr) => {
-      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 let dir: string;
 async function file(name: string, text: string): Promise<string> {
@@ -33,7 +13,7 @@ async function file(name: string, text: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(bin)) throw new Error('dist/cli.js is missing: run `npm run build` first (npm test does)');
+  assertBuilt();
   dir = await mkdtemp(path.join(tmpdir(), 'ferry-cli-'));
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TemplateError } from '../../src/errors.js';
-import { compileTemplate } from '../../src/template/compile.js';
+import { compileTemplate, inspectTemplate, templateErrorOffset } from '../../src/template/compile.js';
 import { compileValue } from '../../src/template/value.js';
 
 const context = {
@@ -109,6 +109,39 @@ describe('syntax errors are found at compile time', () => {
     ['<<> partial>>', /partials/],
   ])('%s', (source, message) => {
     expect(() => compileTemplate(source)).toThrowError(message);
+  });
+});
+
+describe('block helpers take exactly one argument, checked at compile time', () => {
+  it.each([
+    ['<<#each>>x<</each>>', /`<<#each>>` takes exactly one argument/],
+    ['<<#if>>x<</if>>', /`<<#if>>` takes exactly one argument/],
+    ['<<#unless a b>>x<</unless>>', /`<<#unless>>` takes exactly one argument/],
+    ['<<#with>>x<</with>>', /`<<#with>>` takes exactly one argument/],
+  ])('%s', (source, message) => {
+    expect(() => compileTemplate(source)).toThrowError(message);
+  });
+});
+
+describe('inspecting a broken template', () => {
+  it('returns every error in source order and the paths of the parts that parsed', () => {
+    const { template, refs, errors } = inspectTemplate('<<shout user.id>> <<steps.a.output>> <<#each>>x<</each>> <<whisper inputs.count>>');
+    expect(template).toBeUndefined();
+    expect(errors.map((e) => [templateErrorOffset(e), e.message.replace(/;.*$/, '')])).toEqual([
+      [0, 'unknown helper `shout`'],
+      [37, '`<<#each>>` takes exactly one argument, the list or mapping to repeat over: `<<#each inputs.users>>...<</each>>`'],
+      [57, 'unknown helper `whisper`'],
+    ]);
+    expect(refs.map((r) => [r.original, r.offset])).toEqual([
+      ['user.id', 0],
+      ['steps.a.output', 18],
+      ['inputs.count', 57],
+    ]);
+  });
+  it('returns the compiled template and no errors when the template is fine', () => {
+    const { template, errors } = inspectTemplate('hi <<user.id>>');
+    expect(errors).toEqual([]);
+    expect(template?.render(context)).toBe('hi u_42');
   });
 });
 

@@ -2,7 +2,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../errors.js';
 import { checkInputs } from '../../engine/inputs.js';
-import { runWorkflow } from '../../engine/run.js';
+import { runWorkflow, type ResumeState } from '../../engine/run.js';
+import { newRunId } from '../../engine/run-id.js';
+import { FileJournal } from '../../store/journal.js';
+import { JOURNAL_FILE, resolveStateDir, runDir } from '../../store/paths.js';
 import type { RunSummary, TriggerData } from '../../engine/types.js';
 import { builtinRegistry } from '../../providers/index.js';
 import { loadWorkflow } from '../../workflow/validate.js';
@@ -106,29 +109,66 @@ export const runCommandMain: Command = {
     }
     inputs = checkInputs(workflow, trigger.type, inputs);
     const secrets = resolveSecrets(workflow, io.env, sandboxMode);
-    for (const value of Object.values(secrets)) io.redactor.add(value);
 
-    let sandbox: { overrides: Record<string, Record<string, unknown>>; describe(): string; close(): Promise<void> } | undefined;
-    if (sandboxMode) throw new UsageError('--sandbox is not available in this build yet');
-    let summary: RunSummary;
-    try {
-      summary = await runWorkflow(workflow, {
-        registry,
-        inputs,
-        trigger,
-        secrets,
-        env: io.env,
-        redactor: io.redactor,
-        ...(sandbox ? { providerOverrides: sandbox.overrides } : {}),
-        observer: humanObserver(io, { verbose: values.verbose === true, quiet: values.quiet === true }),
-      });
-      if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe()}\n`);
-    } finally {
-      await sandbox?.close();
-    }
-    printSummary(summary, io, { json: values.json === true, quiet: values.quiet === true });
-    return summary.status === 'succeeded' ? 0 : 1;
+    const runId = newRunId();
+    return executeRun(workflow, { runId, inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
   },
 };
+
+export interface ExecuteOptions {
+  runId: string;
+  inputs: Record<string, unknown>;
+  trigger: TriggerData;
+  secrets: Record<string, string>;
+  sandbox: boolean;
+  stateDirFlag: string | undefined;
+  values: Record<string, unknown>;
+  resume?: ResumeState;
+}
+
+/** Runs (or resumes) with a journal in the state dir; shared by `run` and `retry`. */
+export async function executeRun(workflow: Workflow, options: ExecuteOptions, io: CommandIO): Promise<number> {
+  const { values } = options;
+  for (const value of Object.values(options.secrets)) io.redactor.add(value);
+  const stateDir = resolveStateDir(options.stateDirFlag, io.env, io.cwd);
+  const journal = options.resume
+    ? new FileJournal(path.join(runDir(stateDir, options.runId), JOURNAL_FILE), io.redactor)
+    : FileJournal.create(stateDir, options.runId, workflow.source, io.redactor);
+  let sandbox: CliSandbox | undefined;
+  let summary: RunSummary;
+  try {
+    if (options.sandbox) sandbox = await (await import('../sandbox.js')).startCliSandbox();
+    summary = await runWorkflow(workflow, {
+      registry: builtinRegistry(),
+      runId: options.runId,
+      inputs: options.inputs,
+      trigger: options.trigger,
+      secrets: options.secrets,
+      env: io.env,
+      redactor: io.redactor,
+      journal,
+      ...(options.resume ? { resume: options.resume } : {}),
+      ...(io.signal ? { signal: io.signal } : {}),
+      ...(sandbox ? { providerOverrides: sandbox.overrides } : {}),
+      observer: humanObserver(io, { verbose: values.verbose === true, quiet: values.quiet === true }),
+    });
+    if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe()}\n`);
+  } finally {
+    journal.close();
+    await sandbox?.close();
+  }
+  printSummary(summary, io, { json: values.json === true, quiet: values.quiet === true });
+  if (summary.status === 'succeeded') return 0;
+  const stateFlag = options.stateDirFlag === undefined ? '' : ` --state-dir ${options.stateDirFlag}`;
+  io.stderr(`resume with: ferry retry ${summary.runId}${stateFlag}\n`);
+  const reason = io.signal?.aborted ? String(io.signal.reason) : undefined;
+  return reason === 'SIGINT' ? 130 : reason === 'SIGTERM' ? 143 : 1;
+}
+
+export interface CliSandbox {
+  overrides: Record<string, Record<string, unknown>>;
+  describe(): string;
+  close(): Promise<void>;
+}
 
 export type { CommandIO };

@@ -1,0 +1,59 @@
+import { UsageError } from '../../errors.js';
+import { resolveStateDir } from '../../store/paths.js';
+import { listRuns, loadRun, summarize } from '../../store/runs.js';
+import type { Command } from '../run-command.js';
+
+export const runsCommand: Command = {
+  summary: 'list runs in the state dir, newest first',
+  usage: 'ferry runs [--json] [--state-dir DIR]',
+  options: { json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+  async run({ values }, io) {
+    const runs = await listRuns(resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd));
+    if (values.json) {
+      io.stdout(`${JSON.stringify(runs, null, 2)}\n`);
+      return 0;
+    }
+    if (runs.length === 0) {
+      io.stderr('no runs yet\n');
+      return 0;
+    }
+    io.stdout(`${'RUN'.padEnd(27)}${'WORKFLOW'.padEnd(22)}${'STATUS'.padEnd(12)}${'STARTED'.padEnd(26)}${'DURATION'.padEnd(10)}FAILED STEP\n`);
+    for (const r of runs) {
+      const duration = r.durationMs === null ? '-' : `${(r.durationMs / 1000).toFixed(1)}s`;
+      io.stdout(`${r.runId.padEnd(27)}${r.workflow.padEnd(22)}${r.status.padEnd(12)}${r.startedAt.padEnd(26)}${duration.padEnd(10)}${r.failedStep ?? ''}\n`);
+    }
+    return 0;
+  },
+};
+
+export const showCommand: Command = {
+  summary: 'show one run with its steps, attempts and error',
+  usage: 'ferry show <run-id> [--json] [--state-dir DIR]',
+  options: { json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+  async run({ values, positionals }, io) {
+    const runId = positionals[0];
+    if (positionals.length !== 1 || runId === undefined) throw new UsageError(`name one run id\nUsage: ${this.usage}`);
+    const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
+    const run = await loadRun(stateDir, runId);
+    if (!run) throw new UsageError(`no run \`${runId}\` in ${stateDir} (\`ferry runs\` lists them)`, 'FERRY_RUN_NOT_FOUND');
+    const summary = summarize(run);
+    if (values.json) {
+      io.stdout(`${JSON.stringify(summary, null, 2)}\n`);
+      return 0;
+    }
+    io.stdout(`run       ${summary.runId}\nworkflow  ${summary.workflow} (${run.start.file})\nstatus    ${summary.state}\nstarted   ${summary.startedAt}\n`);
+    if (summary.error) io.stdout(`error     step ${summary.error.step}${summary.error.item === null ? '' : `, item ${summary.error.item}`}: ${summary.error.message}\n`);
+    io.stdout('steps\n');
+    for (const [id, s] of Object.entries(summary.steps)) {
+      const calls = s.calls ? `  ${s.calls.attempts} attempt(s) for ${s.calls.calls} call(s)${Object.keys(s.calls.failures).length ? `, failures ${JSON.stringify(s.calls.failures)}` : ''}` : '';
+      io.stdout(`  ${id.padEnd(20)} ${s.status.padEnd(10)} ${String(s.durationMs).padStart(7)}ms${calls}\n`);
+      for (const [innerId, agg] of Object.entries(s.steps ?? {})) {
+        const failures = Object.keys(agg.calls.failures).length ? `, failures ${JSON.stringify(agg.calls.failures)}` : '';
+        io.stdout(`    ${innerId.padEnd(18)} ${agg.succeeded} succeeded, ${agg.failed} failed, ${agg.skipped} skipped; ${agg.calls.attempts} attempts${failures}\n`);
+      }
+      if (s.error) io.stdout(`    error: ${s.error}\n`);
+    }
+    if (run.skipped > 0) io.stdout(`(${run.skipped} unreadable journal line${run.skipped === 1 ? '' : 's'} skipped: the process was killed mid-write)\n`);
+    return 0;
+  },
+};

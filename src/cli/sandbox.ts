@@ -1,0 +1,15 @@
+import { startSandbox, describeReceived } from '../providers/sandbox/index.js';
+import type { CliSandbox } from './commands/run.js';
+
+/** Starts the built-in emulators and points the providers at them, with the keys they accept. */
+export async function startCliSandbox(): Promise<CliSandbox> {
+  const sandbox = await startSandbox();
+  return {
+    overrides: {
+      amplitude: { base_url: sandbox.amplitude.url, api_key: 'sandbox-amplitude-key', secret_key: 'sandbox-amplitude-secret' },
+      segment: { base_url: sandbox.segment.url, write_key: 'sandbox-segment-key' },
+    },
+    describe: () => describeReceived(sandbox),
+    close: () => sandbox.close(),
+  };
+}

@@ -1,0 +1,154 @@
+import type { Dispatcher } from 'undici';
+import { ProviderError } from '../errors.js';
+import type { BatchOutcome, BatchSpec } from '../providers/define.js';
+import type { RetryPolicy } from '../workflow/types.js';
+import type { ProviderQueue } from './limiter.js';
+import { backoffMs, isRetryable, type CallStats } from './retry.js';
+
+export interface BatchSettings {
+  /** Coalesce concurrent calls; false sends each item in its own request. */
+  enabled: boolean;
+  /** How long the first item of a batch waits for company, in ms. */
+  windowMs: number;
+  /** Cap below the API's own limit. */
+  maxItems: number | undefined;
+}
+
+interface Pending {
+  item: unknown;
+  size: number;
+  policy: RetryPolicy;
+  stats: CallStats;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+interface Group {
+  spec: BatchSpec<unknown, unknown>;
+  items: Pending[];
+  bytes: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Coalesces items of one provider into batch requests. Each item keeps its own result and
+ * its own retry budget: a whole-request failure retries every item in it, a per-item
+ * failure only that item, a 413 splits the batch. Items are never dropped: each settles.
+ */
+export class Batcher {
+  readonly #groups = new Map<string, Group>();
+
+  constructor(
+    readonly queue: ProviderQueue,
+    readonly dispatcher: Dispatcher,
+    readonly settings: BatchSettings,
+  ) {}
+
+  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, policy: RetryPolicy, stats: CallStats): Promise<Result> {
+    return new Promise<Result>((resolve, reject) => {
+      this.#enqueue(spec as BatchSpec<unknown, unknown>, { item, size: spec.sizeOf(item), policy, stats, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  #limit(spec: BatchSpec<unknown, unknown>): number {
+    if (!this.settings.enabled) return 1;
+    return Math.max(1, Math.min(spec.maxItems, this.settings.maxItems ?? spec.maxItems));
+  }
+
+  #enqueue(spec: BatchSpec<unknown, unknown>, pending: Pending): void {
+    let group = this.#groups.get(spec.key);
+    if (!group) {
+      group = { spec, items: [], bytes: 0, timer: undefined };
+      this.#groups.set(spec.key, group);
+    }
+    if (group.items.length > 0 && group.bytes + pending.size > spec.maxBytes) this.#flush(group);
+    group.items.push(pending);
+    group.bytes += pending.size;
+    if (group.items.length >= this.#limit(spec) || !this.settings.enabled) this.#flush(group);
+    else group.timer ??= setTimeout(() => this.#flush(group), this.settings.windowMs);
+  }
+
+  #flush(group: Group): void {
+    clearTimeout(group.timer);
+    group.timer = undefined;
+    const items = group.items;
+    if (items.length === 0) return;
+    group.items = [];
+    group.bytes = 0;
+    void this.#dispatch(group.spec, items);
+  }
+
+  async #dispatch(spec: BatchSpec<unknown, unknown>, items: Pending[]): Promise<void> {
+    let outcomes: BatchOutcome<unknown>[];
+    try {
+      outcomes = await this.queue.add(() => {
+        for (const p of items) p.stats.attempts++;
+        return spec.send(items.map((p) => p.item), this.dispatcher);
+      });
+      if (outcomes.length !== items.length) throw new ProviderError(this.queue.provider, `batch answer has ${outcomes.length} results for ${items.length} items`);
+    } catch (error) {
+      this.#wholeFailure(spec, items, error);
+      return;
+    }
+    outcomes.forEach((outcome, i) => {
+      const p = items[i] as Pending;
+      if (outcome.ok) p.resolve(outcome.value);
+      else if (outcome.retry) {
+        if (!outcome.retry.free) p.stats.failures.push(failureCode(outcome.error));
+        else p.stats.attempts--;
+        this.#retry(spec, [p], outcome.error, outcome.retry.afterMs, outcome.retry.free === true);
+      } else {
+        p.stats.failures.push(failureCode(outcome.error));
+        p.reject(outcome.error);
+      }
+    });
+  }
+
+  #wholeFailure(spec: BatchSpec<unknown, unknown>, items: Pending[], error: unknown): void {
+    const split = error instanceof ProviderError && (error.status === 413 || error.code === 'FERRY_BATCH_SPLIT');
+    if (split && items.length > 1) {
+      // Too large, or one bad item in many: send the halves, using no attempt.
+      for (const p of items) p.stats.attempts--;
+      const mid = Math.ceil(items.length / 2);
+      void this.#dispatch(spec, items.slice(0, mid));
+      void this.#dispatch(spec, items.slice(mid));
+      return;
+    }
+    for (const p of items) p.stats.failures.push(failureCode(error));
+    const cause = split && error instanceof ProviderError && error.cause instanceof Error ? error.cause : error;
+    if (!isRetryable(cause)) {
+      for (const p of items) p.reject(cause);
+      return;
+    }
+    this.#retry(spec, items, cause, cause instanceof ProviderError ? cause.retryAfterMs : undefined, false);
+  }
+
+  #retry(spec: BatchSpec<unknown, unknown>, items: Pending[], error: unknown, afterMs: number | undefined, free: boolean): void {
+    const again: Pending[] = [];
+    for (const p of items) {
+      if (!free && p.stats.attempts >= p.policy.attempts) p.reject(error);
+      else again.push(p);
+    }
+    if (again.length === 0) return;
+    const first = again[0] as Pending;
+    let wait: number;
+    if (afterMs !== undefined) {
+      // The provider asked for a pause: nothing else leaves for this provider meanwhile.
+      this.queue.pause(afterMs, error instanceof ProviderError && error.status ? String(error.status) : 'throttled');
+      wait = afterMs;
+    } else {
+      wait = free ? 0 : backoffMs(first.stats.attempts, first.policy);
+    }
+    const started = Date.now();
+    setTimeout(() => {
+      for (const p of again) {
+        p.stats.waitedMs += Date.now() - started;
+        this.#enqueue(spec, p);
+      }
+    }, wait);
+  }
+}
+
+function failureCode(error: unknown): number | string {
+  return error instanceof ProviderError ? (error.status ?? error.code) : 'error';
+}

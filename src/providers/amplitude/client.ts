@@ -1,0 +1,54 @@
+import type { Dispatcher } from 'undici';
+import type { ProviderError } from '../../errors.js';
+import type { ActionContext } from '../define.js';
+import { send, statusError, type HttpAnswer } from '../http.js';
+
+export interface AmplitudeConfig {
+  [field: string]: unknown;
+  api_key: string;
+  secret_key?: string;
+  region?: 'us' | 'eu';
+  base_url?: string;
+}
+
+export type AmplitudeContext = ActionContext<AmplitudeConfig>;
+
+const INGEST = { us: 'https://api2.amplitude.com', eu: 'https://api.eu.amplitude.com' };
+const EXPORT = { us: 'https://amplitude.com', eu: 'https://analytics.eu.amplitude.com' };
+
+/** `base_url` replaces every Amplitude host, ingestion and export alike. */
+export function ingestUrl(config: AmplitudeConfig, path: string): string {
+  return `${trimSlash(config.base_url ?? INGEST[config.region ?? 'us'])}${path}`;
+}
+export function exportUrl(config: AmplitudeConfig, path: string): string {
+  return `${trimSlash(config.base_url ?? EXPORT[config.region ?? 'us'])}${path}`;
+}
+const trimSlash = (url: string): string => url.replace(/\/+$/, '');
+
+/** Amplitude's documented pauses when a 429 carries no Retry-After (PROVIDERS.md). */
+export const THROTTLE_WAIT_MS = { events: 30_000, identify: 15_000 };
+
+/** Amplitude answers JSON with an `error` field; the message keeps the part a user acts on. */
+export function amplitudeError(answer: HttpAnswer, throttleWaitMs: number): ProviderError {
+  let detail: string | undefined;
+  try {
+    const body = JSON.parse(answer.text) as { error?: string; missing_field?: string; events_with_invalid_fields?: unknown; events_with_missing_fields?: unknown };
+    const parts = [body.error];
+    if (body.missing_field) parts.push(`missing field ${body.missing_field}`);
+    if (body.events_with_invalid_fields) parts.push(`invalid fields ${JSON.stringify(body.events_with_invalid_fields)}`);
+    if (body.events_with_missing_fields) parts.push(`missing fields ${JSON.stringify(body.events_with_missing_fields)}`);
+    detail = parts.filter(Boolean).join('; ') || undefined;
+  } catch {
+    detail = answer.text.slice(0, 500) || undefined;
+  }
+  // A 429 without Retry-After still asks for Amplitude's documented pause.
+  const wait = answer.status === 429 && answer.headers['retry-after'] === undefined ? throttleWaitMs : undefined;
+  return statusError('amplitude', answer, detail, wait);
+}
+
+/** One POST attempt; a non-200 answer becomes a ProviderError for the retry policy to judge. */
+export async function post(http: Dispatcher, context: AmplitudeContext, url: string, body: string, contentType: string, throttleWaitMs: number): Promise<HttpAnswer> {
+  const answer = await send('amplitude', http, { method: 'POST', url, body, headers: { 'content-type': contentType }, timeoutMs: context.timeoutMs, signal: context.signal });
+  if (answer.status !== 200) throw amplitudeError(answer, throttleWaitMs);
+  return answer;
+}

@@ -1,0 +1,197 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { request, type Dispatcher } from 'undici';
+import yauzl from 'yauzl';
+import { ActionInputError, ProviderError } from '../../errors.js';
+import { defineAction } from '../define.js';
+import { networkError, statusError } from '../http.js';
+import { exportUrl, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+
+const HOUR = 3_600_000;
+
+/** `YYYYMMDDTHH` or any ISO-8601 time, floored to its UTC hour. */
+export function parseHour(value: string, field: string): number {
+  const compact = /^(\d{4})(\d{2})(\d{2})T(\d{2})$/.exec(value);
+  const ms = compact ? Date.UTC(Number(compact[1]), Number(compact[2]) - 1, Number(compact[3]), Number(compact[4])) : Date.parse(value);
+  if (Number.isNaN(ms)) throw new ActionInputError(`\`${field}\` ${JSON.stringify(value)} is neither YYYYMMDDTHH nor an ISO-8601 time`, field);
+  return Math.floor(ms / HOUR) * HOUR;
+}
+
+export function formatHour(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}T${p(d.getUTCHours())}`;
+}
+
+/** Thrown when Amplitude says a range is too large or timed out: the range is split in two. */
+class SplitRange extends Error {}
+
+interface ExportInput {
+  start: string;
+  end: string;
+  output: string;
+}
+
+export const exportEvents = defineAction<ExportInput, { count: number; path: string }, AmplitudeConfig>({
+  name: 'export_events',
+  description: 'Exports raw events for an hour range (UTC, inclusive) to an NDJSON file, streamed: never held in memory. Needs `secret_key` in the provider block.',
+  input: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['start', 'end', 'output'],
+    properties: {
+      start: { type: 'string', description: 'First hour: `YYYYMMDDTHH` or an ISO-8601 time (UTC).', examples: ['20260101T00'] },
+      end: { type: 'string', description: 'Last hour, inclusive.', examples: ['20260101T23'] },
+      output: { type: 'string', minLength: 1, description: 'NDJSON file to write, relative to the workflow file.', examples: ['exports/<<run.id>>.ndjson'] },
+    },
+  },
+  output: { type: 'object', properties: { count: { type: 'integer', description: 'Events written.' }, path: { type: 'string', description: 'Absolute path of the NDJSON file.' } } },
+  async run(input, context) {
+    const start = parseHour(input.start, 'start');
+    const end = parseHour(input.end, 'end');
+    if (end < start) throw new ActionInputError('`end` is before `start`', 'end');
+    if (end - start > 365 * 24 * HOUR) throw new ActionInputError('an export covers at most 365 days; split the range', 'end');
+    if (!context.config.secret_key) throw new ActionInputError('amplitude.export_events needs `secret_key` in `providers.amplitude`', 'secret_key');
+    const target = path.resolve(context.baseDir, input.output);
+    await mkdir(path.dirname(target), { recursive: true });
+    const partial = `${target}.partial`;
+    const out = createWriteStream(partial);
+    let count = 0;
+    try {
+      count = await exportRange(start, end, context, out, target);
+      await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+      await rename(partial, target);
+    } catch (error) {
+      out.destroy();
+      await rm(partial, { force: true });
+      throw error;
+    }
+    return { count, path: target };
+  },
+});
+
+async function exportRange(start: number, end: number, context: AmplitudeContext, out: WriteStream, target: string): Promise<number> {
+  const zip = `${target}.${formatHour(start)}-${formatHour(end)}.zip`;
+  try {
+    const found = await context.call((http) => download(http, context, start, end, zip));
+    if (!found) return 0;
+    return await appendZip(zip, out);
+  } catch (error) {
+    if (!(error instanceof SplitRange)) throw error;
+    const hours = (end - start) / HOUR + 1;
+    const mid = start + Math.floor(hours / 2) * HOUR;
+    context.log('info', `export ${formatHour(start)}..${formatHour(end)} is too large for one request; splitting it`);
+    return (await exportRange(start, mid - HOUR, context, out, target)) + (await exportRange(mid, end, context, out, target));
+  } finally {
+    await rm(zip, { force: true });
+  }
+}
+
+/** Downloads one range's zip to disk. False when Amplitude has no data for it (404). */
+async function download(http: Dispatcher, context: AmplitudeContext, start: number, end: number, file: string): Promise<boolean> {
+  const url = exportUrl(context.config, `/api/2/export?start=${formatHour(start)}&end=${formatHour(end)}`);
+  const auth = Buffer.from(`${context.config.api_key}:${context.config.secret_key ?? ''}`).toString('base64');
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(url, { dispatcher: http, method: 'GET', headers: { authorization: `Basic ${auth}` }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, signal: context.signal });
+  } catch (error) {
+    throw networkError('amplitude', error);
+  }
+  if (res.statusCode === 200) {
+    try {
+      await pipeline(res.body, createWriteStream(file));
+    } catch (error) {
+      throw networkError('amplitude', error);
+    }
+    return true;
+  }
+  const text = await res.body.text().catch(() => '');
+  if (res.statusCode === 404) return false;
+  const single = start === end;
+  // 400 "too large" and 504 mean the range is too big: split it, unless it is one hour.
+  if (!single && (res.statusCode === 504 || (res.statusCode === 400 && /size|large|exceed/i.test(text)))) throw new SplitRange();
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers[k] = v;
+  if (res.statusCode === 401 || res.statusCode === 403) {
+    throw new ProviderError('amplitude', `amplitude export answered ${res.statusCode}: check api_key and secret_key`, { status: res.statusCode, body: text.slice(0, 500) });
+  }
+  throw statusError('amplitude', { status: res.statusCode, headers, text });
+}
+
+/** Streams every entry of the zip (gzipped NDJSON per hour) onto `out`; returns the lines written. */
+async function appendZip(file: string, out: WriteStream): Promise<number> {
+  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => yauzl.open(file, { lazyEntries: true, autoClose: true }, (error, z) => (error ? reject(error) : resolve(z))));
+  let count = 0;
+  try {
+    for await (const entry of entries(zip)) {
+      if (entry.fileName.endsWith('/')) continue;
+      const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => zip.openReadStream(entry, (error, s) => (error ? reject(error) : resolve(s))));
+      const lines = new LineCounter();
+      const stages = entry.fileName.endsWith('.gz') ? [stream, createGunzip(), lines] : [stream, lines];
+      // `end: false` keeps the NDJSON file open for the next entry and the next range.
+      await streamPipeline(...stages, out, { end: false });
+      count += lines.count;
+    }
+  } finally {
+    zip.close();
+  }
+  return count;
+}
+
+async function* entries(zip: yauzl.ZipFile): AsyncGenerator<yauzl.Entry> {
+  while (true) {
+    const entry = await new Promise<yauzl.Entry | null>((resolve, reject) => {
+      const onEntry = (e: yauzl.Entry): void => {
+        cleanup();
+        resolve(e);
+      };
+      const onEnd = (): void => {
+        cleanup();
+        resolve(null);
+      };
+      const onError = (error: Error): void => {
+        cleanup();
+        reject(error);
+      };
+      const cleanup = (): void => {
+        zip.off('entry', onEntry);
+        zip.off('end', onEnd);
+        zip.off('error', onError);
+      };
+      zip.on('entry', onEntry);
+      zip.on('end', onEnd);
+      zip.on('error', onError);
+      zip.readEntry();
+    });
+    if (!entry) return;
+    yield entry;
+  }
+}
+
+const streamPipeline = pipeline as unknown as (...args: unknown[]) => Promise<void>;
+
+/** Passes bytes through, counting lines; ends a last line that lacks its newline. */
+class LineCounter extends Transform {
+  count = 0;
+  #last = 0x0a;
+  #seen = false;
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
+    for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) this.count++;
+    if (chunk.length > 0) {
+      this.#last = chunk[chunk.length - 1] as number;
+      this.#seen = true;
+    }
+    this.push(chunk);
+    done();
+  }
+  override _flush(done: (error?: Error | null, data?: Buffer) => void): void {
+    if (this.#seen && this.#last !== 0x0a) {
+      this.count++;
+      done(null, Buffer.from('\n'));
+    } else done();
+  }
+}

@@ -1,0 +1,116 @@
+import { ActionInputError, ProviderError } from '../../errors.js';
+import { defineAction, type BatchSpec } from '../define.js';
+import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+import { idSchema } from './ids.js';
+
+/** The operators Amplitude knows, by every spelling users write, to the camelCase it wants. */
+const OPERATORS: Record<string, string> = {};
+for (const op of ['set', 'setOnce', 'add', 'append', 'prepend', 'unset', 'preInsert', 'postInsert', 'remove', 'clearAll']) {
+  OPERATORS[`$${op}`] = `$${op}`;
+  OPERATORS[`$${op.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`] = `$${op}`;
+  OPERATORS[`$${op.toLowerCase()}`] = `$${op}`;
+}
+
+/**
+ * Translates snake_case operator spellings (`$set_once`) to Amplitude's camelCase and
+ * rejects an object that mixes operators with plain keys, which Amplitude refuses.
+ */
+export function normalizeUserProperties(props: Record<string, unknown>, field: string): Record<string, unknown> {
+  const keys = Object.keys(props);
+  const ops = keys.filter((k) => k.startsWith('$'));
+  if (ops.length === 0) return props;
+  const plain = keys.filter((k) => !k.startsWith('$'));
+  if (plain.length > 0) {
+    throw new ActionInputError(
+      `\`${field}\` mixes operators (${ops.join(', ')}) with plain keys (${plain.join(', ')}); Amplitude rejects that — put the plain keys under \`$set\``,
+      field,
+    );
+  }
+  const out: Record<string, unknown> = {};
+  for (const key of ops) {
+    const op = OPERATORS[key];
+    if (!op) throw new ActionInputError(`\`${field}\` has the unknown operator \`${key}\`; use one of $set, $setOnce, $add, $append, $prepend, $unset, $preInsert, $postInsert, $remove`, field);
+    if (op in out) throw new ActionInputError(`\`${field}\` has \`${key}\` twice (as \`${op}\` and another spelling)`, field);
+    out[op] = props[key];
+  }
+  return out;
+}
+
+const FIELDS = ['app_version', 'platform', 'os_name', 'os_version', 'device_brand', 'device_manufacturer', 'device_model', 'carrier', 'country', 'region', 'city', 'dma', 'language', 'start_version'] as const;
+
+interface IdentifyInput {
+  user_id?: string;
+  device_id?: string;
+  user_properties_json?: string;
+  user_properties?: Record<string, unknown>;
+  groups?: Record<string, unknown>;
+  paying?: boolean | string;
+  [field: string]: unknown;
+}
+
+export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConfig>({
+  name: 'identify_user',
+  description: "Sets a user's properties in Amplitude (Identify API). Operators may be written $set_once or $setOnce.",
+  input: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      user_id: { ...idSchema, description: 'The user id. `user_id` or `device_id` is required.', examples: ['<<user.id>>'] },
+      device_id: { ...idSchema, description: 'The device id.' },
+      user_properties_json: { type: 'string', description: 'User properties as a JSON string (e.g. from a form field): plain keys, or only operators like $set / $set_once.', examples: ['<<json user.traits>>'] },
+      user_properties: { type: 'object', description: 'User properties as an object: plain keys, or only operators ($set, $setOnce, $add, $append, $prepend, $unset, $preInsert, $postInsert, $remove).', examples: [{ $set: { plan: 'pro' }, $setOnce: { signup_source: 'ads' } }] },
+      groups: { type: 'object', description: 'Group memberships, e.g. `{ company: "acme" }`.' },
+      paying: { type: ['boolean', 'string'], description: 'Whether the user is paying.' },
+      ...Object.fromEntries(FIELDS.map((f) => [f, { type: 'string', description: `Identification field \`${f}\`.` }])),
+    },
+    anyOf: [{ required: ['user_id'] }, { required: ['device_id'] }],
+    not: { required: ['user_properties_json', 'user_properties'] },
+  },
+  output: { const: 'success', description: 'Amplitude answered `success`.' },
+  prepare(input) {
+    let props = input.user_properties;
+    if (input.user_properties_json !== undefined) {
+      try {
+        props = JSON.parse(input.user_properties_json) as Record<string, unknown>;
+      } catch (error) {
+        throw new ActionInputError(`\`user_properties_json\` is not valid JSON: ${(error as Error).message}`, 'user_properties_json');
+      }
+      if (props === null || typeof props !== 'object' || Array.isArray(props)) {
+        throw new ActionInputError('`user_properties_json` must hold a JSON object', 'user_properties_json');
+      }
+    }
+    const { user_properties_json: _json, ...rest } = input;
+    return props === undefined ? rest : { ...rest, user_properties: normalizeUserProperties(props, input.user_properties_json !== undefined ? 'user_properties_json' : 'user_properties') };
+  },
+  run: (input, context) => context.batch(identifyBatch(context), input),
+});
+
+/**
+ * Identify takes an `identification` array: concurrent calls share one request. Amplitude's
+ * 400 does not say which identification was bad, so a failed batch is split until the bad
+ * one stands alone; a bad api key fails them all at once.
+ */
+function identifyBatch(context: AmplitudeContext): BatchSpec<Record<string, unknown>, 'success'> {
+  const url = ingestUrl(context.config, '/identify');
+  const apiKey = context.config.api_key;
+  return {
+    key: `identify ${url} ${apiKey}`,
+    // Undocumented limits (PROVIDERS.md): at most 2000 identifications and 1 MB.
+    maxItems: 2000,
+    maxBytes: 1_000_000 - 200,
+    sizeOf: (item) => Buffer.byteLength(encodeURIComponent(JSON.stringify(item))) + 3,
+    async send(items, http) {
+      const identification = JSON.stringify(items.length === 1 ? items[0] : items);
+      const form = new URLSearchParams({ api_key: apiKey, identification }).toString();
+      try {
+        await post(http, context, url, form, 'application/x-www-form-urlencoded', THROTTLE_WAIT_MS.identify);
+      } catch (error) {
+        if (error instanceof ProviderError && error.status === 400 && items.length > 1 && !/api.?key/i.test(error.body ?? '')) {
+          throw new ProviderError('amplitude', error.message, { code: 'FERRY_BATCH_SPLIT', status: 400, body: error.body, cause: error });
+        }
+        throw error;
+      }
+      return items.map(() => ({ ok: true as const, value: 'success' as const }));
+    },
+  };
+}

@@ -1,0 +1,20 @@
+import { defineProvider } from '../define.js';
+import { exportEvents } from './export-events.js';
+import { identifyUser } from './identify-user.js';
+import { sendEvent } from './send-event.js';
+
+export const amplitude = defineProvider({
+  name: 'amplitude',
+  description: 'Amplitude: Identify, HTTP V2 and Export APIs.',
+  config: {
+    properties: {
+      api_key: { type: 'string', minLength: 1, description: 'Project API key; usually `<<secrets.AMPLITUDE_API_KEY>>`.', examples: ['<<secrets.AMPLITUDE_API_KEY>>'] },
+      secret_key: { type: 'string', minLength: 1, description: 'Project secret key, needed by `export_events` only.', examples: ['<<secrets.AMPLITUDE_SECRET_KEY>>'] },
+    },
+    required: ['api_key'],
+  },
+  secretFields: ['api_key', 'secret_key'],
+  // Amplitude throttles per user/device (30 events/s); 10 in flight keeps a loop well inside it.
+  defaults: { concurrency: 10 },
+  actions: [identifyUser, sendEvent, exportEvents],
+});

@@ -1,0 +1,140 @@
+import { ActionInputError, ProviderError } from '../../errors.js';
+import { defineAction, type BatchSpec } from '../define.js';
+import type { HttpAnswer } from '../http.js';
+import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+import { normalizeUserProperties } from './identify-user.js';
+import { checkIds, DEFAULT_MIN_ID_LENGTH, idSchema, toMillis } from './ids.js';
+
+const STRING_FIELDS = ['app_version', 'platform', 'os_name', 'os_version', 'device_brand', 'device_manufacturer', 'device_model', 'carrier', 'country', 'region', 'city', 'dma', 'language', 'ip', 'idfa', 'idfv', 'adid', 'android_id', 'productId', 'revenueType', 'library', 'currency'] as const;
+const NUMBER_FIELDS = ['session_id', 'event_id', 'price', 'quantity', 'revenue', 'location_lat', 'location_lng'] as const;
+
+interface EventInput {
+  user_id?: string;
+  device_id?: string;
+  event_type: string;
+  time?: string | number;
+  insert_id?: string;
+  event_properties?: Record<string, unknown>;
+  user_properties?: Record<string, unknown>;
+  groups?: Record<string, unknown>;
+  group_properties?: Record<string, unknown>;
+  min_id_length?: number;
+  [field: string]: unknown;
+}
+
+/** Amplitude caps insert_id length; ours are 38 characters. */
+const MAX_INSERT_ID = 128;
+
+export const sendEvent = defineAction<EventInput, { events_ingested: number; server_upload_time: number }, AmplitudeConfig>({
+  name: 'send_event',
+  description: 'Sends one event to Amplitude (HTTP V2 API). Every event carries an insert_id, so retries and resumed runs never count twice.',
+  input: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['event_type'],
+    properties: {
+      user_id: { ...idSchema, description: 'The user id (at least 5 characters). `user_id` or `device_id` is required.' },
+      device_id: { ...idSchema, description: 'The device id (at least 5 characters).' },
+      event_type: { type: 'string', minLength: 1, description: 'The event name.', examples: ['Signed Up'] },
+      time: { type: ['string', 'integer'], description: 'When it happened: an ISO-8601 time or milliseconds since epoch (sent as milliseconds).', examples: ['<<trigger.body.created_at>>'] },
+      insert_id: { type: 'string', minLength: 1, maxLength: MAX_INSERT_ID, description: 'Deduplication id. Default: derived from run id, step and loop item.' },
+      event_properties: { type: 'object', description: 'Event properties.' },
+      user_properties: { type: 'object', description: 'User properties to set with the event (plain keys or operators).' },
+      groups: { type: 'object', description: 'Group memberships.' },
+      group_properties: { type: 'object', description: 'Group properties.' },
+      min_id_length: { type: 'integer', minimum: 1, description: 'Accept ids shorter than 5 characters (sent as options.min_id_length).' },
+      ...Object.fromEntries(STRING_FIELDS.map((f) => [f, { type: 'string', description: `Event field \`${f}\`.` }])),
+      ...Object.fromEntries(NUMBER_FIELDS.map((f) => [f, { type: 'number', description: `Event field \`${f}\`.` }])),
+    },
+    anyOf: [{ required: ['user_id'] }, { required: ['device_id'] }],
+  },
+  output: {
+    type: 'object',
+    properties: { events_ingested: { type: 'integer' }, server_upload_time: { type: 'integer' } },
+  },
+  prepare(input) {
+    checkIds(input, input.min_id_length ?? DEFAULT_MIN_ID_LENGTH);
+    const out: EventInput = { ...input };
+    if (input.time !== undefined) out.time = toMillis(input.time);
+    if (input.user_properties) out.user_properties = normalizeUserProperties(input.user_properties, 'user_properties');
+    return out;
+  },
+  async run(input, context) {
+    const { min_id_length: minIdLength, ...event } = input;
+    event.insert_id ??= context.idempotencyKey();
+    if (event.insert_id.length > MAX_INSERT_ID) throw new ActionInputError(`\`insert_id\` is longer than ${MAX_INSERT_ID} characters`, 'insert_id');
+    return context.batch(eventsBatch(context, minIdLength), event);
+  },
+});
+
+type Output = { events_ingested: number; server_upload_time: number };
+
+interface EventsAnswer {
+  server_upload_time?: number;
+  events_with_invalid_fields?: Record<string, number[]>;
+  events_with_missing_fields?: Record<string, number[]>;
+  throttled_events?: number[];
+}
+
+/** Indexes of the events an Amplitude 400/429 answer names, with the fields at fault. */
+function namedEvents(answer: EventsAnswer): Map<number, string[]> {
+  const named = new Map<number, string[]>();
+  for (const [kind, fields] of [['invalid', answer.events_with_invalid_fields], ['missing', answer.events_with_missing_fields]] as const) {
+    for (const [field, indexes] of Object.entries(fields ?? {})) {
+      for (const i of indexes) named.set(i, [...(named.get(i) ?? []), `${kind} \`${field}\``]);
+    }
+  }
+  return named;
+}
+
+/**
+ * HTTP V2 takes an `events` array: concurrent events share a request. Amplitude rejects a
+ * whole request when any event is invalid and names the bad ones, so only those fail and
+ * the rest are sent again (their insert_ids make that safe); a 429 names the throttled
+ * events, which alone wait and go again.
+ */
+function eventsBatch(context: AmplitudeContext, minIdLength: number | undefined): BatchSpec<Record<string, unknown>, Output> {
+  const url = ingestUrl(context.config, '/2/httpapi');
+  const apiKey = context.config.api_key;
+  const options = minIdLength === undefined ? '' : `,"options":{"min_id_length":${minIdLength}}`;
+  return {
+    key: `events ${url} ${apiKey} ${minIdLength ?? ''}`,
+    maxItems: 2000,
+    maxBytes: 1_000_000 - 200,
+    sizeOf: (event) => Buffer.byteLength(JSON.stringify(event)) + 1,
+    async send(events, http) {
+      const body = `{"api_key":${JSON.stringify(apiKey)},"events":${JSON.stringify(events)}${options}}`;
+      let answer: HttpAnswer;
+      try {
+        answer = await post(http, context, url, body, 'application/json', THROTTLE_WAIT_MS.events);
+      } catch (error) {
+        if (!(error instanceof ProviderError) || (error.status !== 400 && error.status !== 429)) throw error;
+        let parsed: EventsAnswer = {};
+        try {
+          parsed = JSON.parse(error.body ?? '{}') as EventsAnswer;
+        } catch {
+          throw error;
+        }
+        if (error.status === 429) {
+          const throttled = new Set(parsed.throttled_events ?? []);
+          if (throttled.size === 0) throw error;
+          const at = parsed.server_upload_time ?? Date.now();
+          return events.map((_, i) => (throttled.has(i) ? { ok: false as const, error, retry: { afterMs: error.retryAfterMs } } : { ok: true as const, value: { events_ingested: 1, server_upload_time: at } }));
+        }
+        const named = namedEvents(parsed);
+        if (named.size === 0) {
+          // A 400 that names no event: find the bad one by halves, unless the key itself is bad.
+          if (events.length > 1 && !/api.?key/i.test(error.body ?? '')) throw new ProviderError('amplitude', error.message, { code: 'FERRY_BATCH_SPLIT', status: 400, body: error.body, cause: error });
+          throw error;
+        }
+        return events.map((_, i) => {
+          const faults = named.get(i);
+          if (!faults) return { ok: false as const, error, retry: { afterMs: 0, free: true } };
+          return { ok: false as const, error: new ProviderError('amplitude', `amplitude answered 400: this event has ${faults.join(', ')}`, { status: 400, body: error.body }) };
+        });
+      }
+      const at = (JSON.parse(answer.text) as EventsAnswer).server_upload_time ?? Date.now();
+      return events.map(() => ({ ok: true as const, value: { events_ingested: 1, server_upload_time: at } }));
+    },
+  };
+}

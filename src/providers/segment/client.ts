@@ -1,0 +1,79 @@
+import type { Dispatcher } from 'undici';
+import { ActionInputError, ProviderError } from '../../errors.js';
+import type { ActionContext, BatchSpec } from '../define.js';
+import { send, statusError } from '../http.js';
+
+export interface SegmentConfig {
+  [field: string]: unknown;
+  write_key: string;
+  region?: 'us' | 'eu';
+  base_url?: string;
+}
+
+export type SegmentContext = ActionContext<SegmentConfig>;
+
+const HOSTS = { us: 'https://api.segment.io', eu: 'https://events.eu1.segmentapis.com' };
+
+/** Segment refuses a message over 32 KB (PROVIDERS.md); checked before sending. */
+export const MAX_MESSAGE_BYTES = 32 * 1024;
+export const MAX_MESSAGE_ID = 100;
+
+/** Fields every Segment call takes. */
+export const commonProperties = {
+  userId: { type: 'string', minLength: 1, description: 'The user id. `userId` or `anonymousId` is required.', examples: ['<<user.id>>'] },
+  anonymousId: { type: 'string', minLength: 1, description: 'An anonymous id, when the user is not known.' },
+  timestamp: { type: ['string', 'integer'], description: 'When it happened: ISO-8601, or milliseconds since epoch (sent as ISO-8601).' },
+  messageId: { type: 'string', minLength: 1, maxLength: MAX_MESSAGE_ID, description: 'Deduplication id (at most 100 characters). Default: derived from run id, step and loop item.' },
+  context: { type: 'object', description: 'Segment context object.' },
+  integrations: { type: 'object', description: 'Which destinations receive the call.' },
+};
+
+export const needsIdentity = [{ required: ['userId'] }, { required: ['anonymousId'] }];
+
+/** Sends one message to `/v1/<type>` with Basic auth (write key, empty password). */
+export async function sendMessage(context: SegmentContext, type: 'identify' | 'track', message: Record<string, unknown>): Promise<{ success: true }> {
+  const full: Record<string, unknown> = { ...message, type };
+  full.messageId ??= context.idempotencyKey();
+  if (typeof full.timestamp === 'number') full.timestamp = new Date(full.timestamp).toISOString();
+  const body = JSON.stringify(full);
+  const bytes = Buffer.byteLength(body);
+  if (bytes > MAX_MESSAGE_BYTES) {
+    throw new ActionInputError(`the ${type} message is ${bytes} bytes; Segment accepts at most ${MAX_MESSAGE_BYTES} bytes per call`, type === 'track' ? 'properties' : 'traits');
+  }
+  return context.batch(segmentBatch(context), { message: full, body, bytes });
+}
+
+interface Message {
+  message: Record<string, unknown>;
+  /** The message alone as JSON, for a batch of one. */
+  body: string;
+  bytes: number;
+}
+
+/**
+ * Concurrent messages go to `/v1/batch` together (at most 2500 and 500 KB); a lone message
+ * goes to its own endpoint. Segment's 400 does not say which message was bad, so a failed
+ * batch is split until the bad one stands alone.
+ */
+function segmentBatch(context: SegmentContext): BatchSpec<Message, { success: true }> {
+  const base = (context.config.base_url ?? HOSTS[context.config.region ?? 'us']).replace(/\/+$/, '');
+  const auth = `Basic ${Buffer.from(`${context.config.write_key}:`).toString('base64')}`;
+  return {
+    key: `${base} ${auth}`,
+    maxItems: 2500,
+    maxBytes: 500 * 1024 - 100,
+    sizeOf: (m) => m.bytes + 1,
+    async send(items, http: Dispatcher) {
+      const only = items.length === 1 ? items[0] : undefined;
+      const url = only ? `${base}/v1/${String(only.message.type)}` : `${base}/v1/batch`;
+      const body = only ? only.body : `{"batch":[${items.map((m) => m.body).join(',')}]}`;
+      const answer = await send('segment', http, { method: 'POST', url, body, headers: { 'content-type': 'application/json', authorization: auth }, timeoutMs: context.timeoutMs, signal: context.signal });
+      if (answer.status !== 200) {
+        const error = statusError('segment', answer);
+        if (answer.status === 400 && items.length > 1) throw new ProviderError('segment', error.message, { code: 'FERRY_BATCH_SPLIT', status: 400, body: error.body, cause: error });
+        throw error;
+      }
+      return items.map(() => ({ ok: true as const, value: { success: true as const } }));
+    },
+  };
+}

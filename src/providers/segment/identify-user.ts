@@ -1,0 +1,47 @@
+import { ActionInputError } from '../../errors.js';
+import { defineAction } from '../define.js';
+import { commonProperties, needsIdentity, sendMessage, type SegmentConfig } from './client.js';
+
+interface IdentifyInput {
+  userId?: string;
+  anonymousId?: string;
+  email?: string;
+  name?: string;
+  traits?: Record<string, unknown> | string;
+  [field: string]: unknown;
+}
+
+export const identifyUser = defineAction<IdentifyInput, { success: true }, SegmentConfig>({
+  name: 'identify_user',
+  description: 'Identifies a user in Segment with traits; `email` and `name` are sent inside traits.',
+  input: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      ...commonProperties,
+      email: { type: 'string', description: 'Sent as traits.email.' },
+      name: { type: 'string', description: 'Sent as traits.name.' },
+      traits: { type: ['object', 'string'], description: 'Traits as an object, or a JSON string of an object.', examples: ['<<user.traits>>'] },
+    },
+    anyOf: needsIdentity,
+  },
+  output: { type: 'object', properties: { success: { const: true } } },
+  prepare(input) {
+    let traits: Record<string, unknown> = {};
+    if (typeof input.traits === 'string') {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(input.traits);
+      } catch (error) {
+        throw new ActionInputError(`\`traits\` is not valid JSON: ${(error as Error).message}`, 'traits');
+      }
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ActionInputError('`traits` must hold a JSON object', 'traits');
+      traits = parsed as Record<string, unknown>;
+    } else if (input.traits) {
+      traits = input.traits;
+    }
+    const { email, name, traits: _traits, ...rest } = input;
+    return { ...rest, traits: { ...traits, ...(email === undefined ? {} : { email }), ...(name === undefined ? {} : { name }) } };
+  },
+  run: (input, context) => sendMessage(context, 'identify', input),
+});

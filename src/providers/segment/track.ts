@@ -1,0 +1,28 @@
+import { defineAction } from '../define.js';
+import { commonProperties, needsIdentity, sendMessage, type SegmentConfig } from './client.js';
+
+interface TrackInput {
+  userId?: string;
+  anonymousId?: string;
+  event: string;
+  properties?: Record<string, unknown>;
+  [field: string]: unknown;
+}
+
+export const track = defineAction<TrackInput, { success: true }, SegmentConfig>({
+  name: 'track',
+  description: 'Records an event in Segment.',
+  input: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['event'],
+    properties: {
+      ...commonProperties,
+      event: { type: 'string', minLength: 1, description: 'The event name.', examples: ['Order Completed'] },
+      properties: { type: 'object', description: 'Event properties.' },
+    },
+    anyOf: needsIdentity,
+  },
+  output: { type: 'object', properties: { success: { const: true } } },
+  run: (input, context) => sendMessage(context, 'track', input),
+});

@@ -1,0 +1,51 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const bin = path.join(root, 'dist/cli.js');
+
+export interface Result {
+  code: number;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function assertBuilt(): void {
+  if (!existsSync(bin)) throw new Error('dist/cli.js is missing: run `npm run build` first (npm test does)');
+}
+
+/** Runs the built `ferry` binary as a user would. */
+export function ferry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: { PATH: process.env.PATH ?? '', ...options.env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const e = error as (Error & { code?: number; signal?: string }) | null;
+      resolve({ code: e ? Number(e.code ?? 1) : 0, signal: e?.signal ?? null, stdout, stderr });
+    });
+  });
+}
+
+/** Starts `ferry` without waiting, for tests that signal or kill it. */
+export function spawnFerry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<Result> } {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: { PATH: process.env.PATH ?? '', ...options.env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve({ code: code ?? -1, signal, stdout, stderr })));
+  return { child, done };
+}
+
+/** Resolves once `condition` holds, polling every few ms. */
+export function until(condition: () => boolean, everyMs = 5): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      if (condition()) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, everyMs);
+  });
+}

@@ -1,0 +1,43 @@
+import { runWorkflow } from '../../src/engine/run.js';
+import { Limiter } from '../../src/engine/limiter.js';
+import { Redactor } from '../../src/engine/redact.js';
+import type { RunSummary } from '../../src/engine/types.js';
+import { builtinRegistry } from '../../src/providers/index.js';
+import type { Sandbox } from '../../src/providers/sandbox/index.js';
+import { workflowFrom } from './workflow.js';
+
+export const AMPLITUDE_KEY = 'sandbox-amplitude-key';
+export const SEGMENT_KEY = 'sandbox-segment-key';
+
+/** Provider blocks that point at the sandbox emulators. */
+export function sandboxProviders(sandbox: Sandbox, extra: { amplitude?: string; segment?: string } = {}): string {
+  return `providers:
+  amplitude:
+    api_key: ${AMPLITUDE_KEY}
+    secret_key: sandbox-amplitude-secret
+    base_url: ${sandbox.amplitude.url}
+${extra.amplitude ?? ''}
+  segment:
+    write_key: ${SEGMENT_KEY}
+    base_url: ${sandbox.segment.url}
+${extra.segment ?? ''}`;
+}
+
+/** Runs inline workflow YAML against the sandbox with fresh provider queues. */
+export async function runAgainst(yaml: string, options: { inputs?: Record<string, unknown>; runId?: string; limiter?: Limiter; secrets?: Record<string, string> } = {}): Promise<RunSummary & { logs: string[] }> {
+  const registry = builtinRegistry();
+  const workflow = workflowFrom(yaml, registry);
+  const logs: string[] = [];
+  const summary = await runWorkflow(workflow, {
+    registry,
+    limiter: options.limiter ?? new Limiter(),
+    redactor: new Redactor(),
+    ...(options.inputs ? { inputs: options.inputs } : {}),
+    ...(options.runId ? { runId: options.runId } : {}),
+    ...(options.secrets ? { secrets: options.secrets } : {}),
+    observer: { log: (_level, message) => logs.push(message) },
+  });
+  return { ...summary, logs };
+}
+
+export const fastRetry = 'retry: { attempts: 6, backoff: { initial: 5ms, factor: 2, max: 40ms } }';
