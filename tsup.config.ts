@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts', cli: 'src/cli/main.ts' },
+  entry: { index: 'src/index.ts', cli: 'src/cli/main.ts', sandbox: 'src/providers/sandbox/index.ts' },
   format: ['esm'],
   target: 'node20',
   platform: 'node',
@@ -9,5 +9,4 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   splitting: true,
-  banner: ({ format }) => (format === 'esm' ? {} : {}),
 });

@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FileJournal, Limiter, builtinRegistry, loadWorkflowText, noJournal, runWorkflow } from '../dist/index.js';
+import { median } from './lib.mjs';
 
-const ITEMS = Number(process.env.BENCH_JOURNAL_ITEMS ?? 100_000);
-const registry = builtinRegistry();
-const workflow = loadWorkflowText('bench.yaml', `
+export async function benchJournal({ items = 100_000, rounds = 5 } = {}) {
+  const registry = builtinRegistry();
+  const workflow = loadWorkflowText('bench.yaml', `
 name: journal-bench
 steps:
   - id: each
@@ -16,35 +17,25 @@ steps:
         action: core.log
         with: { message: "item <<n>>", level: debug }
 `, registry);
-const items = Array.from({ length: ITEMS }, (_, i) => i);
-
-async function once(withJournal) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'ferry-bench-'));
-  const journal = withJournal ? FileJournal.create(dir, '01JOURNALBENCH000000000000', workflow.source) : noJournal;
-  const t0 = performance.now();
-  const summary = await runWorkflow(workflow, { registry, inputs: { items }, journal, limiter: new Limiter() });
-  const ms = performance.now() - t0;
-  journal.close();
-  rmSync(dir, { recursive: true, force: true });
-  if (summary.status !== 'succeeded') throw new Error(JSON.stringify(summary.error));
-  return ms;
-}
-
-export async function benchJournal() {
+  const list = Array.from({ length: items }, (_, i) => i);
+  const once = async (withJournal) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ferry-bench-'));
+    const journal = withJournal ? FileJournal.create(dir, '01JRNLBENCH000000000000000', workflow.source) : noJournal;
+    const t0 = performance.now();
+    const summary = await runWorkflow(workflow, { registry, inputs: { items: list }, journal, limiter: new Limiter() });
+    const ms = performance.now() - t0;
+    journal.close();
+    rmSync(dir, { recursive: true, force: true });
+    if (summary.status !== 'succeeded') throw new Error(JSON.stringify(summary.error));
+    return ms;
+  };
   await once(false);
-  await once(true); // warm-up
+  await once(true);
   const off = [];
   const on = [];
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < rounds; i++) {
     off.push(await once(false));
     on.push(await once(true));
   }
-  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const offMs = median(off);
-  const onMs = median(on);
-  return { items: ITEMS, offMs, onMs, ratio: onMs / offMs };
-}
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  console.log(await benchJournal());
+  return { items, offMs: median(off), onMs: median(on), ratio: median(on) / median(off) };
 }

@@ -46,7 +46,9 @@ export class Batcher {
 
   add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, policy: RetryPolicy, stats: CallStats): Promise<Result> {
     return new Promise<Result>((resolve, reject) => {
-      this.#enqueue(spec as BatchSpec<unknown, unknown>, { item, size: spec.sizeOf(item), policy, stats, resolve: resolve as (v: unknown) => void, reject });
+      // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
+      const size = this.settings.enabled ? spec.sizeOf(item) : 0;
+      this.#enqueue(spec as BatchSpec<unknown, unknown>, { item, size, policy, stats, resolve: resolve as (v: unknown) => void, reject });
     });
   }
 

@@ -1,5 +1,6 @@
 import PQueue from 'p-queue';
 import type { Dispatcher } from 'undici';
+import { flushJournals } from '../store/journal.js';
 import { Batcher, type BatchSettings } from './batcher.js';
 
 export interface QueueLimits {
@@ -39,9 +40,12 @@ export class ProviderQueue {
     });
   }
 
-  /** Runs `fn` when a slot is free and the provider is not paused. */
+  /** Runs `fn` when a slot is free and the provider is not paused; journals are written first. */
   add<T>(fn: () => Promise<T>): Promise<T> {
-    return this.#queue.add(fn) as Promise<T>;
+    return this.#queue.add(() => {
+      flushJournals();
+      return fn();
+    }) as Promise<T>;
   }
 
   get concurrency(): number {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { ActionInputError, FerryError, ProviderError, RunFailedError, TemplateError, errorMessage } from '../errors.js';
 import type { ActionContext, BatchSpec, LogLevel } from '../providers/define.js';
-import { sharedAgent } from '../providers/http.js';
+import { NEVER_ABORTED, sharedAgent } from '../providers/http.js';
 import type { Registry } from '../providers/registry.js';
 import type { TemplateContext } from '../template/compile.js';
 import { parseDuration, type ActionStep, type LoopStep, type Step, type Workflow } from '../workflow/types.js';
@@ -105,6 +105,18 @@ class Run {
     this.signal = options.signal ?? new AbortController().signal;
     this.journal = options.journal ?? noJournal;
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
+  }
+
+  readonly #keyPrefixes = new Map<string, string>();
+
+  /** idempotencyKey(), with the run+step part of the hash computed once per step. */
+  keyFor(stepId: string, item: readonly number[], salt?: string): string {
+    let prefix = this.#keyPrefixes.get(stepId);
+    if (prefix === undefined) {
+      prefix = keyPrefix(this.runId, stepId);
+      this.#keyPrefixes.set(stepId, prefix);
+    }
+    return formatKey(prefix, item, salt);
   }
 
   get stopping(): boolean {
@@ -387,8 +399,8 @@ async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: Ca
     baseDir: path.dirname(run.workflow.file),
     timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
     // Calls on the wire are not cut by a graceful stop: their timeout bounds them.
-    signal: neverAborted,
-    idempotencyKey: (salt) => idempotencyKey(run.runId, step.id, item, salt),
+    signal: NEVER_ABORTED,
+    idempotencyKey: (salt) => run.keyFor(step.id, item, salt),
     call: async <T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T> => {
       const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
       try {
@@ -411,7 +423,6 @@ async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: Ca
   return registered.definition.run(checked, context);
 }
 
-const neverAborted = new AbortController().signal;
 
 function addStats(calls: CallSummary, stats: CallStats): void {
   calls.calls++;
@@ -431,8 +442,19 @@ function batchSettings(config: Record<string, unknown> | undefined): BatchSettin
 /** Long enough for a loop's concurrent items to meet, short enough not to be felt. */
 export const DEFAULT_BATCH_WINDOW_MS = 5;
 
-/** Stable across retries and resumes of one run, new for a new run (DESIGN.md §4). */
+/**
+ * Stable across retries and resumes of one run, new for a new run (DESIGN.md §4): a hash of
+ * run id and step id, then the loop position. At most ~60 characters for deep loops, within
+ * Segment's 100.
+ */
 export function idempotencyKey(runId: string, stepId: string, item: readonly number[], salt?: string): string {
-  const hash = createHash('sha256').update(`${runId}\0${stepId}\0${item.join('.')}\0${salt ?? ''}`).digest('hex');
-  return `ferry-${hash.slice(0, 32)}`;
+  return formatKey(keyPrefix(runId, stepId), item, salt);
+}
+
+function keyPrefix(runId: string, stepId: string): string {
+  return createHash('sha256').update(`${runId}\0${stepId}`).digest('hex').slice(0, 24);
+}
+
+function formatKey(prefix: string, item: readonly number[], salt: string | undefined): string {
+  return `ferry-${prefix}-${item.join('.') || '0'}${salt ? `-${salt}` : ''}`;
 }

@@ -1,10 +1,21 @@
-import { Agent, request, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Agent, Dispatcher } from 'undici';
+import type * as UndiciModule from 'undici';
 import { ProviderError } from '../errors.js';
+
+// undici is loaded on the first call, not at start-up: `ferry validate` never needs it,
+// and loading it is a large share of a short command's time.
+type Undici = typeof UndiciModule;
+let undiciModule: Undici | undefined;
+export function undici(): Undici {
+  undiciModule ??= createRequire(import.meta.url)('undici') as Undici;
+  return undiciModule;
+}
 
 /** One keep-alive Agent for every provider call of the process. */
 let agent: Agent | undefined;
 export function sharedAgent(): Agent {
-  agent ??= new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, connections: 256 });
+  agent ??= new (undici().Agent)({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, connections: 256 });
   return agent;
 }
 
@@ -25,27 +36,60 @@ export interface HttpRequest {
 
 export interface HttpAnswer {
   status: number;
-  headers: Record<string, string>;
+  /** As undici gives them: lower-case names, repeated headers as arrays. */
+  headers: Record<string, string | string[] | undefined>;
   text: string;
+}
+
+/** One header of an answer as text (repeated headers joined). */
+export function header(answer: HttpAnswer, name: string): string | undefined {
+  const value = answer.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
 }
 
 /** Sends one request and reads the whole answer as text. Network failures become ProviderErrors. */
 export async function send(provider: string, http: Dispatcher, req: HttpRequest): Promise<HttpAnswer> {
-  // One deadline for the whole call (headers and body): a per-call AbortSignal is exact,
-  // where undici's own header/body timers are coarse.
-  const deadline = AbortSignal.timeout(req.timeoutMs);
-  const signal = req.signal ? AbortSignal.any([req.signal, deadline]) : deadline;
+  // undici's own header/body timers cost nothing per call but tick about once a second:
+  // fine for the usual timeouts of seconds. A short timeout gets an exact timer of its own.
+  const outer = req.signal === NEVER_ABORTED ? undefined : req.signal;
+  const exact = req.timeoutMs < EXACT_TIMEOUT_BELOW_MS || outer !== undefined;
+  const controller = exact ? new AbortController() : undefined;
+  let timedOut = false;
+  const timer = controller
+    ? setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+      }, req.timeoutMs)
+    : undefined;
+  const onAbort = (): void => controller?.abort(outer?.reason);
+  outer?.addEventListener('abort', onAbort, { once: true });
   try {
-    const res = await request(req.url, { dispatcher: http, method: req.method, headers: req.headers ?? {}, body: req.body ?? null, signal });
+    const res = await undici().request(req.url, {
+      dispatcher: http,
+      method: req.method,
+      headers: req.headers ?? {},
+      body: req.body ?? null,
+      ...(controller ? { signal: controller.signal } : { headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs }),
+    });
     const text = await res.body.text();
-    return { status: res.statusCode, headers: flattenHeaders(res.headers), text };
+    return { status: res.statusCode, headers: res.headers, text };
   } catch (error) {
-    if (deadline.aborted && !req.signal?.aborted) {
+    const code = (error as { code?: string }).code;
+    if (timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
       throw new ProviderError(provider, `${provider} did not answer within ${req.timeoutMs}ms`, { code: 'FERRY_PROVIDER_TIMEOUT', cause: error });
     }
     throw networkError(provider, error);
+  } finally {
+    clearTimeout(timer);
+    outer?.removeEventListener('abort', onAbort);
   }
 }
+
+/** Below this, a call's timeout gets its own exact timer instead of undici's 1-second tick. */
+const EXACT_TIMEOUT_BELOW_MS = 5_000;
+
+/** A signal that never aborts: calls that carry it skip the abort wiring. */
+export const NEVER_ABORTED: AbortSignal = new AbortController().signal;
 
 export function flattenHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -68,7 +112,7 @@ const MAX_BODY_IN_ERROR = 2000;
 /** A non-success answer as a ProviderError that carries status, body and the wait asked for. */
 export function statusError(provider: string, answer: HttpAnswer, detail?: string, retryAfterMs?: number): ProviderError {
   const body = answer.text.length > MAX_BODY_IN_ERROR ? `${answer.text.slice(0, MAX_BODY_IN_ERROR)}…` : answer.text;
-  const wait = retryAfterMs ?? parseRetryAfter(answer.headers['retry-after']);
+  const wait = retryAfterMs ?? parseRetryAfter(header(answer, 'retry-after'));
   return new ProviderError(provider, `${provider} answered ${answer.status}${detail ? `: ${detail}` : body ? `: ${body}` : ''}`, {
     status: answer.status,
     body,

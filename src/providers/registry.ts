@@ -33,8 +33,10 @@ export class Registry {
     this.#providers.set(provider.name, provider);
     for (const definition of provider.actions) {
       const fullName = `${provider.name}.${definition.name}`;
-      const validate = this.#ajv.compile(definition.input);
-      this.#actions.set(fullName, { fullName, provider, definition, check: (input) => checkInput(fullName, validate, definition, input) });
+      // Compiled on first use: `ferry validate` checks inputs through the workflow schema
+      // and never pays for these.
+      let validate: ValidateFunction | undefined;
+      this.#actions.set(fullName, { fullName, provider, definition, check: (input) => checkInput(fullName, (validate ??= this.#ajv.compile(definition.input)), definition, input) });
     }
   }
 

@@ -31,21 +31,33 @@ export type JournalEntry =
 
 /** Where the engine writes what happened; narrow so another store (Redis, Temporal) can stand in. */
 export interface RunJournal {
-  /** Appends one entry; durable against a killed process when it returns. */
+  /** Appends one entry. It is durable once `flushJournals()` ran, which happens before every provider call. */
   append(entry: JournalEntry): void;
   close(): void;
 }
 
+const unflushed = new Set<FileJournal>();
+
 /**
- * An append-only JSONL file. Each entry is one synchronous write(2): once `append`
- * returns, the line is in the OS and survives SIGKILL of this process, so it is written
- * before the next provider call starts. Secrets are redacted here, the one place records
- * are written.
+ * Writes every journal's pending entries. The provider queue calls it before each call
+ * leaves, so what a run did is on disk before it does anything a provider could see.
+ */
+export function flushJournals(): void {
+  for (const journal of unflushed) journal.flush();
+}
+
+/**
+ * An append-only JSONL file. Entries are buffered and written with one write(2) per flush:
+ * before the next provider call (see flushJournals), when 64 KB are pending, on the next
+ * turn of the event loop, and on close. Once written, lines survive SIGKILL of this process.
+ * Secrets are redacted here, the one place records are written.
  */
 export class FileJournal implements RunJournal {
   readonly #fd: number;
   readonly #redactor: Redactor | undefined;
   readonly path: string;
+  #pending = '';
+  #scheduled = false;
 
   constructor(file: string, redactor?: Redactor) {
     mkdirSync(path.dirname(file), { recursive: true });
@@ -63,8 +75,22 @@ export class FileJournal implements RunJournal {
   }
 
   append(entry: JournalEntry): void {
-    const line = JSON.stringify(entry);
-    writeSync(this.#fd, `${this.#redactor ? this.#redactor.redact(line) : line}\n`);
+    this.#pending += `${JSON.stringify(entry)}\n`;
+    unflushed.add(this);
+    if (this.#pending.length >= 64 * 1024) this.flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.#scheduled = false;
+    unflushed.delete(this);
+    if (this.#pending === '') return;
+    const text = this.#redactor ? this.#redactor.redact(this.#pending) : this.#pending;
+    this.#pending = '';
+    writeSync(this.#fd, text);
   }
 
   /** Forces the file to disk (power loss); used at run boundaries, not per entry. */
@@ -73,6 +99,7 @@ export class FileJournal implements RunJournal {
   }
 
   close(): void {
+    this.flush();
     try {
       fsyncSync(this.#fd);
     } finally {

@@ -283,7 +283,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
               over: { description: 'The items: a template that renders to an array, or a literal list.', anyOf: [{ type: 'array' }, { $ref: TEMPLATE_REF }], examples: ['<<inputs.users>>'] },
               file: { type: 'string', description: 'A CSV (header row), JSONL or JSON array file, relative to the workflow file.', examples: ['data/users.csv'] },
               as: { type: 'string', pattern: IDENT_PATTERN, default: 'item', description: 'The name of the current item in templates.', examples: ['user'] },
-              concurrency: { type: 'integer', minimum: 1, maximum: 1000, default: 1, description: 'Items in flight at once (provider limits still apply).' },
+              concurrency: { type: 'integer', minimum: 1, maximum: 10000, default: 1, description: 'Items in flight at once (provider limits still apply). With batching, a high value (e.g. 2000) lets a loop fill whole batch requests.' },
             },
             oneOf: [{ required: ['over'] }, { required: ['file'] }],
           },

@@ -33,7 +33,7 @@ describe('segment.identify_user', () => {
     expect(req?.headers.authorization).toBe(`Basic ${Buffer.from(`${SEGMENT_KEY}:`).toString('base64')}`);
     const body = req?.body as Record<string, unknown>;
     expect(body).toMatchObject({ type: 'identify', userId: 'user_1001', traits: { plan: 'pro', email: 'ada@example.com', name: 'Ada' } });
-    expect(body.messageId).toMatch(/^ferry-[0-9a-f]{32}$/);
+    expect(body.messageId).toMatch(/^ferry-[0-9a-f]{24}-0$/);
   });
 
   it('accepts traits as an object and reports invalid JSON traits as an input error', async () => {

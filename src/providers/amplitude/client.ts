@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import type { ProviderError } from '../../errors.js';
 import type { ActionContext } from '../define.js';
-import { send, statusError, type HttpAnswer } from '../http.js';
+import { header, send, statusError, type HttpAnswer } from '../http.js';
 
 export interface AmplitudeConfig {
   [field: string]: unknown;
@@ -42,7 +42,7 @@ export function amplitudeError(answer: HttpAnswer, throttleWaitMs: number): Prov
     detail = answer.text.slice(0, 500) || undefined;
   }
   // A 429 without Retry-After still asks for Amplitude's documented pause.
-  const wait = answer.status === 429 && answer.headers['retry-after'] === undefined ? throttleWaitMs : undefined;
+  const wait = answer.status === 429 && header(answer, 'retry-after') === undefined ? throttleWaitMs : undefined;
   return statusError('amplitude', answer, detail, wait);
 }
 

@@ -4,11 +4,11 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import yauzl from 'yauzl';
 import { ActionInputError, ProviderError } from '../../errors.js';
 import { defineAction } from '../define.js';
-import { networkError, statusError } from '../http.js';
+import { networkError, statusError, undici } from '../http.js';
 import { exportUrl, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 
 const HOUR = 3_600_000;
@@ -97,7 +97,7 @@ async function download(http: Dispatcher, context: AmplitudeContext, start: numb
   const auth = Buffer.from(`${context.config.api_key}:${context.config.secret_key ?? ''}`).toString('base64');
   let res: Dispatcher.ResponseData;
   try {
-    res = await request(url, { dispatcher: http, method: 'GET', headers: { authorization: `Basic ${auth}` }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, signal: context.signal });
+    res = await undici().request(url, { dispatcher: http, method: 'GET', headers: { authorization: `Basic ${auth}` }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, signal: context.signal });
   } catch (error) {
     throw networkError('amplitude', error);
   }
@@ -114,12 +114,10 @@ async function download(http: Dispatcher, context: AmplitudeContext, start: numb
   const single = start === end;
   // 400 "too large" and 504 mean the range is too big: split it, unless it is one hour.
   if (!single && (res.statusCode === 504 || (res.statusCode === 400 && /size|large|exceed/i.test(text)))) throw new SplitRange();
-  const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers[k] = v;
   if (res.statusCode === 401 || res.statusCode === 403) {
     throw new ProviderError('amplitude', `amplitude export answered ${res.statusCode}: check api_key and secret_key`, { status: res.statusCode, body: text.slice(0, 500) });
   }
-  throw statusError('amplitude', { status: res.statusCode, headers, text });
+  throw statusError('amplitude', { status: res.statusCode, headers: res.headers, text });
 }
 
 /** Streams every entry of the zip (gzipped NDJSON per hour) onto `out`; returns the lines written. */

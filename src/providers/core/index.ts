@@ -1,6 +1,6 @@
 import { defineAction, defineProvider } from '../define.js';
 import { ProviderError } from '../../errors.js';
-import { send, statusError } from '../http.js';
+import { flattenHeaders, header, send, statusError } from '../http.js';
 
 const log = defineAction<{ message: unknown; level?: 'debug' | 'info' | 'warn' | 'error' }, null>({
   name: 'log',
@@ -87,7 +87,7 @@ const httpRequest = defineAction<HttpRequestInput, { status: number; headers: Re
         if (answer.status < 400) throw new ProviderError('http', error.message, { status: answer.status, body: error.body, code: 'FERRY_HTTP_UNEXPECTED_STATUS' });
         throw error;
       }
-      const type = answer.headers['content-type'] ?? '';
+      const type = header(answer, 'content-type') ?? '';
       let parsed: unknown = answer.text;
       if (/json/i.test(type) && answer.text !== '') {
         try {
@@ -96,7 +96,7 @@ const httpRequest = defineAction<HttpRequestInput, { status: number; headers: Re
           parsed = answer.text;
         }
       }
-      return { status: answer.status, headers: answer.headers, body: parsed };
+      return { status: answer.status, headers: flattenHeaders(answer.headers), body: parsed };
     });
   },
 });

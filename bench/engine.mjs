@@ -1,0 +1,106 @@
+// Engine throughput against a hand-written undici + p-queue loop, and batching gains.
+import PQueue from 'p-queue';
+import { Agent, request } from 'undici';
+import { Limiter, builtinRegistry, loadWorkflowText, noJournal, runWorkflow } from '../dist/index.js';
+import { median, startEmulator } from './lib.mjs';
+
+const registry = builtinRegistry();
+const KEY = 'sandbox-amplitude-key';
+
+function eventsWorkflow(url, { concurrency, loopConcurrency, batch }) {
+  return loadWorkflowText('bench.yaml', `
+name: bench-events
+providers:
+  amplitude: { api_key: ${KEY}, base_url: "${url}", concurrency: ${concurrency}, batch: ${batch} }
+steps:
+  - id: each
+    loop: { over: <<inputs.ids>>, as: id, concurrency: ${loopConcurrency} }
+    steps:
+      - id: ev
+        action: amplitude.send_event
+        with: { user_id: <<id>>, event_type: Bench }
+`, registry);
+}
+
+function identifyWorkflow(url, { concurrency, loopConcurrency, batch }) {
+  return loadWorkflowText('bench.yaml', `
+name: bench-identify
+providers:
+  amplitude: { api_key: ${KEY}, base_url: "${url}", concurrency: ${concurrency}, batch: ${batch} }
+steps:
+  - id: each
+    loop: { over: <<inputs.ids>>, as: id, concurrency: ${loopConcurrency} }
+    steps:
+      - id: amp
+        action: amplitude.identify_user
+        with: { user_id: <<id>>, user_properties: { plan: pro } }
+`, registry);
+}
+
+async function runEngine(workflow, ids) {
+  const t0 = performance.now();
+  const summary = await runWorkflow(workflow, { registry, inputs: { ids }, journal: noJournal, limiter: new Limiter() });
+  const ms = performance.now() - t0;
+  if (summary.status !== 'succeeded') throw new Error(JSON.stringify(summary.error));
+  return ms;
+}
+
+/** What a careful engineer writes by hand: one Agent, p-queue at the same concurrency, same bodies. */
+async function runHandWritten(url, ids, concurrency) {
+  const agent = new Agent({ keepAliveTimeout: 30_000, connections: 256 });
+  const queue = new PQueue({ concurrency });
+  const t0 = performance.now();
+  await Promise.all(
+    ids.map((id, i) =>
+      queue.add(async () => {
+        const body = JSON.stringify({ api_key: KEY, events: [{ user_id: id, event_type: 'Bench', insert_id: `hand-${i}` }] });
+        const res = await request(`${url}/2/httpapi`, { dispatcher: agent, method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        await res.body.text();
+        if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+      }),
+    ),
+  );
+  const ms = performance.now() - t0;
+  await agent.close();
+  return ms;
+}
+
+const ids = (n) => Array.from({ length: n }, (_, i) => `user_${100_000 + i}`);
+
+/** Bench 1: 20,000 events, one call each, engine vs hand-written, at 0 and 20 ms latency. */
+export async function benchUnbatched({ events = 20_000, concurrency = 50, rounds = 3 } = {}) {
+  const rows = [];
+  for (const latency of [0, 20]) {
+    const emu = await startEmulator({ LATENCY_MS: String(latency) });
+    const list = ids(events);
+    const workflow = eventsWorkflow(emu.amplitude, { concurrency, loopConcurrency: concurrency * 2, batch: false });
+    await runHandWritten(emu.amplitude, list.slice(0, 2000), concurrency); // warm-up
+    await runEngine(workflow, list.slice(0, 2000));
+    const hand = [];
+    const engine = [];
+    for (let r = 0; r < rounds; r++) {
+      hand.push(await runHandWritten(emu.amplitude, list, concurrency));
+      engine.push(await runEngine(workflow, list));
+    }
+    const stats = await emu.stats();
+    await emu.close();
+    rows.push({ latency, handMs: median(hand), engineMs: median(engine), ratio: median(hand) / median(engine), maxInFlight: stats.amplitude.maxInFlight });
+  }
+  return { events, concurrency, rows };
+}
+
+/** Bench 2: 100,000 identifies batched (requests, time) against `batch: false` throughput at 20 ms. */
+export async function benchBatching({ items = 100_000, unbatchedItems = 3_000, latency = 20 } = {}) {
+  const emu = await startEmulator({ LATENCY_MS: String(latency) });
+  const batched = identifyWorkflow(emu.amplitude, { concurrency: 10, loopConcurrency: 2000, batch: true });
+  const batchedMs = await runEngine(batched, ids(items));
+  const after = await emu.stats();
+  await emu.reset();
+  const single = identifyWorkflow(emu.amplitude, { concurrency: 10, loopConcurrency: 20, batch: false });
+  const singleMs = await runEngine(single, ids(unbatchedItems));
+  const singleStats = await emu.stats();
+  await emu.close();
+  const batchedRate = items / (batchedMs / 1000);
+  const singleRate = unbatchedItems / (singleMs / 1000);
+  return { items, latency, batchedMs, requests: after.amplitude.requests, identifications: after.amplitude.identifications, unbatchedItems, singleMs, singleRequests: singleStats.amplitude.requests, batchedRate, singleRate, speedup: batchedRate / singleRate };
+}

@@ -1,0 +1,87 @@
+// `npm run bench [-- name...]`: runs the benchmarks and writes their sections of docs/BENCHMARKS.md.
+import { benchBatching, benchUnbatched } from './engine.mjs';
+import { benchJournal } from './journal.mjs';
+import { machine, today, writeSection } from './lib.mjs';
+import { benchExportRss, benchLoopRss } from './rss.mjs';
+import { benchValidate } from './validate.mjs';
+
+const only = new Set(process.argv.slice(2));
+const want = (name) => only.size === 0 || only.has(name);
+const header = (title) => `## ${title}\n\n${today()}, ${machine()}.\n`;
+const ms = (x) => `${Math.round(x).toLocaleString('en-US')} ms`;
+const mb = (x) => `${Math.round(x)} MB`;
+
+if (want('engine')) {
+  const r = await benchUnbatched();
+  console.log('engine', r);
+  writeSection('engine', `${header('Engine vs a hand-written undici + p-queue loop')}
+${r.events.toLocaleString('en-US')} \`amplitude.send_event\` calls, one request each (\`batch: false\`, no journal), ${r.concurrency} in flight, against the sandbox emulator in its own process. The hand-written loop uses one undici Agent and p-queue at the same concurrency and sends the same bodies. Median of 3 rounds; ratio = engine throughput / hand-written throughput (target ≥ 0.95).
+
+| emulator latency | hand-written | ferry engine | ratio | max in flight seen |
+|---|---|---|---|---|
+${r.rows.map((x) => `| ${x.latency} ms | ${ms(x.handMs)} | ${ms(x.engineMs)} | **${x.ratio.toFixed(2)}×** | ${x.maxInFlight} |`).join('\n')}
+`);
+}
+
+if (want('batching')) {
+  const r = await benchBatching();
+  console.log('batching', r);
+  writeSection('batching', `${header('Automatic batching')}
+${r.items.toLocaleString('en-US')} \`amplitude.identify_user\` items (loop concurrency 2000, provider concurrency 10) at ${r.latency} ms emulator latency, against the same workflow with \`batch: false\` (${r.unbatchedItems.toLocaleString('en-US')} items: at one request per item the full 100k would take minutes; throughput is what is compared).
+
+| | items | requests | time | items/s |
+|---|---|---|---|---|
+| batched | ${r.items.toLocaleString('en-US')} | **${r.requests}** (target ≤ 100) | ${ms(r.batchedMs)} | ${Math.round(r.batchedRate).toLocaleString('en-US')} |
+| \`batch: false\` | ${r.unbatchedItems.toLocaleString('en-US')} | ${r.singleRequests} | ${ms(r.singleMs)} | ${Math.round(r.singleRate).toLocaleString('en-US')} |
+
+Batched throughput is **${r.speedup.toFixed(0)}×** the unbatched (target ≥ 20×). The emulator stored ${r.identifications.toLocaleString('en-US')} identifications.
+`);
+}
+
+if (want('journal')) {
+  const r = await benchJournal();
+  console.log('journal', r);
+  writeSection('journal', `${header('Journal overhead')}
+A ${r.items.toLocaleString('en-US')}-item loop of \`core.log\` (no provider calls, so the journal's share is as large as it gets), with the file journal (one \`write(2)\` per step entry) against the same loop with no journal. Median of 5 rounds.
+
+| journal off | journal on | ratio |
+|---|---|---|
+| ${ms(r.offMs)} | ${ms(r.onMs)} | **${r.ratio.toFixed(2)}×** (target < 1.15×) |
+`);
+}
+
+if (want('rss-loop')) {
+  const r = await benchLoopRss();
+  console.log('rss-loop', r);
+  writeSection('rss-loop', `${header('Memory: a 1,000,000-row JSONL loop')}
+\`loop.file\` over ${r.rows.toLocaleString('en-US')} JSONL rows, each a batched \`segment.track\` (loop concurrency 5000), file journal on, emulator in its own process.
+
+| peak RSS | time | requests | messages stored | journal size |
+|---|---|---|---|---|
+| **${mb(r.maxRssMb)}** (target ≤ 150 MB) | ${ms(r.ms)} | ${r.requests.toLocaleString('en-US')} | ${r.messages.toLocaleString('en-US')} | ${mb(r.journalBytes / 2 ** 20)} |
+`);
+}
+
+if (want('rss-export')) {
+  const r = await benchExportRss();
+  console.log('rss-export', r);
+  writeSection('rss-export', `${header('Memory: exporting 1 GB from Amplitude')}
+\`amplitude.export_events\` over 24 hours whose NDJSON adds up to ${mb(r.bytes / 2 ** 20)} uncompressed, served as a zip of gzipped hours by the emulator in its own process.
+
+| peak RSS | time | NDJSON written |
+|---|---|---|
+| **${mb(r.maxRssMb)}** (target ≤ 150 MB) | ${ms(r.ms)} | ${mb(r.outputBytes / 2 ** 20)} |
+`);
+}
+
+if (want('validate')) {
+  const r = benchValidate();
+  console.log('validate', r);
+  writeSection('validate', `${header('`ferry validate` of 200 files')}
+Wall time of \`ferry validate <dir>\` over ${r.files} copies of \`workflows/sync-signups.yaml\`, process start included; median of 5.
+
+| 200 files | 1 file (process start and set-up) |
+|---|---|
+| **${ms(r.ms)}** (target ≤ 1 s) | ${ms(r.oneFileMs)} |
+`);
+}

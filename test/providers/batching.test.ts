@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startSandbox, type Sandbox } from '../../src/providers/sandbox/index.js';
+import { fastRetry, runAgainst, sandboxProviders } from '../helpers/sandbox.js';
+
+let sandbox: Sandbox;
+beforeAll(async () => {
+  sandbox = await startSandbox();
+});
+afterAll(async () => sandbox.close());
+beforeEach(() => {
+  sandbox.amplitude.reset();
+  sandbox.segment.reset();
+});
+
+const ids = (n: number, from = 10_000) => Array.from({ length: n }, (_, i) => `user_${from + i}`);
+const eventsOf = (from = 0) => sandbox.amplitude.requests.slice(from).map((r) => (r.body as { events?: { user_id: string }[] }).events ?? []);
+
+function loop(action: string, withBlock: string, extra = ''): string {
+  return `
+name: batching
+${fastRetry}
+${sandboxProviders(sandbox, { amplitude: extra, segment: extra })}
+steps:
+  - id: each
+    loop: { over: <<inputs.ids>>, as: id, concurrency: 200 }
+    steps:
+      - id: call
+        action: ${action}
+        with: ${withBlock}
+`;
+}
+
+describe('automatic batching', () => {
+  it('coalesces concurrent identify calls into identification arrays, each item getting its own result', async () => {
+    const summary = await runAgainst(loop('amplitude.identify_user', '{ user_id: <<id>>, user_properties: { n: <<loop.index>> } }'), { inputs: { ids: ids(200) } });
+    expect(summary.status).toBe('succeeded');
+    expect(sandbox.amplitude.requests.length).toBeLessThanOrEqual(3);
+    expect(sandbox.amplitude.identifications).toHaveLength(200);
+    expect(sandbox.amplitude.users.get('user_10042')).toEqual({ n: 42 });
+    const out = summary.steps.each?.output as { items: { call: unknown }[] };
+    expect(out.items.every((i) => i.call === 'success')).toBe(true);
+  });
+
+  it('fails only the event Amplitude names as invalid and sends the rest again', async () => {
+    sandbox.amplitude.inject({ kind: 'reject-user', userId: 'user_10007' });
+    const summary = await runAgainst(loop('amplitude.send_event', '{ user_id: <<id>>, event_type: Batched }'), { inputs: { ids: ids(40) } });
+    expect(summary.status).toBe('failed');
+    expect(summary.error).toMatchObject({ step: 'call', item: 7, status: 400 });
+    expect(summary.error?.message).toContain('invalid `user_id`');
+    expect(summary.steps.each?.steps?.call).toMatchObject({ succeeded: 39, failed: 1 });
+    const stored = [...sandbox.amplitude.events.values()].map((e) => e.user_id);
+    expect(stored).toHaveLength(39);
+    expect(stored).not.toContain('user_10007');
+  });
+
+  it('splits a batch that gets 413 and sends the halves', async () => {
+    sandbox.amplitude.inject({ kind: 'status', status: 413, times: 1, body: { code: 413, error: 'Payload too large' } });
+    const summary = await runAgainst(loop('amplitude.send_event', '{ user_id: <<id>>, event_type: Big }'), { inputs: { ids: ids(50) } });
+    expect(summary.status).toBe('succeeded');
+    const [first, ...rest] = eventsOf();
+    expect(first).toHaveLength(50);
+    expect(rest.map((e) => e.length).reduce((a, b) => a + b, 0)).toBe(50);
+    expect(rest.length).toBeGreaterThanOrEqual(2);
+    expect(sandbox.amplitude.events.size).toBe(50);
+    expect(summary.steps.each?.steps?.call?.calls.attempts).toBe(50);
+  });
+
+  it('retries only the throttled events of a 429, after the wait', async () => {
+    sandbox.amplitude.inject({ kind: 'throttle-user', userId: 'user_10003', retryAfter: 1 });
+    const summary = await runAgainst(loop('amplitude.send_event', '{ user_id: <<id>>, event_type: Hot }'), { inputs: { ids: ids(30) } });
+    expect(summary.status).toBe('succeeded');
+    const [first, second] = sandbox.amplitude.requests;
+    expect(first?.status).toBe(429);
+    expect((second?.body as { events: { user_id: string }[] }).events.map((e) => e.user_id)).toEqual(['user_10003']);
+    expect((second?.at ?? 0) - (first?.at ?? 0)).toBeGreaterThanOrEqual(950);
+    expect(sandbox.amplitude.events.size).toBe(30);
+    expect(sandbox.amplitude.duplicateInsertIds).toBe(0);
+  });
+
+  it('keeps every item and idempotency key through random 429s, 503s and resets, with no duplicates stored', async () => {
+    sandbox.segment.inject({ kind: 'random', rate429: 0.15, rate503: 0.15, rateReset: 0.1, retryAfter: 0, seed: 3 });
+    const summary = await runAgainst(`
+name: chaos
+retry: { attempts: 10, backoff: { initial: 1ms, max: 5ms } }
+${sandboxProviders(sandbox, { segment: '    batch: { max_items: 25 }' })}
+steps:
+  - id: each
+    loop: { over: <<inputs.ids>>, as: id, concurrency: 100 }
+    steps:
+      - { id: call, action: segment.track, with: { userId: <<id>>, event: Chaos } }
+`, { inputs: { ids: ids(500) } });
+    expect(summary.status).toBe('succeeded');
+    expect(sandbox.segment.messages.size).toBe(500);
+    const batches = sandbox.segment.requests.filter((r) => r.path === '/v1/batch');
+    expect(batches.length).toBeGreaterThan(0);
+    expect(batches.every((r) => ((r.body as { batch?: unknown[] }).batch?.length ?? 0) <= 25)).toBe(true);
+  });
+
+  it('isolates a message Segment refuses by splitting the batch', async () => {
+    sandbox.segment.inject({ kind: 'reject-user', userId: 'user_10011' });
+    const summary = await runAgainst(loop('segment.track', '{ userId: <<id>>, event: Split }'), { inputs: { ids: ids(32) } });
+    expect(summary.status).toBe('failed');
+    expect(summary.error).toMatchObject({ step: 'call', item: 11, status: 400 });
+    expect(sandbox.segment.messages.size).toBe(31);
+  });
+
+  it('sends one request per call with `batch: false`', async () => {
+    const summary = await runAgainst(loop('segment.track', '{ userId: <<id>>, event: Single }', '    batch: false'), { inputs: { ids: ids(20) } });
+    expect(summary.status).toBe('succeeded');
+    expect(sandbox.segment.requests).toHaveLength(20);
+    expect(sandbox.segment.requests.every((r) => r.path === '/v1/track')).toBe(true);
+  });
+});
