@@ -48,22 +48,46 @@ export interface RunOptions {
   resume?: ResumeState;
 }
 
-/** What a journal says already happened in a run, keyed by `stepKey`. */
-export type ResumeState = Map<string, { status: StepStatus; output: unknown; ms: number }>;
+/**
+ * What a journal says already happened in a run: completed steps keyed by `stepKey`, and for
+ * file loops the row below which every row finished (`progress`, keyed by the loop's stepKey).
+ */
+export type ResumeState = Map<string, { status: StepStatus; output: unknown; ms: number }> & { progress?: Map<string, number> };
 
 /** A step's identity in one run: its id and loop position. */
 export function stepKey(id: string, item: readonly number[]): string {
   return `${id}@${item.join('.')}`;
 }
 
-/** The completed steps of a journal, ready for `RunOptions.resume`. */
+/**
+ * The completed steps of a journal, ready for `RunOptions.resume`. Entries under a file
+ * loop's progress mark are left out: those rows are skipped whole, so a resumed million-row
+ * loop does not hold a million entries.
+ */
 export function resumeStateFrom(entries: readonly JournalEntry[]): ResumeState {
+  const progress = new Map<string, number>();
+  const loopsOf = new Map<string, string[]>();
+  for (const e of entries) {
+    if (e.t === 'progress') progress.set(stepKey(e.id, e.item), Math.max(progress.get(stepKey(e.id, e.item)) ?? 0, e.done));
+    if (e.t === 'run') {
+      const walk = (shape: StepShape[], loops: string[]): void => {
+        for (const s of shape) {
+          loopsOf.set(s.id, loops);
+          if (s.steps) walk(s.steps, [...loops, s.id]);
+        }
+      };
+      walk(e.shape, []);
+    }
+  }
+  const below = (id: string, item: readonly number[]): boolean =>
+    (loopsOf.get(id) ?? []).some((loop, depth) => (progress.get(stepKey(loop, item.slice(0, depth))) ?? 0) > (item[depth] ?? Infinity));
   const state: ResumeState = new Map();
+  state.progress = progress;
   for (const e of entries) {
     if (e.t !== 'step') continue;
     const key = stepKey(e.id, e.item);
     if (e.status === 'failed') state.delete(key);
-    else state.set(key, { status: e.status, output: e.output ?? null, ms: e.ms });
+    else if (progress.size === 0 || !below(e.id, e.item)) state.set(key, { status: e.status, output: e.output ?? null, ms: e.ms });
   }
   return state;
 }
@@ -329,9 +353,17 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
   // in memory. Arrays keep each item's outputs, in item order.
   let pull: () => Promise<IteratorResult<unknown>> | IteratorResult<unknown>;
   let outputs: unknown[] | undefined;
+  let count = 0;
+  let progress: LoopProgress | undefined;
   if (step.file !== undefined) {
     const rows = readItems(step.file)[Symbol.asyncIterator]();
     pull = () => rows.next();
+    // A resumed file loop restarts at the first unfinished row: rows below the journal's
+    // progress mark are read past without running anything.
+    const key = stepKey(step.id, scope.item);
+    const done = run.options.resume?.progress?.get(key) ?? 0;
+    while (count < done && !(await rows.next()).done) count++;
+    progress = new LoopProgress(count, (mark) => run.journal.append({ t: 'progress', id: step.id, item: scope.item, done: mark }));
   } else {
     const items = step.over?.(scope.context);
     if (!Array.isArray(items)) {
@@ -341,7 +373,6 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
     const iterator = items[Symbol.iterator]();
     pull = () => iterator.next();
   }
-  let count = 0;
   let sourceError: unknown;
   const worker = async (): Promise<void> => {
     while (!run.stopping && sourceError === undefined) {
@@ -357,6 +388,9 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
       const steps = { ...scope.steps };
       const context: TemplateContext = { ...scope.context, steps, [step.as]: next.value, loop: { index } };
       await runSteps(step.steps, { context, steps, item: [...scope.item, index], inner }, run).catch(() => undefined);
+      // Finished means every inner step ran (or was skipped): a stop or a failure elsewhere
+      // can leave an item half done, and its row must run again on retry.
+      if (progress && step.steps.every((s) => steps[s.id] !== undefined && steps[s.id]?.status !== 'failed')) progress.finished(index);
       if (outputs) {
         const out: Record<string, unknown> = {};
         for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
@@ -365,11 +399,41 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
     }
   };
   await Promise.all(Array.from({ length: step.concurrency }, worker));
+  progress?.flush();
   if (sourceError !== undefined) throw new RunFailedError(step.id, null, `step \`${step.id}\`: ${errorMessage(sourceError)}`, { cause: sourceError });
   if (run.failure) throw run.failure;
   if (run.signal.aborted) throw interruption(run);
   return outputs ? { count, items: outputs } : { count };
 }
+
+/**
+ * The low-water mark of a file loop: every row below it finished. Written to the journal
+ * every PROGRESS_EVERY rows, so that a retry can skip them without holding their entries.
+ */
+class LoopProgress {
+  readonly #finished = new Set<number>();
+  #low: number;
+  #written: number;
+  constructor(
+    start: number,
+    readonly write: (mark: number) => void,
+  ) {
+    this.#low = start;
+    this.#written = start;
+  }
+  finished(index: number): void {
+    this.#finished.add(index);
+    while (this.#finished.delete(this.#low)) this.#low++;
+    if (this.#low - this.#written >= PROGRESS_EVERY) this.flush();
+  }
+  flush(): void {
+    if (this.#low === this.#written) return;
+    this.#written = this.#low;
+    this.write(this.#low);
+  }
+}
+
+const PROGRESS_EVERY = 1000;
 
 async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: CallSummary): Promise<unknown> {
   const registered = run.options.registry.action(step.action);

@@ -27,6 +27,8 @@ export type JournalEntry =
     }
   | { t: 'resume'; at: string; pid: number }
   | { t: 'step'; id: string; item: number[]; status: StepStatus; output?: unknown; error?: RunErrorInfo; calls?: CallSummary; ms: number }
+  /** A file loop's low-water mark: every row below `done` finished. */
+  | { t: 'progress'; id: string; item: number[]; done: number }
   | { t: 'end'; status: 'succeeded' | 'failed'; at: string; ms: number; error: RunErrorInfo | null; interrupted?: string };
 
 /** Where the engine writes what happened; narrow so another store (Redis, Temporal) can stand in. */

@@ -207,3 +207,32 @@ describe('durable runs', () => {
     expect(sentEvents().length).toBe(400);
   });
 });
+
+describe('file loops', () => {
+  it('resume at the first unfinished row, skipping finished rows without holding their entries', async () => {
+    const rows = 5000;
+    await writeFile(path.join(dir, 'users.jsonl'), users(rows).map((u) => JSON.stringify(u)).join('\n'));
+    const wf = path.join(dir, 'wf.yaml');
+    await writeFile(wf, workflow().replace('over: <<inputs.users>>', 'file: users.jsonl'));
+    sandbox.amplitude.inject({ kind: 'reject-user', userId: 'user_13500' });
+    const first = await ferry(['run', wf], { env: env() });
+    expect(first.stderr).toMatch(/loop item 3500/);
+    expect(first.code).toBe(1);
+    const runId = runIdOf(first.stderr);
+    const journal = await readFile(path.join(stateDir, 'runs', runId, 'journal.jsonl'), 'utf8');
+    const marks = journal.split('\n').filter((l) => l.includes('"t":"progress"')).map((l) => JSON.parse(l).done as number);
+    expect(Math.max(...marks)).toBeGreaterThanOrEqual(3000);
+    expect(Math.max(...marks)).toBeLessThanOrEqual(3500);
+
+    sandbox.amplitude.clearFaults();
+    const before = sandbox.amplitude.requests.length;
+    const retry = await ferry(['retry', runId, '--json'], { env: env() });
+    expect(retry.code).toBe(0);
+    expect(JSON.parse(retry.stdout).steps.each_user.output).toEqual({ count: rows });
+    expect(retry.stderr).toContain(`synced ${rows}`);
+    expect(sandbox.amplitude.events.size).toBe(rows);
+    // Rows below the mark were neither sent again nor re-checked one by one.
+    const resent = sentEvents(before).map((e) => Number(e.user_id.slice(5)) - 10_000);
+    expect(Math.min(...resent)).toBeGreaterThanOrEqual(Math.max(...marks));
+  });
+});
