@@ -1,46 +1,90 @@
-/** Amplitude's field rules (PROVIDERS.md), shared by the Identify and event endpoints. */
+/** Amplitude's field rules (PROVIDERS.md), shared by the Identify API and the event APIs. */
+import { isObject } from './server.js';
 
-const IDENTIFY_KEYS = new Set(['user_id', 'device_id', 'user_properties', 'groups', 'app_version', 'platform', 'os_name', 'os_version', 'device_brand', 'device_manufacturer', 'device_model', 'carrier', 'country', 'region', 'city', 'dma', 'language', 'paying', 'start_version']);
-
-// The documented event fields plus what the official Node SDK sends: whatever it sends is valid.
-const EVENT_KEYS = new Set([
-  ...['user_id', 'device_id', 'event_type', 'time', 'event_properties', 'user_properties', 'groups', 'group_properties', 'insert_id', 'session_id', 'app_version', 'platform', 'os_name', 'os_version'],
-  ...['device_brand', 'device_manufacturer', 'device_model', 'carrier', 'country', 'region', 'city', 'dma', 'language', 'ip', 'price', 'quantity', 'revenue', 'productId', 'revenueType'],
-  ...['location_lat', 'location_lng', 'idfa', 'idfv', 'adid', 'android_id', 'event_id', 'library', 'currency', 'receipt', 'receiptSig', 'android_app_set_id', 'plan', 'ingestion_metadata', 'partner_id', 'user_agent', 'extra'],
+const IDENTIFY_KEYS = new Set([
+  'user_id', 'device_id', 'user_properties', 'groups', 'app_version', 'platform', 'os_name', 'os_version', 'device_brand',
+  'device_manufacturer', 'device_model', 'carrier', 'country', 'region', 'city', 'dma', 'language', 'paying', 'start_version',
 ]);
 
-export const OPERATORS = new Set(['$set', '$setOnce', '$add', '$append', '$prepend', '$unset', '$preInsert', '$postInsert', '$remove', '$clearAll']);
+// The documented event fields, plus everything the official SDKs put on an event: whatever they send is valid.
+const EVENT_KEYS = new Set([
+  'user_id', 'device_id', 'event_type', 'time', 'event_properties', 'user_properties', 'groups', 'group_properties', 'insert_id',
+  'session_id', 'app_version', 'version_name', 'platform', 'os_name', 'os_version', 'device_brand', 'device_manufacturer',
+  'device_model', 'carrier', 'country', 'region', 'city', 'dma', 'language', 'ip', 'price', 'quantity', 'revenue', 'productId',
+  'revenueType', 'location_lat', 'location_lng', 'idfa', 'idfv', 'adid', 'android_id', 'uuid', 'event_id', 'library', 'currency',
+  'receipt', 'receiptSig', 'android_app_set_id', 'plan', 'ingestion_metadata', 'partner_id', 'user_agent', 'extra',
+]);
+
+const NUMBER_FIELDS = ['time', 'session_id', 'event_id', 'price', 'quantity', 'revenue', 'location_lat', 'location_lng'];
+const OBJECT_FIELDS = ['event_properties', 'groups', 'group_properties', 'plan', 'ingestion_metadata', 'extra'];
+
+/** The Identify API's operators (PROVIDERS.md): camelCase on the wire, `$set_once` is not one of them. */
+const IDENTIFY_OPERATORS = new Set(['$set', '$setOnce', '$add', '$append', '$prepend', '$unset', '$preInsert', '$postInsert', '$remove']);
+/** `$identify` events may also carry the SDK's `$clearAll: "-"`. */
+const EVENT_OPERATORS = new Set([...IDENTIFY_OPERATORS, '$clearAll']);
 
 const BLOCKED_IDS = new Set(['anonymous', 'null', 'none', 'undefined', '0', '-1', 'nil', 'lmy47d', 'unknown', '00000000-0000-0000-0000-000000000000']);
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+export const MAX_DEPTH = 40;
 
-function depth(value: unknown): number {
+/** Levels of objects and arrays: `{a: 1}` is 1, `{a: {b: 1}}` is 2. Stops counting past the limit. */
+function depth(value: unknown, limit: number): number {
   if (value === null || typeof value !== 'object') return 0;
+  if (limit <= 0) return 1;
   let max = 0;
-  for (const v of Object.values(value)) max = Math.max(max, depth(v));
+  for (const v of Object.values(value)) {
+    const d = depth(v, limit - 1);
+    if (d > max) max = d;
+  }
   return max + 1;
 }
 
-/** Plain keys (each a $set) or only operators; mixing is refused, as is an unknown operator. */
-export function checkUserProperties(props: unknown): string | undefined {
-  if (!isObject(props)) return 'user_properties must be an object';
-  if (depth(props) > 40) return 'user_properties nests deeper than 40 levels';
+/** Plain keys (each a `$set`) or only operators; mixing is refused, as is an unknown operator. */
+export function checkUserProperties(props: unknown, allowClearAll: boolean): string | undefined {
+  if (!isObject(props)) return 'must be an object';
+  if (depth(props, MAX_DEPTH + 1) > MAX_DEPTH) return `nests deeper than ${MAX_DEPTH} levels`;
   const keys = Object.keys(props);
   const ops = keys.filter((k) => k.startsWith('$'));
-  if (ops.length > 0 && ops.length < keys.length) return 'user_properties mixes operators and plain keys';
-  const unknown = ops.find((k) => !OPERATORS.has(k));
-  if (unknown) return `unknown user_properties operator ${unknown}`;
+  if (ops.length === 0) return undefined;
+  if (ops.length < keys.length) {
+    return `mixes operators (${ops.join(', ')}) with plain keys (${keys.filter((k) => !k.startsWith('$')).join(', ')})`;
+  }
+  const known = allowClearAll ? EVENT_OPERATORS : IDENTIFY_OPERATORS;
+  for (const op of ops) {
+    if (!known.has(op)) {
+      const camel = op.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+      return `unknown operator ${op}${camel !== op && known.has(camel) ? ` (operators are camelCase: ${camel})` : ''}`;
+    }
+    if (op !== '$clearAll' && !isObject(props[op])) return `operator ${op} takes an object`;
+  }
   return undefined;
 }
 
-export function checkIdentification(id: unknown): string | undefined {
-  if (!isObject(id)) return 'must be an object';
-  const who = [id.user_id, id.device_id].filter((v) => typeof v === 'string' && v !== '');
-  if (who.length === 0) return 'user_id or device_id is required';
-  const extra = Object.keys(id).find((k) => !IDENTIFY_KEYS.has(k));
-  if (extra) return `unknown field ${extra}`;
-  if (id.user_properties !== undefined) return checkUserProperties(id.user_properties);
+export interface IdentificationProblem {
+  /** The offending field; undefined when the identification itself is not an object. */
+  field: string | undefined;
+  reason: string;
+  missing: boolean;
+}
+
+/** One identification's first problem; undefined when it is valid. */
+export function checkIdentification(id: unknown): IdentificationProblem | undefined {
+  const invalid = (field: string | undefined, reason: string): IdentificationProblem => ({ field, reason, missing: false });
+  if (!isObject(id)) return invalid(undefined, 'must be a JSON object');
+  const who = (v: unknown): boolean => typeof v === 'string' && v !== '';
+  if (!who(id.user_id) && !who(id.device_id)) return { field: 'user_id', reason: 'user_id or device_id is required', missing: true };
+  for (const key of Object.keys(id)) {
+    if (!IDENTIFY_KEYS.has(key)) return invalid(key, 'unknown field');
+    const v = id[key];
+    if (key === 'user_properties') {
+      const problem = checkUserProperties(v, false);
+      if (problem) return invalid(key, problem);
+    } else if (key === 'groups') {
+      if (!isObject(v)) return invalid(key, 'must be an object');
+    } else if (v !== null && typeof v === 'object') {
+      return invalid(key, 'must be a string, number or boolean');
+    }
+  }
   return undefined;
 }
 
@@ -55,49 +99,89 @@ const note = (into: Record<string, number[]>, field: string, index: number): voi
 
 function badId(value: unknown, minLength: number): boolean {
   if (typeof value !== 'string') return true;
-  return value.length < minLength || BLOCKED_IDS.has(value.trim().toLowerCase());
+  return value.length < minLength || BLOCKED_IDS.has(value.toLowerCase());
 }
 
-/** Adds an event's problems (by field, with its index) as Amplitude's 400 lists them. */
+/** Adds one event's problems, by field with the event's index, as Amplitude's 400 lists them. */
 export function checkEvent(event: unknown, index: number, minIdLength: number, problems: EventProblems): void {
   if (!isObject(event)) return note(problems.invalid, 'event', index);
-  if (typeof event.event_type !== 'string' || event.event_type === '') note(problems.missing, 'event_type', index);
-  if (event.user_id === undefined && event.device_id === undefined) note(problems.missing, 'user_id', index);
-  if (event.user_id !== undefined && badId(event.user_id, minIdLength)) note(problems.invalid, 'user_id', index);
-  if (event.device_id !== undefined && badId(event.device_id, minIdLength)) note(problems.invalid, 'device_id', index);
-  // `time` is ms since epoch; an ISO string is refused.
-  if (event.time !== undefined && typeof event.time !== 'number') note(problems.invalid, 'time', index);
-  if (event.insert_id !== undefined && typeof event.insert_id !== 'string') note(problems.invalid, 'insert_id', index);
-  if (event.user_properties !== undefined && event.event_type !== '$identify' && checkUserProperties(event.user_properties)) note(problems.invalid, 'user_properties', index);
-  for (const key of Object.keys(event)) if (!EVENT_KEYS.has(key)) note(problems.invalid, key, index);
+  if (event.event_type === undefined || event.event_type === null) note(problems.missing, 'event_type', index);
+  else if (typeof event.event_type !== 'string' || event.event_type === '') note(problems.invalid, 'event_type', index);
+  const hasUser = event.user_id !== undefined && event.user_id !== null;
+  const hasDevice = event.device_id !== undefined && event.device_id !== null;
+  // Amplitude names no single field when both ids are absent; `user_id` is the one ferry always sets.
+  if (!hasUser && !hasDevice) note(problems.missing, 'user_id', index);
+  if (hasUser && badId(event.user_id, minIdLength)) note(problems.invalid, 'user_id', index);
+  if (hasDevice && badId(event.device_id, minIdLength)) note(problems.invalid, 'device_id', index);
+  for (const key of Object.keys(event)) {
+    const v = event[key];
+    if (!EVENT_KEYS.has(key)) note(problems.invalid, key, index);
+    else if (v === undefined || v === null || key === 'user_id' || key === 'device_id' || key === 'event_type') continue;
+    // `time` is ms since epoch: an ISO string is refused, which is why ferry converts it.
+    else if (NUMBER_FIELDS.includes(key) && (typeof v !== 'number' || !Number.isFinite(v))) note(problems.invalid, key, index);
+    else if (OBJECT_FIELDS.includes(key) && !isObject(v)) note(problems.invalid, key, index);
+    else if (key === 'insert_id' && (typeof v !== 'string' || v === '')) note(problems.invalid, key, index);
+    else if (key === 'user_properties' && checkUserProperties(v, true) !== undefined) note(problems.invalid, key, index);
+  }
 }
 
-/** Applies user_properties (plain keys or operators) to a user's stored properties. */
-export function applyUserProperties(user: Record<string, unknown>, props: Record<string, unknown> | undefined): Record<string, unknown> {
-  if (!props) return user;
-  const out = { ...user };
+/** Minimum id length from `options`, or a reason the options are refused. */
+export function minIdLengthOf(options: unknown): number | string {
+  if (options === undefined || options === null) return 5;
+  if (!isObject(options)) return 'options must be an object';
+  for (const key of Object.keys(options)) if (key !== 'min_id_length') return `unknown option ${key}`;
+  const n = options.min_id_length;
+  if (n === undefined) return 5;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 ? n : 'options.min_id_length must be a positive integer';
+}
+
+/** Amplitude cuts strings over 1024 characters; a copy is made only when something is cut. */
+export function cutLongStrings<T>(value: T): T {
+  if (typeof value === 'string') return (value.length > 1024 ? value.slice(0, 1024) : value) as T;
+  if (value === null || typeof value !== 'object') return value;
+  let copy: Record<string, unknown> | unknown[] | undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const cut = cutLongStrings(v);
+    if (cut !== v) {
+      copy ??= Array.isArray(value) ? [...(value as unknown[])] : { ...(value as Record<string, unknown>) };
+      (copy as Record<string, unknown>)[k] = cut;
+    }
+  }
+  return (copy ?? value) as T;
+}
+
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
+const same = (a: unknown, b: unknown): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
+
+/** Applies user_properties (plain keys, or operators in the order given) to a user's properties, in place. */
+export function applyUserProperties(user: Record<string, unknown>, props: unknown): void {
+  if (!isObject(props)) return;
   const keys = Object.keys(props);
-  if (!keys.some((k) => k.startsWith('$'))) return Object.assign(out, props);
-  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
-  for (const [op, arg] of Object.entries(props)) {
+  if (!keys.some((k) => k.startsWith('$'))) {
+    Object.assign(user, props);
+    return;
+  }
+  for (const op of keys) {
+    const arg = props[op];
     if (op === '$clearAll') {
-      for (const k of Object.keys(out)) delete out[k];
+      for (const k of Object.keys(user)) delete user[k];
       continue;
     }
     if (!isObject(arg)) continue;
     for (const [k, v] of Object.entries(arg)) {
+      const cur = user[k];
       switch (op) {
-        case '$set': out[k] = v; break;
-        case '$setOnce': if (!(k in out)) out[k] = v; break;
-        case '$add': out[k] = Number(out[k] ?? 0) + Number(v); break;
-        case '$append': out[k] = [...list(out[k]), ...list(v)]; break;
-        case '$prepend': out[k] = [...list(v), ...list(out[k])]; break;
-        case '$unset': delete out[k]; break;
-        case '$preInsert': out[k] = [...list(v).filter((x) => !list(out[k]).includes(x)), ...list(out[k])]; break;
-        case '$postInsert': out[k] = [...list(out[k]), ...list(v).filter((x) => !list(out[k]).includes(x))]; break;
-        case '$remove': out[k] = list(out[k]).filter((x) => !list(v).includes(x)); break;
+        case '$set': user[k] = v; break;
+        case '$setOnce': if (!(k in user)) user[k] = v; break;
+        case '$add': user[k] = (typeof cur === 'number' ? cur : Number(cur ?? 0) || 0) + Number(v); break;
+        case '$append': user[k] = [...list(cur), ...list(v)]; break;
+        case '$prepend': user[k] = [...list(v), ...list(cur)]; break;
+        case '$unset': delete user[k]; break;
+        // Insert only what is not there yet, as Amplitude documents for $preInsert/$postInsert.
+        case '$preInsert': user[k] = [...list(v).filter((x) => !list(cur).some((y) => same(x, y))), ...list(cur)]; break;
+        case '$postInsert': user[k] = [...list(cur), ...list(v).filter((x) => !list(cur).some((y) => same(x, y)))]; break;
+        case '$remove': user[k] = list(cur).filter((x) => !list(v).some((y) => same(x, y))); break;
       }
     }
   }
-  return out;
 }

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import type { Dispatcher } from 'undici';
+import { FerryError, ProviderError, RunFailedError } from '../errors.js';
+import { sharedAgent } from '../providers/http.js';
+import { noJournal, type RunJournal } from '../store/journal.js';
+import type { TemplateContext } from '../template/compile.js';
+import type { Workflow } from '../workflow/types.js';
+import { Limiter } from './limiter.js';
+import type { RunOptions } from './run.js';
+import type { InnerStepSummary, RunErrorInfo, RunSummary } from './types.js';
+
+let processLimiter: Limiter | undefined;
+/** The per-process queues shared by every run that does not bring its own Limiter. */
+export function defaultLimiter(): Limiter {
+  processLimiter ??= new Limiter();
+  return processLimiter;
+}
+
+export interface ItemScope {
+  context: TemplateContext;
+  /** Outputs of steps visible in this scope, by id (also referenced from `context.steps`). */
+  steps: Record<string, { output: unknown; status: string }>;
+  item: number[];
+  /** Inside a loop: per inner step aggregates. */
+  inner: Map<string, InnerStepSummary> | undefined;
+}
+
+/** One run in progress: what every step of it shares. */
+export class Run {
+  readonly summary: RunSummary;
+  readonly providerConfigs = new Map<string, Record<string, unknown>>();
+  failure: RunFailedError | undefined;
+  readonly limiter: Limiter;
+  readonly dispatcher: Dispatcher;
+  readonly signal: AbortSignal;
+  readonly journal: RunJournal;
+  /** Steps running now, for the interruption message. */
+  readonly active = new Set<string>();
+
+  constructor(
+    readonly workflow: Workflow,
+    readonly options: RunOptions,
+    readonly runId: string,
+  ) {
+    this.limiter = options.limiter ?? defaultLimiter();
+    this.dispatcher = options.dispatcher ?? sharedAgent();
+    this.signal = options.signal ?? new AbortController().signal;
+    this.journal = options.journal ?? noJournal;
+    this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
+  }
+
+  readonly #keyPrefixes = new Map<string, string>();
+
+  /** idempotencyKey(), with the run+step part of the hash computed once per step. */
+  keyFor(stepId: string, item: readonly number[], salt?: string): string {
+    let prefix = this.#keyPrefixes.get(stepId);
+    if (prefix === undefined) {
+      prefix = keyPrefix(this.runId, stepId);
+      this.#keyPrefixes.set(stepId, prefix);
+    }
+    return formatKey(prefix, item, salt);
+  }
+
+  get stopping(): boolean {
+    return this.failure !== undefined || this.signal.aborted;
+  }
+}
+
+export function interruption(run: Run): RunFailedError {
+  const step = [...run.active][0] ?? '(run)';
+  return new RunFailedError(step, null, `run interrupted by ${String(run.signal.reason ?? 'a signal')} before it finished`);
+}
+
+export function errorInfo(failure: RunFailedError): RunErrorInfo {
+  const cause = failure.cause;
+  const info: RunErrorInfo = { step: failure.step, item: failure.item?.at(-1) ?? null, message: failure.message };
+  if (failure.item && failure.item.length > 1) info.itemPath = failure.item;
+  if (cause instanceof FerryError) info.code = cause.code;
+  if (cause instanceof ProviderError && cause.status !== undefined) info.status = cause.status;
+  return info;
+}
+
+/**
+ * Stable across retries and resumes of one run, new for a new run (DESIGN.md §4): a hash of
+ * run id and step id, then the loop position. At most ~60 characters for deep loops, within
+ * Segment's 100.
+ */
+export function idempotencyKey(runId: string, stepId: string, item: readonly number[], salt?: string): string {
+  return formatKey(keyPrefix(runId, stepId), item, salt);
+}
+
+function keyPrefix(runId: string, stepId: string): string {
+  return createHash('sha256').update(`${runId}\0${stepId}`).digest('hex').slice(0, 24);
+}
+
+function formatKey(prefix: string, item: readonly number[], salt: string | undefined): string {
+  return `ferry-${prefix}-${item.join('.') || '0'}${salt ? `-${salt}` : ''}`;
+}

@@ -1,0 +1,276 @@
+import path from 'node:path';
+import type { Dispatcher } from 'undici';
+import { ActionInputError, FerryError, RunFailedError, TemplateError, errorMessage } from '../errors.js';
+import type { ActionContext, BatchSpec, LogLevel } from '../providers/define.js';
+import { NEVER_ABORTED } from '../providers/http.js';
+import type { TemplateContext } from '../template/compile.js';
+import { parseDuration, type ActionStep, type LoopStep, type Step } from '../workflow/types.js';
+import type { BatchSettings } from './batcher.js';
+import { stepKey } from './resume.js';
+import { callWithRetry, type CallStats } from './retry.js';
+import { readItems } from './sources.js';
+import { errorInfo, interruption, type ItemScope, type Run } from './state.js';
+import type { CallSummary, InnerStepSummary, StepSummary } from './types.js';
+
+/** Runs steps in order within one scope (the workflow, or one loop item) until one fails. */
+export async function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
+  for (const step of steps) {
+    if (run.stopping) return;
+    await runStep(step, scope, run);
+  }
+}
+
+async function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
+  const started = performance.now();
+  const top = scope.inner === undefined;
+  const record = (summary: StepSummary): void => {
+    scope.steps[step.id] = { output: summary.output, status: summary.status };
+    if (top) run.summary.steps[step.id] = summary;
+    else addInner(scope.inner as Map<string, InnerStepSummary>, step.id, summary);
+  };
+  // A step that completed in an earlier attempt of this run is not run again: its output
+  // comes back from the journal. Loops always re-enter, restoring their items one by one.
+  const prior = step.kind === 'action' ? run.options.resume?.get(stepKey(step.id, scope.item)) : undefined;
+  if (prior) return record({ status: prior.status, output: prior.output, durationMs: prior.ms, resumed: true });
+
+  run.options.observer?.stepStarted?.(step.id, scope.item);
+  if (top) run.active.add(step.id);
+  const finish = (summary: StepSummary): void => {
+    record(summary);
+    if (top) run.active.delete(step.id);
+    run.journal.append({
+      t: 'step',
+      id: step.id,
+      item: scope.item,
+      status: summary.status,
+      // A loop's items are rebuilt from its inner steps' entries; only the count is kept.
+      output: step.kind === 'loop' ? { count: (summary.output as { count?: number } | null)?.count ?? 0 } : summary.output,
+      ms: summary.durationMs,
+      ...(summary.calls && summary.calls.calls > 0 ? { calls: summary.calls } : {}),
+      ...(summary.status === 'failed' && run.failure ? { error: errorInfo(run.failure) } : {}),
+    });
+    run.options.observer?.stepFinished?.(step.id, scope.item, summary);
+  };
+  const elapsed = (): number => Math.round(performance.now() - started);
+
+  let active = true;
+  try {
+    active = step.if === undefined ? true : typeof step.if === 'boolean' ? step.if : Boolean(step.if.render(scope.context));
+  } catch (error) {
+    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed() }, finish);
+  }
+  if (!active) return finish({ status: 'skipped', output: null, durationMs: 0 });
+
+  if (step.kind === 'loop') {
+    const inner = new Map<string, InnerStepSummary>();
+    try {
+      const output = await runLoop(step, scope, run, inner);
+      finish({ status: 'succeeded', output, durationMs: elapsed(), steps: Object.fromEntries(inner) });
+    } catch (error) {
+      return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed(), steps: Object.fromEntries(inner) }, finish);
+    }
+    return;
+  }
+  const calls: CallSummary = { calls: 0, attempts: 0, failures: {}, waitedMs: 0 };
+  try {
+    const output = await runAction(step, scope, run, calls);
+    finish({ status: 'succeeded', output: output ?? null, durationMs: elapsed(), calls });
+  } catch (error) {
+    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed(), calls }, finish);
+  }
+}
+
+function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: StepSummary, finish: (s: StepSummary) => void): never {
+  const failure = error instanceof RunFailedError ? error : asRunFailure(step, scope.item, error);
+  summary.error = failure.message;
+  // An interruption is not the step's fault: the first real failure stays the run's error.
+  if (!run.signal.aborted) run.failure ??= failure;
+  finish(summary);
+  throw failure;
+}
+
+function asRunFailure(step: Step, item: number[], error: unknown): RunFailedError {
+  const where = item.length > 0 ? `step \`${step.id}\`, loop item ${item.join('.')}` : `step \`${step.id}\``;
+  let cause = errorMessage(error);
+  if (error instanceof TemplateError) {
+    cause = `template ${error.field ? `in \`with.${error.field}\` ` : ''}${JSON.stringify(error.template)}: ${error.message}`;
+  } else if (error instanceof ActionInputError) {
+    cause = `invalid input: ${error.message}`;
+  }
+  return new RunFailedError(step.id, item.length > 0 ? item : null, `${where}: ${cause}`, { cause: error });
+}
+
+function addInner(inner: Map<string, InnerStepSummary>, id: string, summary: StepSummary): void {
+  let agg = inner.get(id);
+  if (!agg) {
+    agg = { succeeded: 0, failed: 0, skipped: 0, calls: { calls: 0, attempts: 0, failures: {}, waitedMs: 0 } };
+    inner.set(id, agg);
+  }
+  agg[summary.status]++;
+  if (summary.calls) mergeCalls(agg.calls, summary.calls);
+}
+
+function mergeCalls(into: CallSummary, from: CallSummary): void {
+  into.calls += from.calls;
+  into.attempts += from.attempts;
+  into.waitedMs += from.waitedMs;
+  for (const [k, v] of Object.entries(from.failures)) into.failures[k] = (into.failures[k] ?? 0) + v;
+}
+
+async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<string, InnerStepSummary>): Promise<{ count: number; items?: unknown[] }> {
+  // File-sourced loops stream their rows and keep only the count: a million rows never sit
+  // in memory. Arrays keep each item's outputs, in item order.
+  let pull: () => Promise<IteratorResult<unknown>> | IteratorResult<unknown>;
+  let outputs: unknown[] | undefined;
+  let count = 0;
+  let progress: LoopProgress | undefined;
+  if (step.file !== undefined) {
+    const rows = readItems(step.file)[Symbol.asyncIterator]();
+    pull = () => rows.next();
+    // A resumed file loop restarts at the first unfinished row: rows below the journal's
+    // progress mark are read past without running anything.
+    const key = stepKey(step.id, scope.item);
+    const done = run.options.resume?.progress?.get(key) ?? 0;
+    while (count < done && !(await rows.next()).done) count++;
+    progress = new LoopProgress(count, (mark) => run.journal.append({ t: 'progress', id: step.id, item: scope.item, done: mark }));
+  } else {
+    const items = step.over?.(scope.context);
+    if (!Array.isArray(items)) {
+      throw new RunFailedError(step.id, null, `step \`${step.id}\`: loop.over must render to an array, got ${items === null ? 'null' : typeof items}`);
+    }
+    outputs = new Array(items.length);
+    const iterator = items[Symbol.iterator]();
+    pull = () => iterator.next();
+  }
+  let sourceError: unknown;
+  const worker = async (): Promise<void> => {
+    while (!run.stopping && sourceError === undefined) {
+      let next: IteratorResult<unknown>;
+      try {
+        next = await pull();
+      } catch (error) {
+        sourceError ??= error;
+        return;
+      }
+      if (next.done) return;
+      const index = count++;
+      const steps = { ...scope.steps };
+      const context: TemplateContext = { ...scope.context, steps, [step.as]: next.value, loop: { index } };
+      await runSteps(step.steps, { context, steps, item: [...scope.item, index], inner }, run).catch(() => undefined);
+      // Finished means every inner step ran (or was skipped): a stop or a failure elsewhere
+      // can leave an item half done, and its row must run again on retry.
+      if (progress && step.steps.every((s) => steps[s.id] !== undefined && steps[s.id]?.status !== 'failed')) progress.finished(index);
+      if (outputs) {
+        const out: Record<string, unknown> = {};
+        for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
+        outputs[index] = out;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: step.concurrency }, worker));
+  progress?.flush();
+  if (sourceError !== undefined) throw new RunFailedError(step.id, null, `step \`${step.id}\`: ${errorMessage(sourceError)}`, { cause: sourceError });
+  if (run.failure) throw run.failure;
+  if (run.signal.aborted) throw interruption(run);
+  return outputs ? { count, items: outputs } : { count };
+}
+
+/**
+ * The low-water mark of a file loop: every row below it finished. Written to the journal
+ * every PROGRESS_EVERY rows, so that a retry can skip them without holding their entries.
+ */
+class LoopProgress {
+  readonly #finished = new Set<number>();
+  #low: number;
+  #written: number;
+  constructor(
+    start: number,
+    readonly write: (mark: number) => void,
+  ) {
+    this.#low = start;
+    this.#written = start;
+  }
+  finished(index: number): void {
+    this.#finished.add(index);
+    while (this.#finished.delete(this.#low)) this.#low++;
+    if (this.#low - this.#written >= PROGRESS_EVERY) this.flush();
+  }
+  flush(): void {
+    if (this.#low === this.#written) return;
+    this.#written = this.#low;
+    this.write(this.#low);
+  }
+}
+
+const PROGRESS_EVERY = 1000;
+
+async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: CallSummary): Promise<unknown> {
+  const registered = run.options.registry.action(step.action);
+  if (!registered) throw new FerryError('FERRY_UNKNOWN_ACTION', `unknown action \`${step.action}\``);
+  let input: unknown;
+  try {
+    input = step.with(scope.context);
+  } catch (error) {
+    if (error instanceof TemplateError) error.step = step.id;
+    throw error;
+  }
+  const checked = registered.check(input);
+  const providerName = registered.provider.name;
+  const settings = run.workflow.providers[providerName];
+  const defaults = registered.provider.defaults;
+  const queue = run.limiter.queue(providerName, {
+    concurrency: settings?.concurrency ?? defaults.concurrency,
+    rate: settings?.rate ?? defaults.rate,
+  });
+  const policy = step.retry ?? run.workflow.retry;
+  const item = scope.item;
+  const context: ActionContext = {
+    config: run.providerConfigs.get(providerName) ?? {},
+    runId: run.runId,
+    stepId: step.id,
+    item,
+    baseDir: path.dirname(run.workflow.file),
+    timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
+    // Calls on the wire are not cut by a graceful stop: their timeout bounds them.
+    signal: NEVER_ABORTED,
+    idempotencyKey: (salt) => run.keyFor(step.id, item, salt),
+    call: async <T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T> => {
+      const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
+      try {
+        return await callWithRetry(() => attempt(run.dispatcher), { policy, queue, signal: run.signal, stats });
+      } finally {
+        addStats(calls, stats);
+      }
+    },
+    batch: async <Item, Result>(spec: BatchSpec<Item, Result>, entry: Item): Promise<Result> => {
+      const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
+      const batcher = run.limiter.batcher(queue, run.dispatcher, batchSettings(run.providerConfigs.get(providerName)));
+      try {
+        return await batcher.add(spec, entry, policy, stats);
+      } finally {
+        addStats(calls, stats);
+      }
+    },
+    log: (level: LogLevel, message: string) => run.options.observer?.log?.(level, message, step.id, item),
+  };
+  return registered.definition.run(checked, context);
+}
+
+
+function addStats(calls: CallSummary, stats: CallStats): void {
+  calls.calls++;
+  calls.attempts += stats.attempts;
+  calls.waitedMs += stats.waitedMs;
+  for (const f of stats.failures) calls.failures[String(f)] = (calls.failures[String(f)] ?? 0) + 1;
+}
+
+/** The provider block's `batch:` setting: true (default), false, or `{ max_items, window }`. */
+function batchSettings(config: Record<string, unknown> | undefined): BatchSettings {
+  const raw = config?.batch;
+  if (raw === false) return { enabled: false, windowMs: 0, maxItems: undefined };
+  const options = raw !== null && typeof raw === 'object' ? (raw as { max_items?: number; window?: string }) : {};
+  return { enabled: true, windowMs: (options.window === undefined ? undefined : parseDuration(options.window)) ?? DEFAULT_BATCH_WINDOW_MS, maxItems: options.max_items };
+}
+
+/** Long enough for a loop's concurrent items to meet, short enough not to be felt. */
+export const DEFAULT_BATCH_WINDOW_MS = 5;
