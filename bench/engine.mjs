@@ -7,35 +7,24 @@ import { median, startEmulator } from './lib.mjs';
 const registry = builtinRegistry();
 const KEY = 'sandbox-amplitude-key';
 
-function eventsWorkflow(url, { concurrency, loopConcurrency, batch }) {
+/** One loop of one Amplitude action per item, with the provider settings under test. */
+function loopWorkflow(url, action, withBlock, { concurrency, loopConcurrency, batch }) {
   return loadWorkflowText('bench.yaml', `
-name: bench-events
+name: bench
 providers:
   amplitude: { api_key: ${KEY}, base_url: "${url}", concurrency: ${concurrency}, batch: ${batch} }
 steps:
   - id: each
     loop: { over: <<inputs.ids>>, as: id, concurrency: ${loopConcurrency} }
     steps:
-      - id: ev
-        action: amplitude.send_event
-        with: { user_id: <<id>>, event_type: Bench }
+      - id: call
+        action: ${action}
+        with: ${withBlock}
 `, registry);
 }
 
-function identifyWorkflow(url, { concurrency, loopConcurrency, batch }) {
-  return loadWorkflowText('bench.yaml', `
-name: bench-identify
-providers:
-  amplitude: { api_key: ${KEY}, base_url: "${url}", concurrency: ${concurrency}, batch: ${batch} }
-steps:
-  - id: each
-    loop: { over: <<inputs.ids>>, as: id, concurrency: ${loopConcurrency} }
-    steps:
-      - id: amp
-        action: amplitude.identify_user
-        with: { user_id: <<id>>, user_properties: { plan: pro } }
-`, registry);
-}
+const eventsWorkflow = (url, settings) => loopWorkflow(url, 'amplitude.send_event', '{ user_id: <<id>>, event_type: Bench }', settings);
+const identifyWorkflow = (url, settings) => loopWorkflow(url, 'amplitude.identify_user', '{ user_id: <<id>>, user_properties: { plan: pro } }', settings);
 
 async function runEngine(workflow, ids) {
   const t0 = performance.now();
