@@ -148,7 +148,8 @@ describe('ferry actions and schema', () => {
     expect(result.stdout).toMatch(/message\*/);
     expect(result.stdout).toContain('http.request');
     const asJson = JSON.parse((await ferry(['actions', '--json'])).stdout) as { name: string }[];
-    expect(asJson.map((a) => a.name)).toEqual(expect.arrayContaining(['core.log', 'http.request']));
+    expect(asJson.map((a) => a.name).sort()).toEqual(['amplitude.export_events', 'amplitude.identify_user', 'amplitude.send_event', 'core.log', 'http.request', 'segment.identify_user', 'segment.track']);
+    expect(result.stdout).toMatch(/amplitude\.identify_user\n.*\n(.*\n)*\s+user_properties_json\s+string/);
   });
 
   it('prints the same schema that schemas/workflow.schema.json holds (run `npm run schema` when this fails)', async () => {
