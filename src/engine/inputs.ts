@@ -3,7 +3,7 @@ import { UsageError } from '../errors.js';
 import { describeInputError } from '../providers/registry.js';
 import type { Workflow } from '../workflow/types.js';
 
-const ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true });
+const ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true, verbose: true });
 const cache = new WeakMap<object, ValidateFunction>();
 
 /**
