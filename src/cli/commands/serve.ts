@@ -1,0 +1,107 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from '../../errors.js';
+import { Limiter } from '../../engine/limiter.js';
+import type { RunObserver } from '../../engine/types.js';
+import { builtinRegistry } from '../../providers/index.js';
+import { createHandler } from '../../server/handler.js';
+import { listen } from '../../server/listen.js';
+import { isLoopback, loadRoutes } from '../../server/routes.js';
+import { RunManager } from '../../server/runs.js';
+import { resolveStateDir } from '../../store/paths.js';
+import type { CommandIO } from '../io.js';
+import type { Command } from '../run-command.js';
+import { expandPaths, formatIssueLine } from './validate.js';
+
+/** After the runs stopped, how long open connections get to finish their answers. */
+const CLOSE_GRACE_MS = 5_000;
+
+const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+function integer(value: unknown, flag: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} expects an integer from ${min} to ${max}, got \`${String(value)}\``);
+  return n;
+}
+
+function runObserver(io: CommandIO, runId: string, verbose: boolean): RunObserver {
+  return {
+    log(level, message, step, item) {
+      if (level === 'debug' && !verbose) return;
+      const where = item.length > 0 ? `${step}#${item.join('.')}` : step;
+      io.stderr(`  ${level === 'info' ? '' : `${level}: `}[${runId} ${where}] ${message}\n`);
+    },
+  };
+}
+
+export const serveCommand: Command = {
+  summary: 'listen for webhooks and start runs',
+  usage: 'ferry serve [--dir workflows] [--host 127.0.0.1] [--port 8787] [--max-runs 32] [--state-dir DIR] [--verbose]',
+  options: {
+    dir: { type: 'string', default: 'workflows' },
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string', default: '8787' },
+    'max-runs': { type: 'string', default: '32' },
+    'state-dir': { type: 'string' },
+    verbose: { type: 'boolean' },
+  },
+  async run({ values, positionals }, io) {
+    if (positionals.length > 0) throw new UsageError(`serve takes no arguments (use --dir)\nUsage: ${this.usage}`);
+    const dir = String(values.dir);
+    const host = String(values.host);
+    const port = integer(values.port, '--port', 0, 65535);
+    const maxRuns = integer(values['max-runs'], '--max-runs', 1, 100_000);
+    const info = await stat(path.resolve(io.cwd, dir)).catch(() => undefined);
+    if (!info?.isDirectory()) throw new UsageError(`--dir ${dir} is not a folder of workflows`);
+
+    const registry = builtinRegistry();
+    const loopback = isLoopback(host);
+    const loaded = await loadRoutes({ files: await expandPaths([dir], io.cwd), cwd: io.cwd, env: io.env, registry, loopback });
+    for (const route of loaded.routes) io.redactor.add(route.secret);
+    if (loaded.issues.length > 0) {
+      for (const issue of loaded.issues) io.stderr(`${formatIssueLine(issue, 'text')}\n`);
+      io.stderr(`ferry serve: ${plural(loaded.issues.length, 'problem')} in ${dir}; not starting\n`);
+      return 2;
+    }
+    if (loaded.routes.length === 0) throw new UsageError(`no workflow in ${dir} has a webhook trigger; nothing to serve`);
+    for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
+
+    const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
+    const log = (line: string): void => io.stderr(`${line}\n`);
+    const runs = new RunManager({
+      stateDir,
+      registry,
+      limiter: new Limiter(),
+      redactor: io.redactor,
+      env: io.env,
+      maxRuns,
+      log,
+      observer: (runId) => runObserver(io, runId, values.verbose === true),
+    });
+    // The delivery index is complete before the first request; nothing runs before the port is ours.
+    const resumed = await runs.open(loaded.served);
+    const listener = await listen({ handler: createHandler({ routes: loaded.routes, runs }), host, port, log });
+    if (resumed.length > 0) log(`resuming ${plural(resumed.length, 'run')} accepted before the last stop: ${resumed.join(', ')}`);
+    runs.start();
+    const width = Math.max(...loaded.routes.map((r) => r.path.length));
+    log(`ferry serve: ${plural(loaded.routes.length, 'webhook')} from ${dir}`);
+    for (const r of loaded.routes) log(`  POST ${r.path.padEnd(width)}  -> ${r.served.workflow.name} (${r.served.file})${r.secret === undefined ? '  [unsigned]' : ''}`);
+    log(`  GET  /runs/<id>, /healthz`);
+    log(`listening on ${listener.url} (state ${path.relative(io.cwd, stateDir) || '.'}, at most ${maxRuns} runs at once)`);
+
+    const signal = io.signal;
+    if (!signal) return new Promise<number>(() => undefined); // embedded without a signal: serve until the process ends
+    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+
+    const waiting = runs.waiting;
+    log(`ferry serve: ${String(signal.reason)}: no new deliveries; stopping ${plural(runs.running, 'running run')}, keeping ${plural(waiting, 'waiting run')} for the next start`);
+    const closed = listener.close();
+    await runs.stop(signal.reason);
+    const grace = new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref());
+    await Promise.race([closed, grace]);
+    listener.closeAll();
+    await closed;
+    log('ferry serve: stopped; unfinished runs resume when ferry serve starts again on this state dir');
+    return 0;
+  },
+};

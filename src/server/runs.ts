@@ -1,0 +1,261 @@
+import { mkdir, open, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { errorMessage } from '../errors.js';
+import type { Limiter } from '../engine/limiter.js';
+import type { Redactor } from '../engine/redact.js';
+import { resumeStateFrom, runWorkflow, shapeOf, type ResumeState } from '../engine/run.js';
+import { newRunId } from '../engine/run-id.js';
+import type { RunObserver, TriggerData } from '../engine/types.js';
+import type { Registry } from '../providers/registry.js';
+import { FileJournal, type JournalEntry } from '../store/journal.js';
+import { isRunId, JOURNAL_FILE, runDir, runsDir, WORKFLOW_COPY } from '../store/paths.js';
+import { incompatibilities, loadRun, stateOf, summarize } from '../store/runs.js';
+import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
+
+/**
+ * The `run` entry as the listener writes it. `hook` is an extra field (readers of the journal
+ * ignore it) naming the path and delivery id the run came in on: the delivery index and the
+ * resume-on-start are rebuilt from it, so they need no store of their own.
+ */
+export type ListenerRunEntry = Extract<JournalEntry, { t: 'run' }> & { hook: { path: string; delivery: string | null } };
+
+export interface RunManagerOptions {
+  stateDir: string;
+  registry: Registry;
+  /** One Limiter for every run of the listener, so that runs share the provider queues. */
+  limiter: Limiter;
+  /** Redacts journals; gets every served workflow's secrets. */
+  redactor: Redactor;
+  env: Record<string, string | undefined>;
+  /** Runs in flight at once; further accepted runs wait in order. @default 32 */
+  maxRuns?: number;
+  /** One line about each run's end, resumes and errors. */
+  log: (line: string) => void;
+  /** Progress of each run (core.log lines). */
+  observer?: (runId: string) => RunObserver;
+}
+
+interface Pending {
+  runId: string;
+  served: ServedWorkflow;
+  inputs: Record<string, unknown>;
+  trigger: TriggerData;
+  resume: ResumeState;
+}
+
+/**
+ * Records accepted deliveries as runs and runs them in the background, at most `maxRuns` at a
+ * time, oldest first. A run is on disk (its folder, workflow copy and `run` entry, fsynced)
+ * before `accept` resolves, so an accepted delivery survives a crash of the listener.
+ */
+export class RunManager implements RunsService {
+  readonly maxRuns: number;
+  readonly #options: RunManagerOptions;
+  /** `path \0 delivery id` -> the run it started, resolved once that run is on disk. */
+  readonly #deliveries = new Map<string, Promise<string>>();
+  readonly #active = new Map<string, Promise<void>>();
+  /** Insertion order is arrival order: the FIFO of accepted runs waiting for a slot. */
+  readonly #waiting = new Map<string, Pending>();
+  readonly #stop = new AbortController();
+  readonly #runsDirSync: DirSync;
+  #started = false;
+
+  constructor(options: RunManagerOptions) {
+    const maxRuns = options.maxRuns ?? 32;
+    if (!Number.isInteger(maxRuns) || maxRuns < 1) throw new TypeError(`Expected \`maxRuns\` to be a positive integer, got \`${String(maxRuns)}\``);
+    this.maxRuns = maxRuns;
+    this.#options = options;
+    this.#runsDirSync = new DirSync(runsDir(options.stateDir));
+  }
+
+  get running(): number {
+    return this.#active.size;
+  }
+
+  get waiting(): number {
+    return this.#waiting.size;
+  }
+
+  /**
+   * Reads the runs of the state dir: every delivery id the listener recorded goes back into the
+   * index, and accepted runs of served workflows that did not finish are queued again.
+   * Returns the ids queued for resuming; nothing runs before `start()`.
+   */
+  async open(served: readonly ServedWorkflow[]): Promise<string[]> {
+    const byFile = new Map(served.map((s) => [s.workflow.file, s]));
+    for (const s of served) for (const value of Object.values(s.secrets)) this.#options.redactor.add(value);
+    await mkdir(runsDir(this.#options.stateDir), { recursive: true });
+    const ids = (await readdir(runsDir(this.#options.stateDir))).filter(isRunId).sort();
+    const resumed: string[] = [];
+    for (const id of ids) {
+      const run = await loadRun(this.#options.stateDir, id);
+      const hook = (run?.start as Partial<ListenerRunEntry> | undefined)?.hook;
+      if (!run || !hook) continue;
+      if (hook.delivery !== null) this.#deliveries.set(deliveryKey(hook.path, hook.delivery), Promise.resolve(id));
+      const again = byFile.get(run.start.file);
+      if (!again || stateOf(run) !== 'interrupted') continue;
+      const problems = incompatibilities(run, shapeOf(again.workflow.steps));
+      if (problems.length > 0) {
+        this.#options.log(`run ${id} of ${run.start.workflow} not resumed: ${again.file} changed (${problems.join('; ')}); use ferry retry after fixing it`);
+        continue;
+      }
+      this.#waiting.set(id, { runId: id, served: again, inputs: run.start.inputs, trigger: run.start.trigger, resume: resumeStateFrom(run.entries) });
+      resumed.push(id);
+    }
+    return resumed;
+  }
+
+  /** Starts running: the queued resumes first, then deliveries as they are accepted. */
+  start(): void {
+    this.#started = true;
+    this.#pump();
+  }
+
+  async accept(delivery: Delivery): Promise<{ runId: string; duplicate: boolean }> {
+    const key = delivery.deliveryId === undefined ? undefined : deliveryKey(delivery.route.path, delivery.deliveryId);
+    const known = key === undefined ? undefined : this.#deliveries.get(key);
+    if (known) return { runId: await known, duplicate: true };
+    const runId = newRunId();
+    const recorded = this.#record(runId, delivery).then(() => runId);
+    if (key !== undefined) {
+      // Set before the first await: a redelivery racing the original waits for it instead of starting a second run.
+      this.#deliveries.set(key, recorded);
+      recorded.catch(() => this.#deliveries.delete(key));
+    }
+    await recorded;
+    this.#waiting.set(runId, { runId, served: delivery.route.served, inputs: delivery.inputs, trigger: delivery.trigger, resume: new Map() });
+    this.#pump();
+    return { runId, duplicate: false };
+  }
+
+  async summary(runId: string): Promise<object | undefined> {
+    const run = await loadRun(this.#options.stateDir, runId);
+    if (!run) return undefined;
+    const summary = summarize(run);
+    // stateOf cannot tell this process's live runs from killed ones: the manager can.
+    const live = this.#active.has(runId) ? 'running' : this.#waiting.has(runId) ? 'queued' : undefined;
+    return live ? { ...summary, status: live, state: live, error: null } : summary;
+  }
+
+  /**
+   * Graceful stop: waiting runs stay recorded for the next start, running ones are told to stop
+   * (no new step or call; calls on the wire finish) and are waited for.
+   */
+  async stop(reason: unknown): Promise<void> {
+    this.#stop.abort(reason);
+    this.#waiting.clear();
+    await Promise.allSettled([...this.#active.values()]);
+  }
+
+  async #record(runId: string, delivery: Delivery): Promise<void> {
+    const { stateDir, redactor } = this.#options;
+    const { workflow } = delivery.route.served;
+    const entry: ListenerRunEntry = {
+      t: 'run',
+      v: 1,
+      runId,
+      workflow: workflow.name,
+      file: workflow.file,
+      startedAt: new Date().toISOString(),
+      pid: process.pid,
+      inputs: delivery.inputs,
+      trigger: delivery.trigger,
+      shape: shapeOf(workflow.steps),
+      hook: { path: delivery.route.path, delivery: delivery.deliveryId ?? null },
+    };
+    const dir = runDir(stateDir, runId);
+    await mkdir(dir);
+    // `wx`: a run id is never appended to twice.
+    const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx'), writeFile(path.join(dir, WORKFLOW_COPY), workflow.source)]);
+    try {
+      await journal.writeFile(redactor.redact(`${JSON.stringify(entry)}\n`));
+      // The entry, then the names of the new file and folder: a 202 promises that the run
+      // survives a power cut. The three syncs are independent, so they overlap.
+      await Promise.all([journal.sync(), syncDir(dir), this.#runsDirSync.sync()]);
+    } finally {
+      await journal.close();
+    }
+  }
+
+  #pump(): void {
+    while (this.#started && !this.#stop.signal.aborted && this.#active.size < this.maxRuns) {
+      const next = this.#waiting.values().next();
+      if (next.done) return;
+      this.#waiting.delete(next.value.runId);
+      const done = this.#execute(next.value).finally(() => {
+        this.#active.delete(next.value.runId);
+        this.#pump();
+      });
+      this.#active.set(next.value.runId, done);
+    }
+  }
+
+  async #execute(pending: Pending): Promise<void> {
+    const { stateDir, redactor, log } = this.#options;
+    const { workflow } = pending.served;
+    let journal: FileJournal | undefined;
+    try {
+      journal = new FileJournal(path.join(runDir(stateDir, pending.runId), JOURNAL_FILE), redactor);
+      // The `run` entry is already on disk: starting "as a resume" makes the engine append a
+      // `resume` entry (with this pid) instead of a second `run` entry.
+      const summary = await runWorkflow(workflow, {
+        registry: this.#options.registry,
+        runId: pending.runId,
+        inputs: pending.inputs,
+        trigger: pending.trigger,
+        secrets: pending.served.secrets,
+        env: this.#options.env,
+        redactor,
+        journal,
+        limiter: this.#options.limiter,
+        signal: this.#stop.signal,
+        resume: pending.resume,
+        ...(this.#options.observer ? { observer: this.#options.observer(pending.runId) } : {}),
+      });
+      const how = summary.status === 'succeeded' ? `succeeded in ${summary.durationMs}ms` : `failed: ${summary.error?.message ?? 'unknown error'}`;
+      log(`run ${pending.runId} (${workflow.name}) ${how}`);
+    } catch (error) {
+      log(`run ${pending.runId} (${workflow.name}) could not run: ${errorMessage(error)}`);
+    } finally {
+      journal?.close();
+    }
+  }
+}
+
+function deliveryKey(hookPath: string, deliveryId: string): string {
+  return `${hookPath}\0${deliveryId}`;
+}
+
+/**
+ * Group commit for a folder every delivery adds to: callers that arrive while an fsync runs
+ * share the next one (the running one may have started before their change), so a burst of
+ * deliveries costs two fsyncs of `runs/`, not one each.
+ */
+class DirSync {
+  #running: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+  constructor(readonly dir: string) {}
+
+  sync(): Promise<void> {
+    if (!this.#running) {
+      this.#running = syncDir(this.dir).finally(() => (this.#running = undefined));
+      return this.#running;
+    }
+    this.#next ??= this.#running
+      .catch(() => undefined)
+      .then(() => {
+        this.#next = undefined;
+        return this.sync();
+      });
+    return this.#next;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

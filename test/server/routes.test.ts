@@ -1,0 +1,39 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { builtinRegistry } from '../../src/providers/index.js';
+import { isLoopback, loadRoutes } from '../../src/server/routes.js';
+
+describe('served routes', () => {
+  it.each([
+    ['127.0.0.1', true],
+    ['127.8.9.10', true],
+    ['::1', true],
+    ['[::1]', true],
+    ['::ffff:127.0.0.1', true],
+    ['localhost', true],
+    ['0.0.0.0', false],
+    ['::', false],
+    ['192.168.1.4', false],
+    ['example.test', false],
+  ])('counts %s as loopback: %s', (host, expected) => {
+    expect(isLoopback(host)).toBe(expected);
+  });
+
+  it('renders each secret from the environment and marks triggers that declare inputs', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'ferry-routes-'));
+    await writeFile(
+      path.join(cwd, 'a.yaml'),
+      'name: a\ntriggers:\n  - { type: webhook, path: /a, secret: "<<secrets.A_SECRET>>", inputs: { n: { type: integer } } }\n  - { type: webhook, path: /a2, secret: "x-<<env.SUFFIX>>" }\nsecrets: [A_SECRET]\nsteps: [{ id: s, action: core.log, with: { message: a } }]\n',
+    );
+    const loaded = await loadRoutes({ files: ['a.yaml'], cwd, env: { A_SECRET: 'from-env', SUFFIX: 'y' }, registry: builtinRegistry(), loopback: false });
+    expect(loaded.issues).toEqual([]);
+    expect(loaded.routes.map((r) => [r.path, r.secret, r.checksInputs])).toEqual([
+      ['/a', 'from-env', true],
+      ['/a2', 'x-y', false],
+    ]);
+    expect(loaded.served).toHaveLength(1);
+    expect(loaded.served[0]?.secrets).toEqual({ A_SECRET: 'from-env' });
+  });
+});

@@ -1,0 +1,191 @@
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Limiter } from '../../src/engine/limiter.js';
+import { Redactor } from '../../src/engine/redact.js';
+import { builtinRegistry } from '../../src/providers/index.js';
+import type { Delivery, Route } from '../../src/server/handler.js';
+import { RunManager } from '../../src/server/runs.js';
+import { readJournal } from '../../src/store/journal.js';
+import { json, startServer } from '../helpers/server.js';
+import { until } from '../helpers/cli.js';
+import { workflowFrom } from '../helpers/workflow.js';
+
+const registry = builtinRegistry();
+let stateDir: string;
+let upstream: Awaited<ReturnType<typeof startServer>>;
+/** Answers are held until released, so a test decides when a run's call ends. */
+let release: (() => void)[] = [];
+
+beforeEach(async () => {
+  stateDir = path.join(await mkdtemp(path.join(tmpdir(), 'ferry-runs-')), 'state');
+  release = [];
+  upstream = await startServer((_req, res) => void release.push(() => json(res, 200, { ok: true })));
+});
+afterEach(async () => {
+  for (const r of release) r();
+  await upstream.close();
+});
+
+function route(name = 'slow', file = path.join(stateDir, '..', `${name}.yaml`)): Route {
+  const workflow = workflowFrom(
+    `
+name: ${name}
+triggers: [{ type: webhook, path: /hooks/${name} }]
+retry: { attempts: 1 }
+steps:
+  - id: call
+    action: http.request
+    with: { method: POST, url: "${upstream.url}/<<trigger.body.n>>" }
+  - id: after
+    action: core.log
+    with: { message: done }
+`,
+    registry,
+    file,
+  );
+  return { path: `/hooks/${name}`, served: { workflow, file: `${name}.yaml`, secrets: {} }, secret: undefined, checksInputs: false };
+}
+
+function delivery(r: Route, n: number, deliveryId?: string): Delivery {
+  return { route: r, deliveryId, inputs: {}, trigger: { type: 'webhook', body: { n }, headers: {}, query: {} } };
+}
+
+function manager(maxRuns = 32, lines: string[] = []): RunManager {
+  return new RunManager({ stateDir, registry, limiter: new Limiter(), redactor: new Redactor(), env: {}, maxRuns, log: (l) => lines.push(l) });
+}
+
+const entries = async (runId: string) => (await readJournal(path.join(stateDir, 'runs', runId, 'journal.jsonl'))).entries;
+const status = async (m: RunManager, runId: string) => ((await m.summary(runId)) as { status: string }).status;
+
+describe('run manager', () => {
+  it('has the run folder, workflow copy and `run` entry on disk when accept resolves', async () => {
+    const r = route();
+    const m = manager();
+    await m.open([r.served]);
+    m.start();
+    const { runId, duplicate } = await m.accept(delivery(r, 1, 'd-1'));
+    expect(duplicate).toBe(false);
+    expect(await readdir(path.join(stateDir, 'runs', runId))).toEqual(expect.arrayContaining(['journal.jsonl', 'workflow.yaml']));
+    const [first] = await entries(runId);
+    expect(first).toMatchObject({ t: 'run', runId, workflow: 'slow', trigger: { body: { n: 1 } }, hook: { path: '/hooks/slow', delivery: 'd-1' } });
+    await until(() => release.length === 1);
+    release.shift()?.();
+    await until(() => m.running === 0);
+    expect((await entries(runId)).map((e) => e.t)).toEqual(['run', 'resume', 'step', 'step', 'end']);
+    expect(await status(m, runId)).toBe('succeeded');
+  });
+
+  it('runs at most maxRuns at once and starts waiting runs oldest first', async () => {
+    const r = route();
+    const m = manager(1);
+    await m.open([r.served]);
+    m.start();
+    const ids = [];
+    for (let n = 0; n < 3; n++) ids.push((await m.accept(delivery(r, n))).runId);
+    await until(() => release.length === 1);
+    expect([m.running, m.waiting]).toEqual([1, 2]);
+    expect(await Promise.all(ids.map((id) => status(m, id)))).toEqual(['running', 'queued', 'queued']);
+    for (let n = 0; n < 3; n++) {
+      await until(() => release.length === 1);
+      expect(upstream.seen.at(-1)?.url).toBe(`/${n}`);
+      release.shift()?.();
+    }
+    await until(() => m.running === 0);
+    expect(await Promise.all(ids.map((id) => status(m, id)))).toEqual(['succeeded', 'succeeded', 'succeeded']);
+  });
+
+  it('gives a redelivery the run of the first delivery, also while the first is being recorded and after a restart', async () => {
+    const r = route();
+    const m = manager();
+    await m.open([r.served]);
+    m.start();
+    const [a, b] = await Promise.all([m.accept(delivery(r, 1, 'same')), m.accept(delivery(r, 1, 'same'))]);
+    expect(b).toEqual({ runId: a.runId, duplicate: true });
+    expect(await readdir(path.join(stateDir, 'runs'))).toEqual([a.runId]);
+    await until(() => release.length === 1);
+    release.shift()?.();
+    await until(() => m.running === 0);
+
+    const restarted = manager();
+    await restarted.open([r.served]);
+    restarted.start();
+    expect(await restarted.accept(delivery(r, 1, 'same'))).toEqual({ runId: a.runId, duplicate: true });
+    // The same id on another path is another delivery.
+    const other = route('other');
+    expect((await restarted.accept(delivery(other, 1, 'same'))).duplicate).toBe(false);
+  });
+
+  it('on stop keeps running and waiting runs unfinished, and the next open resumes them without redoing finished steps', async () => {
+    const r = route();
+    const m = manager(1);
+    await m.open([r.served]);
+    m.start();
+    const first = (await m.accept(delivery(r, 1))).runId;
+    const second = (await m.accept(delivery(r, 2))).runId;
+    await until(() => release.length === 1);
+    const stopped = m.stop('SIGTERM');
+    release.shift()?.(); // the call on the wire finishes and is recorded; `after` never starts
+    await stopped;
+    expect((await entries(first)).at(-1)).toMatchObject({ t: 'end', status: 'failed', interrupted: 'SIGTERM' });
+    expect((await entries(second)).map((e) => e.t)).toEqual(['run']);
+
+    const lines: string[] = [];
+    const again = manager(32, lines);
+    expect(await again.open([r.served])).toEqual([first, second]);
+    expect(again.waiting).toBe(2); // nothing runs before start()
+    again.start();
+    await until(() => release.length === 1); // only the second run calls again: the first one's call is done
+    release.shift()?.();
+    await until(() => again.running === 0);
+    expect(upstream.seen.map((s) => s.url)).toEqual(['/1', '/2']);
+    expect(await status(again, first)).toBe('succeeded');
+    expect(await status(again, second)).toBe('succeeded');
+    expect(lines.join('\n')).toContain(`run ${first} (slow) succeeded`);
+  });
+
+  it('does not resume runs of workflows it does not serve, nor runs that failed on their own', async () => {
+    const r = route();
+    const m = manager();
+    await m.open([r.served]);
+    m.start();
+    const failed = (await m.accept(delivery(r, 1))).runId;
+    await until(() => release.length === 1);
+    await upstream.close(); // the held call fails: a real failure, not an interruption
+    release = [];
+    await until(() => m.running === 0);
+    expect(await status(m, failed)).toBe('failed');
+    upstream = await startServer((_req, res) => void release.push(() => json(res, 200, {})));
+
+    const other = route('other');
+    const m2 = manager(1);
+    await m2.open([other.served]);
+    m2.start();
+    await m2.accept(delivery(other, 1));
+    const unserved = (await m2.accept(delivery(other, 2))).runId;
+    await until(() => release.length === 1);
+    const stopping = m2.stop('SIGTERM');
+    release.shift()?.();
+    await stopping;
+    expect(await manager().open([r.served])).toEqual([]);
+    expect((await entries(unserved)).map((e) => e.t)).toEqual(['run']);
+  });
+
+  it('refuses a maxRuns that is not a positive integer', () => {
+    expect(() => manager(0)).toThrow('Expected `maxRuns` to be a positive integer, got `0`');
+  });
+
+  it('redacts the served secrets in the recorded `run` entry', async () => {
+    const r = route();
+    r.served.secrets = { TOKEN: 'tok-1234567890' };
+    const m = manager();
+    await m.open([r.served]);
+    m.start();
+    const { runId } = await m.accept({ ...delivery(r, 1), trigger: { type: 'webhook', body: { leaked: 'tok-1234567890' }, headers: {}, query: {} } });
+    await m.stop('SIGTERM');
+    const text = await readFile(path.join(stateDir, 'runs', runId, 'journal.jsonl'), 'utf8');
+    expect(text).not.toContain('tok-1234567890');
+    expect(text).toContain('[redacted]');
+  });
+});
