@@ -51,7 +51,7 @@ export const commonProviderProperties: Record<string, JsonSchema> = {
         type: 'object',
         additionalProperties: false,
         properties: {
-          max_items: { type: 'integer', minimum: 1, description: 'At most this many items per request (never above the API limit).' },
+          max_items: { type: 'integer', minimum: 1, description: 'At most this many items per request (never above the API limit).', examples: [500] },
           window: { $ref: '#/definitions/duration', description: 'How long the first call of a batch waits for company. Default `5ms`.' },
         },
       },
@@ -95,6 +95,29 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
+/** A `with:` for editors to offer: the required inputs (and the first way to satisfy an anyOf), filled from their examples. */
+function exampleInput(input: JsonSchema): Record<string, unknown> {
+  const props = (input.properties ?? {}) as Record<string, JsonSchema>;
+  const firstBranch = Array.isArray(input.anyOf) ? ((input.anyOf[0] as JsonSchema | undefined)?.required as string[] | undefined) : undefined;
+  const keys = [...new Set([...((input.required as string[] | undefined) ?? []), ...(firstBranch ?? [])])];
+  // The alternatives of the other anyOf branches (`device_id` beside `user_id`) stay out,
+  const others = new Set(Array.isArray(input.anyOf) ? input.anyOf.slice(1).flatMap((b) => ((b as JsonSchema).required as string[] | undefined) ?? []) : []);
+  // and of keys that exclude each other (`not: { required: [a, b] }`) only the first.
+  const exclusive = ((input.not as JsonSchema | undefined)?.required as string[] | undefined) ?? [];
+  for (const [k, v] of Object.entries(props)) {
+    if (keys.length >= 3 || keys.includes(k) || others.has(k) || !Array.isArray(v.examples)) continue;
+    if (exclusive.includes(k) && keys.some((x) => exclusive.includes(x))) continue;
+    keys.push(k);
+  }
+  return Object.fromEntries(keys.flatMap((k) => (Array.isArray(props[k]?.examples) ? [[k, (props[k]?.examples as unknown[])[0]]] : [])));
+}
+
+/** A provider block for editors to offer: its required keys (from their examples) and its default concurrency. */
+function providerExample(p: ProviderDefinition): Record<string, unknown> {
+  const required = (p.config?.required ?? []).map((k) => [k, ((p.config?.properties[k] as JsonSchema | undefined)?.examples as unknown[] | undefined)?.[0]] as const);
+  return { ...Object.fromEntries(required.filter(([, v]) => v !== undefined)), concurrency: p.defaults.concurrency };
+}
+
 /** Builds the full workflow schema from the registered providers and their actions. */
 export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): JsonSchema {
   const actionNames = providers.flatMap((p) => p.actions.map((a) => `${p.name}.${a.name}`));
@@ -104,7 +127,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
       then: {
         // Without `with` the action would get `{}`, which fails only when the step runs.
         ...(requiredInputs(a.input) ? { required: ['with'] } : {}),
-        properties: { with: { anyOf: [widenForTemplates(a.input), { $ref: TEMPLATE_REF }] } },
+        properties: { with: { description: `Inputs of \`${p.name}.${a.name}\`: ${a.description}`, examples: [exampleInput(a.input)], anyOf: [widenForTemplates(a.input), { $ref: TEMPLATE_REF }] } },
       },
     })),
   );
@@ -116,6 +139,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
         description: p.description,
         additionalProperties: false,
         properties: { ...(p.config?.properties as Record<string, JsonSchema> | undefined), ...commonProviderProperties },
+        examples: [providerExample(p)],
         ...(p.config?.required ? { required: p.config.required } : {}),
       },
     ]),
@@ -136,11 +160,12 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
         description: 'The workflow name: lowercase letters, digits, `-` and `_`; unique per folder.',
         examples: ['sync-signups'],
       },
-      description: { type: 'string', description: 'What the workflow does, for people reading it.' },
+      description: { type: 'string', description: 'What the workflow does, for people reading it.', examples: ['Push new signups to Amplitude and Segment'] },
       triggers: {
         type: 'array',
         description: 'What starts a run. A workflow with none can still be run by hand with `ferry run`.',
         items: { $ref: '#/definitions/trigger' },
+        examples: [[{ type: 'manual' }, { type: 'webhook', path: '/hooks/signups', secret: '<<secrets.SIGNUP_WEBHOOK_SECRET>>' }]],
       },
       secrets: {
         type: 'array',
@@ -154,6 +179,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
         description: 'Per-provider settings: keys, region, concurrency and rate limits shared by every step that calls the provider.',
         additionalProperties: false,
         properties: providerBlocks,
+        examples: [{ amplitude: { api_key: '<<secrets.AMPLITUDE_API_KEY>>', concurrency: 4 }, segment: { write_key: '<<secrets.SEGMENT_WRITE_KEY>>' } }],
       },
       retry: { $ref: '#/definitions/retry' },
       timeout: { $ref: '#/definitions/duration', description: 'Timeout of one provider call. Default `30s`.' },
@@ -162,6 +188,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
         minItems: 1,
         description: 'Steps run in order; a loop step runs its inner steps once per item.',
         items: { $ref: '#/definitions/step' },
+        examples: [[{ id: 'hello', action: 'core.log', with: { message: 'hello <<inputs.name>>' } }]],
       },
     },
     definitions: {
@@ -181,14 +208,15 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
         description: 'How failed provider calls are retried (429, 5xx except 501, connection errors, timeouts).',
         additionalProperties: false,
         properties: {
-          attempts: { type: 'integer', minimum: 1, maximum: 10, default: 5, description: 'Total tries of a call, 1..10.' },
+          attempts: { type: 'integer', minimum: 1, maximum: 10, default: 5, description: 'Total tries of a call, 1..10.', examples: [3] },
           backoff: {
             type: 'object',
             additionalProperties: false,
             description: 'Exponential backoff between tries.',
+            examples: [{ initial: '1s', factor: 2, max: '1m' }],
             properties: {
               initial: { $ref: '#/definitions/duration', description: 'Wait before the second try. Default `500ms`.' },
-              factor: { type: 'number', minimum: 1, maximum: 10, default: 2, description: 'Each wait is this many times the previous one.' },
+              factor: { type: 'number', minimum: 1, maximum: 10, default: 2, description: 'Each wait is this many times the previous one.', examples: [1.5] },
               max: { $ref: '#/definitions/duration', description: 'Upper bound of one wait. Default `30s`.' },
               jitter: { type: 'string', enum: ['full', 'none'], default: 'full', description: '`full` waits a random time between 0 and the computed wait.' },
             },
@@ -260,6 +288,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
           },
           with: {
             description: "The action's inputs; values may be templates.",
+            examples: [{ message: 'hello <<inputs.name>>' }],
             anyOf: [{ type: 'object' }, { $ref: TEMPLATE_REF }],
           },
           if: { $ref: '#/definitions/condition' },
@@ -279,15 +308,16 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
             type: 'object',
             additionalProperties: false,
             description: 'Runs `steps` once per item of `over` (an array) or of `file` (CSV, JSONL or JSON, streamed).',
+            examples: [{ over: '<<inputs.users>>', as: 'user', concurrency: 10 }, { file: 'data/users.csv', as: 'row' }],
             properties: {
               over: { description: 'The items: a template that renders to an array, or a literal list.', anyOf: [{ type: 'array' }, { $ref: TEMPLATE_REF }], examples: ['<<inputs.users>>'] },
               file: { type: 'string', description: 'A CSV (header row), JSONL or JSON array file, relative to the workflow file.', examples: ['data/users.csv'] },
               as: { type: 'string', pattern: IDENT_PATTERN, default: 'item', description: 'The name of the current item in templates.', examples: ['user'] },
-              concurrency: { type: 'integer', minimum: 1, maximum: 10000, default: 1, description: 'Items in flight at once (provider limits still apply). With batching, a high value (e.g. 2000) lets a loop fill whole batch requests.' },
+              concurrency: { type: 'integer', minimum: 1, maximum: 10000, default: 1, description: 'Items in flight at once (provider limits still apply). With batching, a high value (e.g. 2000) lets a loop fill whole batch requests.', examples: [10] },
             },
             oneOf: [{ required: ['over'] }, { required: ['file'] }],
           },
-          steps: { type: 'array', minItems: 1, items: { $ref: '#/definitions/step' }, description: 'Steps run for each item.' },
+          steps: { type: 'array', minItems: 1, items: { $ref: '#/definitions/step' }, description: 'Steps run for each item.', examples: [[{ id: 'amp', action: 'amplitude.identify_user', with: { user_id: '<<user.id>>' } }]] },
         },
       },
     },

@@ -24,7 +24,8 @@ const plain = new Ajv({ allErrors: true, strict: false }).compile(schema);
 
 const listYaml = (dir: string): string[] =>
   readdirSync(dir)
-    .filter((name) => name.endsWith('.yaml'))
+    // `*.test.yaml` beside the workflows are `ferry test` files, not workflows.
+    .filter((name) => name.endsWith('.yaml') && !name.endsWith('.test.yaml'))
     .sort()
     .map((name) => path.join(dir, name));
 

@@ -47,7 +47,8 @@ function readFixtures(dir: string): Fixture[] {
 
 const listYaml = (dir: string): string[] =>
   readdirSync(dir)
-    .filter((name) => name.endsWith('.yaml'))
+    // `*.test.yaml` beside the workflows are `ferry test` files, not workflows.
+    .filter((name) => name.endsWith('.yaml') && !name.endsWith('.test.yaml'))
     .sort()
     .map((name) => path.join(dir, name));
 

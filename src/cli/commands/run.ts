@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../errors.js';
 import { checkInputs } from '../../engine/inputs.js';
-import { runWorkflow, type ResumeState } from '../../engine/run.js';
+import { defaultLimiter, runWorkflow, type ResumeState } from '../../engine/run.js';
 import { newRunId } from '../../engine/run-id.js';
 import { FileJournal } from '../../store/journal.js';
 import { JOURNAL_FILE, resolveStateDir, runDir } from '../../store/paths.js';
@@ -12,7 +12,9 @@ import { loadWorkflow } from '../../workflow/validate.js';
 import type { Workflow } from '../../workflow/types.js';
 import type { CommandIO } from '../io.js';
 import type { Command } from '../run-command.js';
-import { humanObserver, printSummary } from '../output.js';
+import { dryRun } from '../dry-run.js';
+import { printSummary } from '../output.js';
+import { startProgress } from '../progress.js';
 
 /** `--input k=v`: the value as JSON when it parses, `@path` reads a file (JSON when it parses). */
 export async function parseInputs(pairs: string[], jsonFile: string | undefined, cwd: string): Promise<Record<string, unknown>> {
@@ -78,8 +80,10 @@ export function resolveSecrets(workflow: Workflow, env: Record<string, string | 
 
 export const runCommandMain: Command = {
   summary: 'run a workflow once',
-  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--sandbox] [--json] [--verbose] [--quiet]',
+  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox] [--json] [--verbose] [--quiet]',
   options: {
+    'dry-run': { type: 'boolean' },
+    limit: { type: 'string' },
     input: { type: 'string', multiple: true },
     'input-json': { type: 'string' },
     body: { type: 'string' },
@@ -99,6 +103,9 @@ export const runCommandMain: Command = {
       throw error;
     });
     const sandboxMode = values.sandbox === true;
+    const dry = values['dry-run'] === true;
+    const limit = parseLimit(values.limit, dry);
+    if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
     let trigger: TriggerData = { type: 'manual' };
     let inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd);
     if (values.body !== undefined) {
@@ -108,12 +115,22 @@ export const runCommandMain: Command = {
       if (hook?.inputs && body !== null && typeof body === 'object' && !Array.isArray(body)) inputs = { ...(body as Record<string, unknown>), ...inputs };
     }
     inputs = checkInputs(workflow, trigger.type, inputs);
-    const secrets = resolveSecrets(workflow, io.env, sandboxMode);
+    // A dry run never reads real secrets: placeholders stand in, and are redacted like secrets.
+    const secrets = resolveSecrets(workflow, dry ? {} : io.env, sandboxMode || dry);
+    if (dry) return dryRun(workflow, { inputs, trigger, secrets, limit, json: values.json === true, verbose: values.verbose === true }, io);
 
     const runId = newRunId();
     return executeRun(workflow, { runId, inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
   },
 };
+
+function parseLimit(raw: unknown, dry: boolean): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!dry) throw new UsageError('--limit goes with --dry-run');
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`Expected \`--limit\` to be a positive integer, got \`${String(raw)}\``);
+  return n;
+}
 
 export interface ExecuteOptions {
   runId: string;
@@ -136,9 +153,10 @@ export async function executeRun(workflow: Workflow, options: ExecuteOptions, io
     : FileJournal.create(stateDir, options.runId, workflow.source, io.redactor);
   let sandbox: CliSandbox | undefined;
   let summary: RunSummary;
+  const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true }, defaultLimiter());
   try {
     if (options.sandbox) sandbox = await (await import('../sandbox.js')).startCliSandbox();
-    summary = await runWorkflow(workflow, {
+    summary = await runWorkflow(progress.workflow, {
       registry: builtinRegistry(),
       runId: options.runId,
       inputs: options.inputs,
@@ -150,10 +168,12 @@ export async function executeRun(workflow: Workflow, options: ExecuteOptions, io
       ...(options.resume ? { resume: options.resume } : {}),
       ...(io.signal ? { signal: io.signal } : {}),
       ...(sandbox ? { providerOverrides: sandbox.overrides } : {}),
-      observer: humanObserver(io, { verbose: values.verbose === true, quiet: values.quiet === true }),
+      observer: progress.observer,
     });
+    progress.stop();
     if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe()}\n`);
   } finally {
+    progress.stop();
     journal.close();
     await sandbox?.close();
   }

@@ -36,6 +36,16 @@ export function normalizeUserProperties(props: Record<string, unknown>, field: s
   return out;
 }
 
+/** Example values of Amplitude's device and location fields, shown by editors and the actions reference. */
+export const FIELD_EXAMPLES: Record<string, unknown> = {
+  app_version: '2.1.0', platform: 'Web', os_name: 'iOS', os_version: '17.4', device_brand: 'Apple', device_manufacturer: 'Apple', device_model: 'iPhone15,2',
+  carrier: 'Verizon', country: 'United States', region: 'California', city: 'San Francisco', dma: 'San Francisco-Oakland-San Jose, CA', language: 'English',
+  start_version: '1.0.0', ip: '203.0.113.7', idfa: 'AEBE52E7-03EE-455A-B3C4-E57283966239', idfv: 'BCCE52E7-03EE-321A-B3D4-E57123966239', adid: '38400000-8cf0-11bd-b23e-10b96e40000d',
+  android_id: 'f3d9a2c1b0e4d5f6', productId: 'pro_monthly', revenueType: 'purchase', library: 'ferry', currency: 'USD',
+  session_id: 1767225600000, event_id: 42, price: 9.99, quantity: 1, revenue: 9.99, location_lat: 37.77, location_lng: -122.42,
+};
+const examplesOf = (field: string): { examples?: unknown[] } => (FIELD_EXAMPLES[field] === undefined ? {} : { examples: [FIELD_EXAMPLES[field]] });
+
 const FIELDS = ['app_version', 'platform', 'os_name', 'os_version', 'device_brand', 'device_manufacturer', 'device_model', 'carrier', 'country', 'region', 'city', 'dma', 'language', 'start_version'] as const;
 
 interface IdentifyInput {
@@ -56,12 +66,12 @@ export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConf
     additionalProperties: false,
     properties: {
       user_id: { ...idSchema, description: 'The user id. `user_id` or `device_id` is required.', examples: ['<<user.id>>'] },
-      device_id: { ...idSchema, description: 'The device id.' },
+      device_id: { ...idSchema, description: 'The device id.', examples: ['<<user.device_id>>'] },
       user_properties_json: { type: 'string', description: 'User properties as a JSON string (e.g. from a form field): plain keys, or only operators like $set / $set_once.', examples: ['<<json user.traits>>'] },
       user_properties: { type: 'object', description: 'User properties as an object: plain keys, or only operators ($set, $setOnce, $add, $append, $prepend, $unset, $preInsert, $postInsert, $remove).', examples: [{ $set: { plan: 'pro' }, $setOnce: { signup_source: 'ads' } }] },
-      groups: { type: 'object', description: 'Group memberships, e.g. `{ company: "acme" }`.' },
-      paying: { type: ['boolean', 'string'], description: 'Whether the user is paying.' },
-      ...Object.fromEntries(FIELDS.map((f) => [f, { type: 'string', description: `Identification field \`${f}\`.` }])),
+      groups: { type: 'object', description: 'Group memberships, e.g. `{ company: "acme" }`.', examples: [{ company: 'acme' }] },
+      paying: { type: ['boolean', 'string'], description: 'Whether the user is paying.', examples: [true] },
+      ...Object.fromEntries(FIELDS.map((f) => [f, { type: 'string', description: `Identification field \`${f}\`.`, ...examplesOf(f) }])),
     },
     anyOf: [{ required: ['user_id'] }, { required: ['device_id'] }],
     not: { required: ['user_properties_json', 'user_properties'] },

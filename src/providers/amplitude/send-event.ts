@@ -2,7 +2,7 @@ import { ActionInputError, ProviderError } from '../../errors.js';
 import { defineAction, type BatchSpec } from '../define.js';
 import type { HttpAnswer } from '../http.js';
 import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
-import { normalizeUserProperties } from './identify-user.js';
+import { FIELD_EXAMPLES, normalizeUserProperties } from './identify-user.js';
 import { checkIds, DEFAULT_MIN_ID_LENGTH, idSchema, toMillis } from './ids.js';
 
 const STRING_FIELDS = ['app_version', 'platform', 'os_name', 'os_version', 'device_brand', 'device_manufacturer', 'device_model', 'carrier', 'country', 'region', 'city', 'dma', 'language', 'ip', 'idfa', 'idfv', 'adid', 'android_id', 'productId', 'revenueType', 'library', 'currency'] as const;
@@ -33,18 +33,18 @@ export const sendEvent = defineAction<EventInput, { events_ingested: number; ser
     additionalProperties: false,
     required: ['event_type'],
     properties: {
-      user_id: { ...idSchema, description: 'The user id (at least 5 characters). `user_id` or `device_id` is required.' },
-      device_id: { ...idSchema, description: 'The device id (at least 5 characters).' },
+      user_id: { ...idSchema, description: 'The user id (at least 5 characters). `user_id` or `device_id` is required.', examples: ['<<user.id>>'] },
+      device_id: { ...idSchema, description: 'The device id (at least 5 characters).', examples: ['<<user.device_id>>'] },
       event_type: { type: 'string', minLength: 1, description: 'The event name.', examples: ['Signed Up'] },
       time: { type: ['string', 'integer'], description: 'When it happened: an ISO-8601 time or milliseconds since epoch (sent as milliseconds).', examples: ['<<trigger.body.created_at>>'] },
-      insert_id: { type: 'string', minLength: 1, maxLength: MAX_INSERT_ID, description: 'Deduplication id. Default: derived from run id, step and loop item.' },
-      event_properties: { type: 'object', description: 'Event properties.' },
-      user_properties: { type: 'object', description: 'User properties to set with the event (plain keys or operators).' },
-      groups: { type: 'object', description: 'Group memberships.' },
-      group_properties: { type: 'object', description: 'Group properties.' },
-      min_id_length: { type: 'integer', minimum: 1, description: 'Accept ids shorter than 5 characters (sent as options.min_id_length).' },
-      ...Object.fromEntries(STRING_FIELDS.map((f) => [f, { type: 'string', description: `Event field \`${f}\`.` }])),
-      ...Object.fromEntries(NUMBER_FIELDS.map((f) => [f, { type: 'number', description: `Event field \`${f}\`.` }])),
+      insert_id: { type: 'string', minLength: 1, maxLength: MAX_INSERT_ID, description: 'Deduplication id. Default: derived from run id, step and loop item.', examples: ['order-<<order.id>>'] },
+      event_properties: { type: 'object', description: 'Event properties.', examples: [{ plan: '<<user.plan>>', source: 'ads' }] },
+      user_properties: { type: 'object', description: 'User properties to set with the event (plain keys or operators).', examples: [{ $set: { plan: 'pro' } }] },
+      groups: { type: 'object', description: 'Group memberships.', examples: [{ company: 'acme' }] },
+      group_properties: { type: 'object', description: 'Group properties.', examples: [{ industry: 'retail' }] },
+      min_id_length: { type: 'integer', minimum: 1, description: 'Accept ids shorter than 5 characters (sent as options.min_id_length).', examples: [3] },
+      ...Object.fromEntries(STRING_FIELDS.map((f) => [f, { type: 'string', description: `Event field \`${f}\`.`, examples: [FIELD_EXAMPLES[f]] }])),
+      ...Object.fromEntries(NUMBER_FIELDS.map((f) => [f, { type: 'number', description: `Event field \`${f}\`.`, examples: [FIELD_EXAMPLES[f]] }])),
     },
     anyOf: [{ required: ['user_id'] }, { required: ['device_id'] }],
   },

@@ -14,7 +14,7 @@ const log = defineAction<{ message: unknown; level?: 'debug' | 'info' | 'warn' |
       level: { type: 'string', enum: ['debug', 'info', 'warn', 'error'], default: 'info', description: 'Log level.' },
     },
   },
-  output: { type: 'null' },
+  output: { type: 'null', description: 'Nothing.' },
   async run(input, context) {
     const text = typeof input.message === 'string' ? input.message : JSON.stringify(input.message);
     context.log(input.level ?? 'info', text);
@@ -49,17 +49,18 @@ const httpRequest = defineAction<HttpRequestInput, { status: number; headers: Re
     properties: {
       method: { type: 'string', enum: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'], default: 'GET', description: 'HTTP method.' },
       url: { type: 'string', pattern: '^https?://', description: 'Absolute http(s) URL.', examples: ['https://api.example.com/users'] },
-      headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'Request headers.' },
-      query: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] }, description: 'Query parameters added to the URL.' },
-      json: { description: 'A JSON body (sets content-type: application/json).' },
-      body: { type: 'string', description: 'A raw text body.' },
+      headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'Request headers.', examples: [{ authorization: 'Bearer <<secrets.CRM_TOKEN>>' }] },
+      query: { type: 'object', additionalProperties: { type: ['string', 'number', 'boolean'] }, description: 'Query parameters added to the URL.', examples: [{ page: 1, email: '<<user.email>>' }] },
+      json: { description: 'A JSON body (sets content-type: application/json).', examples: [{ id: '<<user.id>>', email: '<<user.email>>' }] },
+      body: { type: 'string', description: 'A raw text body.', examples: ['name=<<user.name>>'] },
       expect: { type: 'array', items: { type: 'integer', minimum: 100, maximum: 599 }, minItems: 1, description: 'Statuses that count as success.', examples: [[200, 404]] },
     },
     not: { required: ['json', 'body'] },
   },
   output: {
     type: 'object',
-    properties: { status: { type: 'integer' }, headers: { type: 'object' }, body: { description: 'Parsed JSON when the answer is JSON, else text.' } },
+    description: 'The answer: status, headers (lower-case names) and body.',
+    properties: { status: { type: 'integer', description: 'HTTP status.' }, headers: { type: 'object', description: 'Answer headers, lower-case names.' }, body: { description: 'Parsed JSON when the answer is JSON, else text.' } },
   },
   async run(input, context) {
     const url = new URL(input.url);

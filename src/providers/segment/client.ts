@@ -21,11 +21,11 @@ export const MAX_MESSAGE_ID = 100;
 /** Fields every Segment call takes. */
 export const commonProperties = {
   userId: { type: 'string', minLength: 1, description: 'The user id. `userId` or `anonymousId` is required.', examples: ['<<user.id>>'] },
-  anonymousId: { type: 'string', minLength: 1, description: 'An anonymous id, when the user is not known.' },
-  timestamp: { type: ['string', 'integer'], description: 'When it happened: ISO-8601, or milliseconds since epoch (sent as ISO-8601).' },
-  messageId: { type: 'string', minLength: 1, maxLength: MAX_MESSAGE_ID, description: 'Deduplication id (at most 100 characters). Default: derived from run id, step and loop item.' },
-  context: { type: 'object', description: 'Segment context object.' },
-  integrations: { type: 'object', description: 'Which destinations receive the call.' },
+  anonymousId: { type: 'string', minLength: 1, description: 'An anonymous id, when the user is not known.', examples: ['<<trigger.body.anonymous_id>>'] },
+  timestamp: { type: ['string', 'integer'], description: 'When it happened: ISO-8601, or milliseconds since epoch (sent as ISO-8601).', examples: ['<<user.created_at>>', '2026-01-01T12:00:00Z'] },
+  messageId: { type: 'string', minLength: 1, maxLength: MAX_MESSAGE_ID, description: 'Deduplication id (at most 100 characters). Default: derived from run id, step and loop item.', examples: ['signup-<<user.id>>'] },
+  context: { type: 'object', description: 'Segment context object.', examples: [{ ip: '203.0.113.7', locale: 'en-US' }] },
+  integrations: { type: 'object', description: 'Which destinations receive the call.', examples: [{ All: true, Mixpanel: false }] },
 };
 
 export const needsIdentity = [{ required: ['userId'] }, { required: ['anonymousId'] }];

@@ -19,13 +19,13 @@ export const identifyUser = defineAction<IdentifyInput, { success: true }, Segme
     additionalProperties: false,
     properties: {
       ...commonProperties,
-      email: { type: 'string', description: 'Sent as traits.email.' },
-      name: { type: 'string', description: 'Sent as traits.name.' },
+      email: { type: 'string', description: 'Sent as traits.email.', examples: ['<<user.email>>'] },
+      name: { type: 'string', description: 'Sent as traits.name.', examples: ['<<user.name>>'] },
       traits: { type: ['object', 'string'], description: 'Traits as an object, or a JSON string of an object.', examples: ['<<user.traits>>'] },
     },
     anyOf: needsIdentity,
   },
-  output: { type: 'object', properties: { success: { const: true } } },
+  output: { type: 'object', description: 'Segment accepted the call (it answers this even for an unknown write key).', properties: { success: { const: true, description: 'Always true.' } } },
   prepare(input) {
     let traits: Record<string, unknown> = {};
     if (typeof input.traits === 'string') {

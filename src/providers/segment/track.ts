@@ -19,10 +19,10 @@ export const track = defineAction<TrackInput, { success: true }, SegmentConfig>(
     properties: {
       ...commonProperties,
       event: { type: 'string', minLength: 1, description: 'The event name.', examples: ['Order Completed'] },
-      properties: { type: 'object', description: 'Event properties.' },
+      properties: { type: 'object', description: 'Event properties.', examples: [{ order_id: '<<order.id>>', total: '<<order.total>>' }] },
     },
     anyOf: needsIdentity,
   },
-  output: { type: 'object', properties: { success: { const: true } } },
+  output: { type: 'object', description: 'Segment accepted the call (it answers this even for an unknown write key).', properties: { success: { const: true, description: 'Always true.' } } },
   run: (input, context) => sendMessage(context, 'track', input),
 });
