@@ -32,7 +32,7 @@ providers:
   segment: { write_key: sandbox-segment-key, base_url: "${emu.segment}", concurrency: 8 }
 steps:
   - id: each
-    loop: { file: rows.jsonl, as: row, concurrency: 5000 }
+    loop: { file: rows.jsonl, as: row, concurrency: 2500 }
     steps:
       - id: track
         action: segment.track

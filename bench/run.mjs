@@ -42,7 +42,7 @@ if (want('journal')) {
   const r = await benchJournal();
   console.log('journal', r);
   writeSection('journal', `${header('Journal overhead')}
-A ${r.items.toLocaleString('en-US')}-item loop of \`core.log\` (no provider calls, so the journal's share is as large as it gets), with the file journal (one \`write(2)\` per step entry) against the same loop with no journal. Median of 5 rounds.
+A ${r.items.toLocaleString('en-US')}-item loop of \`core.log\` (no provider calls, so the journal's share is as large as it gets), with the file journal (entries buffered and written with one \`write(2)\` per flush: before each provider call, at 64 KB, once per event-loop turn) against the same loop with no journal. Median of 5 rounds.
 
 | journal off | journal on | ratio |
 |---|---|---|
@@ -54,7 +54,7 @@ if (want('rss-loop')) {
   const r = await benchLoopRss();
   console.log('rss-loop', r);
   writeSection('rss-loop', `${header('Memory: a 1,000,000-row JSONL loop')}
-\`loop.file\` over ${r.rows.toLocaleString('en-US')} JSONL rows, each a batched \`segment.track\` (loop concurrency 5000), file journal on, emulator in its own process.
+\`loop.file\` over ${r.rows.toLocaleString('en-US')} JSONL rows, each a batched \`segment.track\` (loop concurrency 2500, one full Segment batch), file journal on, emulator in its own process.
 
 | peak RSS | time | requests | messages stored | journal size |
 |---|---|---|---|---|

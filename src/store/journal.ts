@@ -100,14 +100,16 @@ export class FileJournal implements RunJournal {
     fsyncSync(this.#fd);
   }
 
+  /**
+   * Writes what is pending and closes. No fsync: a tail lost to power loss is re-run on
+   * retry with the same idempotency keys, so providers dedupe it; `sync()` is there for the
+   * places that must be on disk before answering (the listener's 202).
+   */
   close(): void {
     this.flush();
-    try {
-      fsyncSync(this.#fd);
-    } finally {
-      closeSync(this.#fd);
-    }
+    closeSync(this.#fd);
   }
+
 }
 
 /** A journal that keeps nothing: for embedding and for measuring the journal's cost. */

@@ -1,14 +1,15 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import { pipeline as pipelineAsync } from 'node:stream/promises';
+import { pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import yauzl from 'yauzl';
 import { ActionInputError, ProviderError } from '../../errors.js';
 import { defineAction } from '../define.js';
-import { networkError, statusError, undici } from '../http.js';
+import { NEVER_ABORTED, networkError, statusError, undici } from '../http.js';
 import { exportUrl, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 
 const HOUR = 3_600_000;
@@ -97,13 +98,13 @@ async function download(http: Dispatcher, context: AmplitudeContext, start: numb
   const auth = Buffer.from(`${context.config.api_key}:${context.config.secret_key ?? ''}`).toString('base64');
   let res: Dispatcher.ResponseData;
   try {
-    res = await undici().request(url, { dispatcher: http, method: 'GET', headers: { authorization: `Basic ${auth}` }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, signal: context.signal });
+    res = await undici().request(url, { dispatcher: http, method: 'GET', headers: { authorization: `Basic ${auth}` }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, ...(context.signal === NEVER_ABORTED ? {} : { signal: context.signal }) });
   } catch (error) {
     throw networkError('amplitude', error);
   }
   if (res.statusCode === 200) {
     try {
-      await pipeline(res.body, createWriteStream(file));
+      await pipelineAsync(res.body, createWriteStream(file));
     } catch (error) {
       throw networkError('amplitude', error);
     }
@@ -128,11 +129,7 @@ async function appendZip(file: string, out: WriteStream): Promise<number> {
     for await (const entry of entries(zip)) {
       if (entry.fileName.endsWith('/')) continue;
       const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => zip.openReadStream(entry, (error, s) => (error ? reject(error) : resolve(s))));
-      const lines = new LineCounter();
-      const stages = entry.fileName.endsWith('.gz') ? [stream, createGunzip(), lines] : [stream, lines];
-      // `end: false` keeps the NDJSON file open for the next entry and the next range.
-      await streamPipeline(...stages, out, { end: false });
-      count += lines.count;
+      count += await appendLines(entry.fileName.endsWith('.gz') ? streamPipeline(stream, createGunzip(), () => undefined) : stream, out);
     }
   } finally {
     zip.close();
@@ -170,26 +167,24 @@ async function* entries(zip: yauzl.ZipFile): AsyncGenerator<yauzl.Entry> {
   }
 }
 
-const streamPipeline = pipeline as unknown as (...args: unknown[]) => Promise<void>;
+const streamPipeline = pipeline as unknown as (...args: unknown[]) => NodeJS.ReadableStream;
 
-/** Passes bytes through, counting lines; ends a last line that lacks its newline. */
-class LineCounter extends Transform {
-  count = 0;
-  #last = 0x0a;
-  #seen = false;
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: () => void): void {
-    for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) this.count++;
-    if (chunk.length > 0) {
-      this.#last = chunk[chunk.length - 1] as number;
-      this.#seen = true;
-    }
-    this.push(chunk);
-    done();
+/**
+ * Copies one entry's NDJSON onto `out` with backpressure, counting lines, and ends a last
+ * line that lacks its newline. `out` stays open for the next entry and the next range.
+ */
+async function appendLines(source: NodeJS.ReadableStream, out: WriteStream): Promise<number> {
+  let count = 0;
+  let last = 0x0a;
+  for await (const chunk of source as AsyncIterable<Buffer>) {
+    if (chunk.length === 0) continue;
+    for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) count++;
+    last = chunk[chunk.length - 1] as number;
+    if (!out.write(chunk)) await once(out, 'drain');
   }
-  override _flush(done: (error?: Error | null, data?: Buffer) => void): void {
-    if (this.#seen && this.#last !== 0x0a) {
-      this.count++;
-      done(null, Buffer.from('\n'));
-    } else done();
+  if (last !== 0x0a) {
+    count++;
+    if (!out.write('\n')) await once(out, 'drain');
   }
+  return count;
 }
