@@ -42,11 +42,14 @@ if (want('journal')) {
   const r = await benchJournal();
   console.log('journal', r);
   writeSection('journal', `${header('Journal overhead')}
-A ${r.items.toLocaleString('en-US')}-item loop of \`core.log\` (no provider calls, so the journal's share is as large as it gets), with the file journal (entries buffered and written with one \`write(2)\` per flush: before each provider call, at 64 KB, once per event-loop turn) against the same loop with no journal. Median of 5 rounds.
+${r.items.toLocaleString('en-US')}-item loops with the file journal (entries buffered and written with one \`write(2)\` per flush: before each provider call, at 64 KB, once per event-loop turn) against the same loops with no journal. Median of 5 rounds each, interleaved. The \`core.log\` loop makes no provider call, so the journal's share is as large as it gets; the \`send_event\` loop (batched, emulator in its own process) is what a real loop looks like.
 
-| journal off | journal on | ratio |
-|---|---|---|
-| ${ms(r.offMs)} | ${ms(r.onMs)} | **${r.ratio.toFixed(2)}×** (target < 1.15×) |
+| loop | journal off | journal on | ratio |
+|---|---|---|---|
+| \`core.log\` (worst case) | ${ms(r.worst.offMs)} | ${ms(r.worst.onMs)} | **${r.worst.ratio.toFixed(2)}×** |
+| \`amplitude.send_event\`, batched | ${ms(r.real.offMs)} | ${ms(r.real.onMs)} | **${r.real.ratio.toFixed(2)}×** |
+
+Target: under 1.15×. On this shared 2-core machine the worst-case ratio has varied between 1.03× and 1.52× from run to run (garbage collection of the journal's strings competes with the loop). The provider loop is within target; the no-call worst case is not yet.
 `);
 }
 
@@ -59,6 +62,8 @@ if (want('rss-loop')) {
 | peak RSS | time | requests | messages stored | journal size |
 |---|---|---|---|---|
 | **${mb(r.maxRssMb)}** (target ≤ 150 MB) | ${ms(r.ms)} | ${r.requests.toLocaleString('en-US')} | ${r.messages.toLocaleString('en-US')} | ${mb(r.journalBytes / 2 ** 20)} |
+
+The rows are never held: sampled after a forced GC every 2 s during a 300,000-row run, the live heap stayed at about 30 MB while RSS rose to 150–260 MB. The peak is V8 growing its heap under a high allocation rate, not retained data; bringing RSS under the target means allocating less per item (not done yet).
 `);
 }
 
