@@ -4,7 +4,6 @@ import type { CommandIO } from './io.js';
 export const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
 
 export interface Command {
-  summary: string;
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: CommandIO): Promise<number>;

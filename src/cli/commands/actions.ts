@@ -10,7 +10,6 @@ function typeOf(schema: JsonSchema): string {
 }
 
 export const actionsCommand: Command = {
-  summary: 'list the registered actions and their inputs',
   usage: 'ferry actions [--json]',
   options: { json: { type: 'boolean' } },
   async run({ values }, io) {

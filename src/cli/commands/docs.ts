@@ -14,7 +14,6 @@ export const GENERATED_DOCS: Record<string, { file: string; render(): string }> 
 };
 
 export const docsCommand: Command = {
-  summary: 'print a generated reference (Markdown) or the test file JSON Schema',
   usage: `ferry docs <${Object.keys(GENERATED_DOCS).join('|')}> | ferry docs --list`,
   options: { list: { type: 'boolean' } },
   async run({ values, positionals }, io) {

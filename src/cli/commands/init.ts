@@ -171,7 +171,6 @@ export const SCAFFOLD: readonly { path: string; text: string }[] = [
 ];
 
 export const initCommand: Command = {
-  summary: 'scaffold a workflow, its tests and a GitHub Actions file',
   usage: 'ferry init [dir]',
   options: {},
   async run({ positionals }, io) {

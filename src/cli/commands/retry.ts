@@ -8,7 +8,6 @@ import type { Command } from '../run-command.js';
 import { executeRun, resolveSecrets } from './run.js';
 
 export const retryCommand: Command = {
-  summary: 'resume a failed or killed run where it stopped',
   usage: 'ferry retry <run-id> [--state-dir DIR] [--json] [--verbose] [--quiet]',
   options: { json: { type: 'boolean' }, verbose: { type: 'boolean' }, quiet: { type: 'boolean' }, 'state-dir': { type: 'string' } },
   async run({ values, positionals }, io) {

@@ -79,7 +79,6 @@ export function resolveSecrets(workflow: Workflow, env: Record<string, string | 
 }
 
 export const runCommandMain: Command = {
-  summary: 'run a workflow once',
   usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox] [--json] [--verbose] [--quiet]',
   options: {
     'dry-run': { type: 'boolean' },

@@ -4,7 +4,6 @@ import { listRuns, loadRun, summarize } from '../../store/runs.js';
 import type { Command } from '../run-command.js';
 
 export const runsCommand: Command = {
-  summary: 'list runs in the state dir, newest first',
   usage: 'ferry runs [--json] [--state-dir DIR]',
   options: { json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
   async run({ values }, io) {
@@ -27,7 +26,6 @@ export const runsCommand: Command = {
 };
 
 export const showCommand: Command = {
-  summary: 'show one run with its steps, attempts and error',
   usage: 'ferry show <run-id> [--json] [--state-dir DIR]',
   options: { json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
   async run({ values, positionals }, io) {

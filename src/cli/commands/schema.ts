@@ -3,7 +3,6 @@ import { workflowSchema } from '../../workflow/validate.js';
 import type { Command } from '../run-command.js';
 
 export const schemaCommand: Command = {
-  summary: 'print the workflow JSON Schema (for editors)',
   usage: 'ferry schema',
   options: {},
   async run(_args, io) {

@@ -35,7 +35,6 @@ function runObserver(io: CommandIO, runId: string, verbose: boolean): RunObserve
 }
 
 export const serveCommand: Command = {
-  summary: 'listen for webhooks and start runs',
   usage: 'ferry serve [--dir workflows] [--host 127.0.0.1] [--port 8787] [--max-runs 32] [--state-dir DIR] [--verbose]',
   options: {
     dir: { type: 'string', default: 'workflows' },

@@ -8,7 +8,6 @@ import type { Command } from '../run-command.js';
 const REPORTERS = ['text', 'github', 'junit'];
 
 export const testCommand: Command = {
-  summary: 'run *.test.yaml cases against the built-in emulators',
   usage: 'ferry test [file or dir]... [--reporter text|github|junit]... [--output FILE]',
   options: { reporter: { type: 'string', multiple: true }, output: { type: 'string' } },
   async run({ values, positionals }, io) {

@@ -40,7 +40,6 @@ export function formatIssueLine(issue: WorkflowIssue, format: string): string {
 }
 
 export const validateCommand: Command = {
-  summary: 'check workflow files without running them',
   usage: 'ferry validate <file or dir>... [--format text|github|json] [--verbose]',
   options: { format: { type: 'string', default: 'text' }, verbose: { type: 'boolean' } },
   async run({ values, positionals }, io) {
