@@ -14,17 +14,25 @@ export interface BatchSettings {
   maxItems: number | undefined;
 }
 
-interface Pending {
-  item: unknown;
-  size: number;
+/** One call's side of a batch: its run's settings, dispatcher, retry policy and stats. */
+export interface BatchCall {
+  settings: BatchSettings;
+  dispatcher: Dispatcher;
   policy: RetryPolicy;
   stats: CallStats;
+}
+
+interface Pending extends BatchCall {
+  item: unknown;
+  size: number;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
 
 interface Group {
   spec: BatchSpec<unknown, unknown>;
+  settings: BatchSettings;
+  dispatcher: Dispatcher;
   items: Pending[];
   bytes: number;
   timer: NodeJS.Timeout | undefined;
@@ -36,38 +44,45 @@ interface Group {
  * failure only that item, a 413 splits the batch. Items are never dropped: each settles.
  */
 export class Batcher {
-  readonly #groups = new Map<string, Group>();
+  // Runs that share the provider queue may differ in `batch:` settings and dispatcher (a
+  // dry run records instead of sending): only calls that agree on both share a request.
+  readonly #groups = new WeakMap<Dispatcher, Map<string, Group>>();
 
-  constructor(
-    readonly queue: ProviderQueue,
-    readonly dispatcher: Dispatcher,
-    readonly settings: BatchSettings,
-  ) {}
+  constructor(readonly queue: ProviderQueue) {}
 
-  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, policy: RetryPolicy, stats: CallStats): Promise<Result> {
+  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, call: BatchCall): Promise<Result> {
     return new Promise<Result>((resolve, reject) => {
       // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
-      const size = this.settings.enabled ? spec.sizeOf(item) : 0;
-      this.#enqueue(spec as BatchSpec<unknown, unknown>, { item, size, policy, stats, resolve: resolve as (v: unknown) => void, reject });
+      const size = call.settings.enabled ? spec.sizeOf(item) : 0;
+      this.#enqueue(spec as BatchSpec<unknown, unknown>, { ...call, item, size, resolve: resolve as (v: unknown) => void, reject });
     });
   }
 
-  #limit(spec: BatchSpec<unknown, unknown>): number {
-    if (!this.settings.enabled) return 1;
-    return Math.max(1, Math.min(spec.maxItems, this.settings.maxItems ?? spec.maxItems));
+  #group(spec: BatchSpec<unknown, unknown>, pending: Pending): Group {
+    let byKey = this.#groups.get(pending.dispatcher);
+    if (!byKey) {
+      byKey = new Map();
+      this.#groups.set(pending.dispatcher, byKey);
+    }
+    const { settings } = pending;
+    const key = `${spec.key}\0${settings.enabled}\0${settings.windowMs}\0${settings.maxItems ?? ''}`;
+    let group = byKey.get(key);
+    if (!group) {
+      group = { spec, settings, dispatcher: pending.dispatcher, items: [], bytes: 0, timer: undefined };
+      byKey.set(key, group);
+    }
+    return group;
   }
 
   #enqueue(spec: BatchSpec<unknown, unknown>, pending: Pending): void {
-    let group = this.#groups.get(spec.key);
-    if (!group) {
-      group = { spec, items: [], bytes: 0, timer: undefined };
-      this.#groups.set(spec.key, group);
-    }
+    const group = this.#group(spec, pending);
+    const { settings } = group;
     if (group.items.length > 0 && group.bytes + pending.size > spec.maxBytes) this.#flush(group);
     group.items.push(pending);
     group.bytes += pending.size;
-    if (group.items.length >= this.#limit(spec) || !this.settings.enabled) this.#flush(group);
-    else group.timer ??= setTimeout(() => this.#flush(group), this.settings.windowMs);
+    const limit = settings.enabled ? Math.max(1, Math.min(spec.maxItems, settings.maxItems ?? spec.maxItems)) : 1;
+    if (group.items.length >= limit) this.#flush(group);
+    else group.timer ??= setTimeout(() => this.#flush(group), settings.windowMs);
   }
 
   #flush(group: Group): void {
@@ -80,12 +95,13 @@ export class Batcher {
     void this.#dispatch(group.spec, items);
   }
 
+  /** Sends `items` (all of one group, so one dispatcher) as one request. */
   async #dispatch(spec: BatchSpec<unknown, unknown>, items: Pending[]): Promise<void> {
     let outcomes: BatchOutcome<unknown>[];
     try {
       outcomes = await this.queue.add(() => {
         for (const p of items) p.stats.attempts++;
-        return spec.send(items.map((p) => p.item), this.dispatcher);
+        return spec.send(items.map((p) => p.item), (items[0] as Pending).dispatcher);
       });
       if (outcomes.length !== items.length) throw new ProviderError(this.queue.provider, `batch answer has ${outcomes.length} results for ${items.length} items`);
     } catch (error) {

@@ -1,7 +1,6 @@
 import PQueue from 'p-queue';
-import type { Dispatcher } from 'undici';
 import { flushJournals } from '../store/journal.js';
-import { Batcher, type BatchSettings } from './batcher.js';
+import { Batcher } from './batcher.js';
 
 export interface QueueLimits {
   /** Requests in flight at once. */
@@ -85,11 +84,11 @@ export class Limiter {
   readonly #queues = new Map<string, ProviderQueue>();
   readonly #batchers = new Map<string, Batcher>();
 
-  /** The provider's batcher, on top of its queue; created with `settings` the first time. */
-  batcher(queue: ProviderQueue, dispatcher: Dispatcher, settings: BatchSettings): Batcher {
+  /** The provider's batcher, on top of its queue. */
+  batcher(queue: ProviderQueue): Batcher {
     let batcher = this.#batchers.get(queue.provider);
     if (!batcher) {
-      batcher = new Batcher(queue, dispatcher, settings);
+      batcher = new Batcher(queue);
       this.#batchers.set(queue.provider, batcher);
     }
     return batcher;

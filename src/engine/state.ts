@@ -5,6 +5,7 @@ import { sharedAgent } from '../providers/http.js';
 import { noJournal, type RunJournal } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Workflow } from '../workflow/types.js';
+import type { BatchSettings } from './batcher.js';
 import { Limiter } from './limiter.js';
 import type { RunOptions } from './run.js';
 import type { InnerStepSummary, RunErrorInfo, RunSummary } from './types.js';
@@ -29,6 +30,8 @@ export interface ItemScope {
 export class Run {
   readonly summary: RunSummary;
   readonly providerConfigs = new Map<string, Record<string, unknown>>();
+  /** Each provider's `batch:` setting, read from its config once per run. */
+  readonly batchSettings = new Map<string, BatchSettings>();
   failure: RunFailedError | undefined;
   readonly limiter: Limiter;
   readonly dispatcher: Dispatcher;

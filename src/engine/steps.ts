@@ -244,9 +244,13 @@ async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: Ca
     },
     batch: async <Item, Result>(spec: BatchSpec<Item, Result>, entry: Item): Promise<Result> => {
       const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
-      const batcher = run.limiter.batcher(queue, run.dispatcher, batchSettings(run.providerConfigs.get(providerName)));
+      let settings = run.batchSettings.get(providerName);
+      if (!settings) {
+        settings = batchSettings(run.providerConfigs.get(providerName));
+        run.batchSettings.set(providerName, settings);
+      }
       try {
-        return await batcher.add(spec, entry, policy, stats);
+        return await run.limiter.batcher(queue).add(spec, entry, { settings, dispatcher: run.dispatcher, policy, stats });
       } finally {
         addStats(calls, stats);
       }

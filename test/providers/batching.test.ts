@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/providers/sandbox/index.js';
+import { Limiter } from '../../src/engine/limiter.js';
 import { fastRetry, runAgainst, sandboxProviders } from '../helpers/sandbox.js';
 
 let sandbox: Sandbox;
@@ -109,5 +110,19 @@ steps:
     expect(summary.status).toBe('succeeded');
     expect(sandbox.segment.requests).toHaveLength(20);
     expect(sandbox.segment.requests.every((r) => r.path === '/v1/track')).toBe(true);
+  });
+
+  it('keeps each run\'s own `batch:` setting when runs share the provider queues', async () => {
+    const limiter = new Limiter();
+    const [single, batched] = await Promise.all([
+      runAgainst(loop('segment.track', '{ userId: <<id>>, event: Single }', '    batch: false'), { inputs: { ids: ids(10) }, limiter }),
+      runAgainst(loop('segment.track', '{ userId: <<id>>, event: Together }'), { inputs: { ids: ids(10, 20_000) }, limiter }),
+    ]);
+    expect([single.status, batched.status]).toEqual(['succeeded', 'succeeded']);
+    const tracks = sandbox.segment.requests.filter((r) => r.path === '/v1/track');
+    expect(tracks).toHaveLength(10);
+    expect(tracks.every((r) => (r.body as { event: string }).event === 'Single')).toBe(true);
+    const batches = sandbox.segment.requests.filter((r) => r.path === '/v1/batch');
+    expect(batches.flatMap((r) => (r.body as { batch: { event: string }[] }).batch.map((m) => m.event))).toEqual(Array(10).fill('Together'));
   });
 });
