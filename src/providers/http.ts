@@ -47,32 +47,43 @@ export function header(answer: HttpAnswer, name: string): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-/** Sends one request and reads the whole answer as text. Network failures become ProviderErrors. */
+/**
+ * Sends one request and reads the whole answer as text. Network failures become ProviderErrors.
+ *
+ * It speaks undici's dispatcher protocol (the one undici's own `request()` uses) and keeps
+ * the body's chunks as they come: no stream object and no URL parsing per call, which is
+ * most of what a call costs on our side once the provider answers fast.
+ */
 export async function send(provider: string, http: Dispatcher, req: HttpRequest): Promise<HttpAnswer> {
   // undici's own header/body timers cost nothing per call but tick about once a second:
   // fine for the usual timeouts of seconds. A short timeout gets an exact timer of its own.
   const outer = req.signal === NEVER_ABORTED ? undefined : req.signal;
   const exact = req.timeoutMs < EXACT_TIMEOUT_BELOW_MS || outer !== undefined;
-  const controller = exact ? new AbortController() : undefined;
+  const call = new BufferedCall();
   let timedOut = false;
-  const timer = controller
+  const timer = exact
     ? setTimeout(() => {
         timedOut = true;
-        controller.abort();
+        call.abort(new DOMException('timed out', 'AbortError'));
       }, req.timeoutMs)
     : undefined;
-  const onAbort = (): void => controller?.abort(outer?.reason);
-  outer?.addEventListener('abort', onAbort, { once: true });
+  const onAbort = (): void => call.abort(outer?.reason instanceof Error ? outer.reason : new DOMException('aborted', 'AbortError'));
+  if (outer?.aborted) onAbort();
+  else outer?.addEventListener('abort', onAbort, { once: true });
+  const { origin, path } = target(req.url);
   try {
-    const res = await undici().request(req.url, {
-      dispatcher: http,
-      method: req.method,
-      headers: req.headers ?? {},
-      body: req.body ?? null,
-      ...(controller ? { signal: controller.signal } : { headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs }),
-    });
-    const text = await res.body.text();
-    return { status: res.statusCode, headers: res.headers, text };
+    http.dispatch(
+      {
+        origin,
+        path,
+        method: req.method,
+        headers: req.headers ?? {},
+        body: req.body ?? null,
+        ...(exact ? {} : { headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs }),
+      },
+      call,
+    );
+    return await call.answer;
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (timedOut || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
@@ -84,6 +95,70 @@ export async function send(provider: string, http: Dispatcher, req: HttpRequest)
     outer?.removeEventListener('abort', onAbort);
   }
 }
+
+/** One request's dispatch handler: collects status, headers and body, settles `answer`. */
+class BufferedCall implements Dispatcher.DispatchHandler {
+  readonly answer: Promise<HttpAnswer>;
+  #resolve!: (answer: HttpAnswer) => void;
+  #reject!: (error: unknown) => void;
+  #abort: ((reason: Error) => void) | undefined;
+  #abortReason: Error | undefined;
+  #status = 0;
+  #headers: HttpAnswer['headers'] = {};
+  #chunks: Buffer[] = [];
+
+  constructor() {
+    this.answer = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  abort(reason: Error): void {
+    this.#abortReason ??= reason;
+    this.#abort?.(reason);
+  }
+
+  onConnect(abort: (reason?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#abortReason !== undefined) abort(this.#abortReason);
+  }
+
+  onHeaders(status: number, rawHeaders: Buffer[] | string[] | null): boolean {
+    this.#status = status;
+    this.#headers = rawHeaders ? (undici().util.parseHeaders(rawHeaders as Buffer[]) as HttpAnswer['headers']) : {};
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.#chunks.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    const chunks = this.#chunks;
+    const text = chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    this.#resolve({ status: this.#status, headers: this.#headers, text });
+  }
+
+  onError(error: Error): void {
+    this.#reject(error);
+  }
+}
+
+/** `origin` and `path` of a URL, remembered: a workflow calls the same few URLs many times. */
+function target(url: string): { origin: string; path: string } {
+  let found = targets.get(url);
+  if (!found) {
+    const parsed = new URL(url);
+    found = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
+    if (targets.size >= MAX_TARGETS) targets.clear();
+    targets.set(url, found);
+  }
+  return found;
+}
+const targets = new Map<string, { origin: string; path: string }>();
+const MAX_TARGETS = 1000;
 
 /** Below this, a call's timeout gets its own exact timer instead of undici's 1-second tick. */
 const EXACT_TIMEOUT_BELOW_MS = 5_000;
