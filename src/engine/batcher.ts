@@ -46,41 +46,62 @@ interface Group {
 export class Batcher {
   // Runs that share the provider queue may differ in `batch:` settings and dispatcher (a
   // dry run records instead of sending): only calls that agree on both share a request.
-  readonly #groups = new WeakMap<Dispatcher, Map<string, Group>>();
+  // A run's settings object is made once per step, so it keys the groups as it is.
+  readonly #groups = new WeakMap<Dispatcher, WeakMap<BatchSettings, Map<string, Group>>>();
 
   constructor(readonly queue: ProviderQueue) {}
 
   add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, call: BatchCall): Promise<Result> {
     return new Promise<Result>((resolve, reject) => {
-      // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
-      const size = call.settings.enabled ? spec.sizeOf(item) : 0;
-      this.#enqueue(spec as BatchSpec<unknown, unknown>, { ...call, item, size, resolve: resolve as (v: unknown) => void, reject });
+      const { settings } = call;
+      const pending: Pending = {
+        settings,
+        dispatcher: call.dispatcher,
+        policy: call.policy,
+        stats: call.stats,
+        item,
+        // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
+        size: settings.enabled ? spec.sizeOf(item) : 0,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+      };
+      // Unbatched, an item is its own request: no group, no window.
+      if (settings.enabled) this.#enqueue(spec as BatchSpec<unknown, unknown>, pending);
+      else void this.#dispatch(spec as BatchSpec<unknown, unknown>, [pending]);
     });
   }
 
   #group(spec: BatchSpec<unknown, unknown>, pending: Pending): Group {
-    let byKey = this.#groups.get(pending.dispatcher);
+    const { settings, dispatcher } = pending;
+    let bySettings = this.#groups.get(dispatcher);
+    if (!bySettings) {
+      bySettings = new WeakMap();
+      this.#groups.set(dispatcher, bySettings);
+    }
+    let byKey = bySettings.get(settings);
     if (!byKey) {
       byKey = new Map();
-      this.#groups.set(pending.dispatcher, byKey);
+      bySettings.set(settings, byKey);
     }
-    const { settings } = pending;
-    const key = `${spec.key}\0${settings.enabled}\0${settings.windowMs}\0${settings.maxItems ?? ''}`;
-    let group = byKey.get(key);
+    let group = byKey.get(spec.key);
     if (!group) {
-      group = { spec, settings, dispatcher: pending.dispatcher, items: [], bytes: 0, timer: undefined };
-      byKey.set(key, group);
+      group = { spec, settings, dispatcher, items: [], bytes: 0, timer: undefined };
+      byKey.set(spec.key, group);
     }
     return group;
   }
 
   #enqueue(spec: BatchSpec<unknown, unknown>, pending: Pending): void {
+    if (!pending.settings.enabled) {
+      void this.#dispatch(spec, [pending]);
+      return;
+    }
     const group = this.#group(spec, pending);
     const { settings } = group;
     if (group.items.length > 0 && group.bytes + pending.size > spec.maxBytes) this.#flush(group);
     group.items.push(pending);
     group.bytes += pending.size;
-    const limit = settings.enabled ? Math.max(1, Math.min(spec.maxItems, settings.maxItems ?? spec.maxItems)) : 1;
+    const limit = Math.max(1, Math.min(spec.maxItems, settings.maxItems ?? spec.maxItems));
     if (group.items.length >= limit) this.#flush(group);
     else group.timer ??= setTimeout(() => this.#flush(group), settings.windowMs);
   }

@@ -1,6 +1,5 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { parse as parseCsv } from 'csv-parse';
 import { FerryError } from '../errors.js';
 
 /**
@@ -19,6 +18,8 @@ function fileError(file: string, where: string, message: string): FerryError {
 }
 
 async function* csvRows(file: string): AsyncIterable<unknown> {
+  // The CSV parser is loaded by the first CSV loop only.
+  const { parse: parseCsv } = await import('csv-parse');
   const parser = createReadStream(file).pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
   try {
     for await (const row of parser) yield row;

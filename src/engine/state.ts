@@ -4,7 +4,7 @@ import { FerryError, ProviderError, RunFailedError } from '../errors.js';
 import { sharedAgent } from '../providers/http.js';
 import { noJournal, type RunJournal } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
-import type { Workflow } from '../workflow/types.js';
+import type { ActionStep, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
 import { Limiter } from './limiter.js';
 import type { RunOptions } from './run.js';
@@ -32,6 +32,7 @@ export class Run {
   readonly providerConfigs = new Map<string, Record<string, unknown>>();
   /** Each provider's `batch:` setting, read from its config once per run. */
   readonly batchSettings = new Map<string, BatchSettings>();
+  readonly #actionSteps = new Map<ActionStep, unknown>();
   failure: RunFailedError | undefined;
   readonly limiter: Limiter;
   readonly dispatcher: Dispatcher;
@@ -50,6 +51,16 @@ export class Run {
     this.signal = options.signal ?? new AbortController().signal;
     this.journal = options.journal ?? noJournal;
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
+  }
+
+  /** What every call of an action step shares, made by `make` on the step's first call. */
+  actionStep<T>(step: ActionStep, make: (step: ActionStep, run: Run) => T): T {
+    let found = this.#actionSteps.get(step) as T | undefined;
+    if (found === undefined) {
+      found = make(step, this);
+      this.#actionSteps.set(step, found);
+    }
+    return found;
   }
 
   readonly #keyPrefixes = new Map<string, string>();

@@ -3,11 +3,14 @@ import type { Dispatcher } from 'undici';
 import { ActionInputError, FerryError, RunFailedError, TemplateError, errorMessage } from '../errors.js';
 import type { ActionContext, BatchSpec, LogLevel } from '../providers/define.js';
 import { NEVER_ABORTED } from '../providers/http.js';
+import type { RegisteredAction } from '../providers/registry.js';
 import type { TemplateContext } from '../template/compile.js';
-import { parseDuration, type ActionStep, type LoopStep, type Step } from '../workflow/types.js';
+import { parseDuration, type ActionStep, type LoopStep, type RetryPolicy, type Step } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
+import type { ProviderQueue } from './limiter.js';
 import { stepKey } from './resume.js';
 import { callWithRetry, type CallStats } from './retry.js';
+import type { StepEntry } from '../store/journal.js';
 import { readItems } from './sources.js';
 import { errorInfo, interruption, type ItemScope, type Run } from './state.js';
 import type { CallSummary, InnerStepSummary, StepSummary } from './types.js';
@@ -21,71 +24,77 @@ export async function runSteps(steps: readonly Step[], scope: ItemScope, run: Ru
 }
 
 async function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
-  const started = performance.now();
-  const top = scope.inner === undefined;
-  const record = (summary: StepSummary): void => {
-    scope.steps[step.id] = { output: summary.output, status: summary.status };
-    if (top) run.summary.steps[step.id] = summary;
-    else addInner(scope.inner as Map<string, InnerStepSummary>, step.id, summary);
-  };
   // A step that completed in an earlier attempt of this run is not run again: its output
   // comes back from the journal. Loops always re-enter, restoring their items one by one.
-  const prior = step.kind === 'action' ? run.options.resume?.get(stepKey(step.id, scope.item)) : undefined;
-  if (prior) return record({ status: prior.status, output: prior.output, durationMs: prior.ms, resumed: true });
+  const prior = step.kind === 'action' && run.options.resume ? run.options.resume.get(stepKey(step.id, scope.item)) : undefined;
+  if (prior) return record(step, scope, run, { status: prior.status, output: prior.output, durationMs: prior.ms, resumed: true });
 
+  const started = performance.now();
+  const top = scope.inner === undefined;
   run.options.observer?.stepStarted?.(step.id, scope.item);
   if (top) run.active.add(step.id);
-  const finish = (summary: StepSummary): void => {
-    record(summary);
-    if (top) run.active.delete(step.id);
-    run.journal.append({
-      t: 'step',
-      id: step.id,
-      item: scope.item,
-      status: summary.status,
-      // A loop's items are rebuilt from its inner steps' entries; only the count is kept.
-      output: step.kind === 'loop' ? { count: (summary.output as { count?: number } | null)?.count ?? 0 } : summary.output,
-      ms: summary.durationMs,
-      ...(summary.calls && summary.calls.calls > 0 ? { calls: summary.calls } : {}),
-      ...(summary.status === 'failed' && run.failure ? { error: errorInfo(run.failure) } : {}),
-    });
-    run.options.observer?.stepFinished?.(step.id, scope.item, summary);
-  };
-  const elapsed = (): number => Math.round(performance.now() - started);
 
   let active = true;
   try {
     active = step.if === undefined ? true : typeof step.if === 'boolean' ? step.if : Boolean(step.if.render(scope.context));
   } catch (error) {
-    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed() }, finish);
+    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started) });
   }
-  if (!active) return finish({ status: 'skipped', output: null, durationMs: 0 });
+  if (!active) return finish(step, scope, run, { status: 'skipped', output: null, durationMs: 0 });
 
   if (step.kind === 'loop') {
     const inner = new Map<string, InnerStepSummary>();
     try {
       const output = await runLoop(step, scope, run, inner);
-      finish({ status: 'succeeded', output, durationMs: elapsed(), steps: Object.fromEntries(inner) });
+      finish(step, scope, run, { status: 'succeeded', output, durationMs: since(started), steps: Object.fromEntries(inner) });
     } catch (error) {
-      return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed(), steps: Object.fromEntries(inner) }, finish);
+      return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started), steps: Object.fromEntries(inner) });
     }
     return;
   }
   const calls: CallSummary = { calls: 0, attempts: 0, failures: {}, waitedMs: 0 };
   try {
     const output = await runAction(step, scope, run, calls);
-    finish({ status: 'succeeded', output: output ?? null, durationMs: elapsed(), calls });
+    finish(step, scope, run, { status: 'succeeded', output: output ?? null, durationMs: since(started), calls });
   } catch (error) {
-    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: elapsed(), calls }, finish);
+    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started), calls });
   }
 }
 
-function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: StepSummary, finish: (s: StepSummary) => void): never {
+const since = (started: number): number => Math.round(performance.now() - started);
+
+/** Makes a step's outcome visible to later templates and to the run summary. */
+function record(step: Step, scope: ItemScope, run: Run, summary: StepSummary): void {
+  scope.steps[step.id] = { output: summary.output, status: summary.status };
+  if (scope.inner === undefined) run.summary.steps[step.id] = summary;
+  else addInner(scope.inner, step.id, summary);
+}
+
+/** Records a step that ran (or was skipped) and writes its journal entry. */
+function finish(step: Step, scope: ItemScope, run: Run, summary: StepSummary): void {
+  record(step, scope, run, summary);
+  if (scope.inner === undefined) run.active.delete(step.id);
+  const entry: StepEntry = {
+    t: 'step',
+    id: step.id,
+    item: scope.item,
+    status: summary.status,
+    // A loop's items are rebuilt from its inner steps' entries; only the count is kept.
+    output: step.kind === 'loop' ? { count: (summary.output as { count?: number } | null)?.count ?? 0 } : summary.output,
+    ms: summary.durationMs,
+  };
+  if (summary.calls && summary.calls.calls > 0) entry.calls = summary.calls;
+  if (summary.status === 'failed' && run.failure) entry.error = errorInfo(run.failure);
+  run.journal.append(entry);
+  run.options.observer?.stepFinished?.(step.id, scope.item, summary);
+}
+
+function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: StepSummary): never {
   const failure = error instanceof RunFailedError ? error : asRunFailure(step, scope.item, error);
   summary.error = failure.message;
   // An interruption is not the step's fault: the first real failure stays the run's error.
   if (!run.signal.aborted) run.failure ??= failure;
-  finish(summary);
+  finish(step, scope, run, summary);
   throw failure;
 }
 
@@ -154,12 +163,16 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
       }
       if (next.done) return;
       const index = count++;
-      const steps = { ...scope.steps };
-      const context: TemplateContext = { ...scope.context, steps, [step.as]: next.value, loop: { index } };
+      // Object.assign keeps a copy of the context at half the size of a spread.
+      const steps = Object.assign({}, scope.steps);
+      const context: TemplateContext = Object.assign({}, scope.context);
+      context.steps = steps;
+      context[step.as] = next.value;
+      context.loop = { index };
       await runSteps(step.steps, { context, steps, item: [...scope.item, index], inner }, run).catch(() => undefined);
       // Finished means every inner step ran (or was skipped): a stop or a failure elsewhere
       // can leave an item half done, and its row must run again on retry.
-      if (progress && step.steps.every((s) => steps[s.id] !== undefined && steps[s.id]?.status !== 'failed')) progress.finished(index);
+      if (progress && allFinished(step.steps, steps)) progress.finished(index);
       if (outputs) {
         const out: Record<string, unknown> = {};
         for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
@@ -173,6 +186,14 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
   if (run.failure) throw run.failure;
   if (run.signal.aborted) throw interruption(run);
   return outputs ? { count, items: outputs } : { count };
+}
+
+function allFinished(steps: readonly Step[], outcomes: ItemScope['steps']): boolean {
+  for (const s of steps) {
+    const outcome = outcomes[s.id];
+    if (outcome === undefined || outcome.status === 'failed') return false;
+  }
+  return true;
 }
 
 /**
@@ -205,8 +226,7 @@ class LoopProgress {
 const PROGRESS_EVERY = 1000;
 
 async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: CallSummary): Promise<unknown> {
-  const registered = run.options.registry.action(step.action);
-  if (!registered) throw new FerryError('FERRY_UNKNOWN_ACTION', `unknown action \`${step.action}\``);
+  const shared = run.actionStep(step, stepRuntime);
   let input: unknown;
   try {
     input = step.with(scope.context);
@@ -214,52 +234,108 @@ async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: Ca
     if (error instanceof TemplateError) error.step = step.id;
     throw error;
   }
-  const checked = registered.check(input);
-  const providerName = registered.provider.name;
-  const settings = run.workflow.providers[providerName];
-  const defaults = registered.provider.defaults;
-  const queue = run.limiter.queue(providerName, {
-    concurrency: settings?.concurrency ?? defaults.concurrency,
-    rate: settings?.rate ?? defaults.rate,
-  });
-  const policy = step.retry ?? run.workflow.retry;
-  const item = scope.item;
-  const context: ActionContext = {
-    config: run.providerConfigs.get(providerName) ?? {},
-    runId: run.runId,
-    stepId: step.id,
-    item,
-    baseDir: path.dirname(run.workflow.file),
-    timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
-    // Calls on the wire are not cut by a graceful stop: their timeout bounds them.
-    signal: NEVER_ABORTED,
-    idempotencyKey: (salt) => run.keyFor(step.id, item, salt),
-    call: async <T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T> => {
-      const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
-      try {
-        return await callWithRetry(() => attempt(run.dispatcher), { policy, queue, signal: run.signal, stats });
-      } finally {
-        addStats(calls, stats);
-      }
-    },
-    batch: async <Item, Result>(spec: BatchSpec<Item, Result>, entry: Item): Promise<Result> => {
-      const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
-      let settings = run.batchSettings.get(providerName);
-      if (!settings) {
-        settings = batchSettings(run.providerConfigs.get(providerName));
-        run.batchSettings.set(providerName, settings);
-      }
-      try {
-        return await run.limiter.batcher(queue).add(spec, entry, { settings, dispatcher: run.dispatcher, policy, stats });
-      } finally {
-        addStats(calls, stats);
-      }
-    },
-    log: (level: LogLevel, message: string) => run.options.observer?.log?.(level, message, step.id, item),
-  };
-  return registered.definition.run(checked, context);
+  const checked = shared.registered.check(input);
+  return shared.registered.definition.run(checked, new CallContext(shared, run, scope.item, calls));
 }
 
+/** What every call of one action step shares within a run, resolved on its first call. */
+interface StepRuntime {
+  readonly step: ActionStep;
+  readonly registered: RegisteredAction;
+  readonly provider: string;
+  readonly config: Record<string, unknown>;
+  readonly queue: ProviderQueue;
+  readonly policy: RetryPolicy;
+  readonly baseDir: string;
+  readonly timeoutMs: number;
+  readonly batch: BatchSettings;
+}
+
+function stepRuntime(step: ActionStep, run: Run): StepRuntime {
+  const registered = run.options.registry.action(step.action);
+  if (!registered) throw new FerryError('FERRY_UNKNOWN_ACTION', `unknown action \`${step.action}\``);
+  const provider = registered.provider.name;
+  const settings = run.workflow.providers[provider];
+  const defaults = registered.provider.defaults;
+  const config = run.providerConfigs.get(provider) ?? {};
+  let batch = run.batchSettings.get(provider);
+  if (!batch) {
+    batch = batchSettings(config);
+    run.batchSettings.set(provider, batch);
+  }
+  return {
+    step,
+    registered,
+    provider,
+    config,
+    queue: run.limiter.queue(provider, { concurrency: settings?.concurrency ?? defaults.concurrency, rate: settings?.rate ?? defaults.rate }),
+    policy: step.retry ?? run.workflow.retry,
+    baseDir: path.dirname(run.workflow.file),
+    timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
+    batch,
+  };
+}
+
+/** One call's ActionContext: the step's shared part plus this loop item. */
+class CallContext implements ActionContext {
+  readonly #shared: StepRuntime;
+  readonly #run: Run;
+  readonly #calls: CallSummary;
+  readonly item: readonly number[];
+  // Calls on the wire are not cut by a graceful stop: their timeout bounds them.
+  readonly signal = NEVER_ABORTED;
+
+  constructor(shared: StepRuntime, run: Run, item: readonly number[], calls: CallSummary) {
+    this.#shared = shared;
+    this.#run = run;
+    this.item = item;
+    this.#calls = calls;
+  }
+
+  get config(): Record<string, unknown> {
+    return this.#shared.config;
+  }
+  get runId(): string {
+    return this.#run.runId;
+  }
+  get stepId(): string {
+    return this.#shared.step.id;
+  }
+  get baseDir(): string {
+    return this.#shared.baseDir;
+  }
+  get timeoutMs(): number {
+    return this.#shared.timeoutMs;
+  }
+
+  idempotencyKey(salt?: string): string {
+    return this.#run.keyFor(this.#shared.step.id, this.item, salt);
+  }
+
+  async call<T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T> {
+    const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
+    const run = this.#run;
+    try {
+      return await callWithRetry(() => attempt(run.dispatcher), { policy: this.#shared.policy, queue: this.#shared.queue, signal: run.signal, stats });
+    } finally {
+      addStats(this.#calls, stats);
+    }
+  }
+
+  async batch<Item, Result>(spec: BatchSpec<Item, Result>, entry: Item): Promise<Result> {
+    const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
+    const { queue, batch, policy } = this.#shared;
+    try {
+      return await this.#run.limiter.batcher(queue).add(spec, entry, { settings: batch, dispatcher: this.#run.dispatcher, policy, stats });
+    } finally {
+      addStats(this.#calls, stats);
+    }
+  }
+
+  log(level: LogLevel, message: string): void {
+    this.#run.options.observer?.log?.(level, message, this.#shared.step.id, this.item);
+  }
+}
 
 function addStats(calls: CallSummary, stats: CallStats): void {
   calls.calls++;

@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { JsonSchema } from '../workflow/schema.js';
+import { NEVER_ABORTED } from './http.js';
 
 /** What an action sees while it runs one call. */
 export interface ActionContext<Config = Record<string, unknown>> {
@@ -101,4 +102,27 @@ export function defineProvider(definition: ProviderDefinition): ProviderDefiniti
     throw new TypeError(`Expected \`defaults.concurrency\` to be a positive integer, got \`${definition.defaults.concurrency}\``);
   }
   return definition;
+}
+
+const sharedSpecs = new WeakMap<object, Map<string, unknown>>();
+
+/**
+ * A batch spec made once per provider config, call timeout and `variant` instead of once
+ * per call: every call of a step asks for the same one. `make` may capture the context's
+ * config, timeout and signal; a call with a signal of its own gets a fresh spec.
+ */
+export function sharedSpec<S>(context: ActionContext<object>, variant: string, make: () => S): S {
+  if (context.signal !== NEVER_ABORTED) return make();
+  let specs = sharedSpecs.get(context.config);
+  if (!specs) {
+    specs = new Map();
+    sharedSpecs.set(context.config, specs);
+  }
+  const key = `${variant}\0${context.timeoutMs}`;
+  let spec = specs.get(key) as S | undefined;
+  if (spec === undefined) {
+    spec = make();
+    specs.set(key, spec);
+  }
+  return spec;
 }

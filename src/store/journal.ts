@@ -31,6 +31,8 @@ export type JournalEntry =
   | { t: 'progress'; id: string; item: number[]; done: number }
   | { t: 'end'; status: 'succeeded' | 'failed'; at: string; ms: number; error: RunErrorInfo | null; interrupted?: string };
 
+export type StepEntry = Extract<JournalEntry, { t: 'step' }>;
+
 /** Where the engine writes what happened; narrow so another store (Redis, Temporal) can stand in. */
 export interface RunJournal {
   /** Appends one entry. It is durable once `flushJournals()` ran, which happens before every provider call. */

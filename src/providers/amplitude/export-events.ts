@@ -6,7 +6,7 @@ import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Dispatcher } from 'undici';
-import yauzl from 'yauzl';
+import type yauzl from 'yauzl';
 import { ActionInputError, ProviderError } from '../../errors.js';
 import { defineAction } from '../define.js';
 import { NEVER_ABORTED, networkError, statusError, undici } from '../http.js';
@@ -123,7 +123,9 @@ async function download(http: Dispatcher, context: AmplitudeContext, start: numb
 
 /** Streams every entry of the zip (gzipped NDJSON per hour) onto `out`; returns the lines written. */
 async function appendZip(file: string, out: WriteStream): Promise<number> {
-  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => yauzl.open(file, { lazyEntries: true, autoClose: true }, (error, z) => (error ? reject(error) : resolve(z))));
+  // yauzl is loaded by the first export, not by every process that loads the actions.
+  const { open } = (await import('yauzl')).default;
+  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => open(file, { lazyEntries: true, autoClose: true }, (error, z) => (error ? reject(error) : resolve(z))));
   let count = 0;
   try {
     for await (const entry of entries(zip)) {

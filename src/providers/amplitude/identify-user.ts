@@ -1,5 +1,5 @@
 import { ActionInputError, ProviderError } from '../../errors.js';
-import { defineAction, type BatchSpec } from '../define.js';
+import { defineAction, sharedSpec, type BatchSpec } from '../define.js';
 import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 import { idSchema } from './ids.js';
 
@@ -92,7 +92,7 @@ export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConf
     const { user_properties_json: _json, ...rest } = input;
     return props === undefined ? rest : { ...rest, user_properties: normalizeUserProperties(props, input.user_properties_json !== undefined ? 'user_properties_json' : 'user_properties') };
   },
-  run: (input, context) => context.batch(identifyBatch(context), input),
+  run: (input, context) => context.batch(sharedSpec(context, 'identify', () => identifyBatch(context)), input),
 });
 
 /**

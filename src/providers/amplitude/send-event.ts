@@ -1,5 +1,5 @@
 import { ActionInputError, ProviderError } from '../../errors.js';
-import { defineAction, type BatchSpec } from '../define.js';
+import { defineAction, sharedSpec, type BatchSpec } from '../define.js';
 import type { HttpAnswer } from '../http.js';
 import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 import { FIELD_EXAMPLES, normalizeUserProperties } from './identify-user.js';
@@ -63,7 +63,7 @@ export const sendEvent = defineAction<EventInput, { events_ingested: number; ser
     const { min_id_length: minIdLength, ...event } = input;
     event.insert_id ??= context.idempotencyKey();
     if (event.insert_id.length > MAX_INSERT_ID) throw new ActionInputError(`\`insert_id\` is longer than ${MAX_INSERT_ID} characters`, 'insert_id');
-    return context.batch(eventsBatch(context, minIdLength), event);
+    return context.batch(sharedSpec(context, `events ${minIdLength ?? ''}`, () => eventsBatch(context, minIdLength)), event);
   },
 });
 

@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { ActionInputError, ProviderError } from '../../errors.js';
-import type { ActionContext, BatchSpec } from '../define.js';
+import { sharedSpec, type ActionContext, type BatchSpec } from '../define.js';
 import { send, statusError } from '../http.js';
 
 export interface SegmentConfig {
@@ -40,12 +40,12 @@ export async function sendMessage(context: SegmentContext, type: 'identify' | 't
   if (bytes > MAX_MESSAGE_BYTES) {
     throw new ActionInputError(`the ${type} message is ${bytes} bytes; Segment accepts at most ${MAX_MESSAGE_BYTES} bytes per call`, type === 'track' ? 'properties' : 'traits');
   }
-  return context.batch(segmentBatch(context), { message: full, body, bytes });
+  return context.batch(sharedSpec(context, 'messages', () => segmentBatch(context)), { type, body, bytes });
 }
 
 interface Message {
-  message: Record<string, unknown>;
-  /** The message alone as JSON, for a batch of one. */
+  type: 'identify' | 'track';
+  /** The message as JSON: sent alone, or joined into a batch. Only this is kept while it waits. */
   body: string;
   bytes: number;
 }
@@ -65,7 +65,7 @@ function segmentBatch(context: SegmentContext): BatchSpec<Message, { success: tr
     sizeOf: (m) => m.bytes + 1,
     async send(items, http: Dispatcher) {
       const only = items.length === 1 ? items[0] : undefined;
-      const url = only ? `${base}/v1/${String(only.message.type)}` : `${base}/v1/batch`;
+      const url = only ? `${base}/v1/${only.type}` : `${base}/v1/batch`;
       const body = only ? only.body : `{"batch":[${items.map((m) => m.body).join(',')}]}`;
       const answer = await send('segment', http, { method: 'POST', url, body, headers: { 'content-type': 'application/json', authorization: auth }, timeoutMs: context.timeoutMs, signal: context.signal });
       if (answer.status !== 200) {
