@@ -32,7 +32,7 @@ export interface Listener {
   closeAll(): void;
 }
 
-/** Bytes the sender may still push after a 413 before we cut the connection. */
+/** Bytes the sender may still push after a 413 before we stop reading them. */
 const LINGER_BYTES = 4 * MAX_BODY_BYTES;
 /** How long a connection lingers after a 413 to let the sender read it. */
 const LINGER_MS = 2_000;
@@ -159,8 +159,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | typeof 
 /**
  * Answers 413 and stops keeping the body. Closing the socket at once would reset the
  * connection while the sender is still writing, and a reset can destroy the 413 before the
- * sender reads it; so the rest is discarded unread for a short, bounded while (a "lingering
- * close"), then the connection is cut.
+ * sender reads it. So the rest is discarded unread up to LINGER_BYTES, then no longer read at
+ * all (the sender's writes stall on TCP flow control while it can still read the answer), and
+ * the connection is cut after LINGER_MS unless the sender closes it first.
  */
 function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): void {
   let discarded = 0;
@@ -171,7 +172,7 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): voi
   socket.once('close', () => clearTimeout(timer));
   req.on('data', (chunk: Buffer) => {
     discarded += chunk.length;
-    if (discarded > LINGER_BYTES) cut();
+    if (discarded > LINGER_BYTES) req.pause();
   });
   req.on('error', () => undefined);
   send(res, { status: 413, body: { error: `body over ${limit} bytes` } }, true);
