@@ -1,20 +1,41 @@
 // Peak memory of a 1,000,000-row JSONL loop (batched segment.track) and of a 1 GB export.
-import { execFile } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startEmulator } from './lib.mjs';
 
-function child(file, inputs = {}) {
+/** Runs `ferry run <file>` as a user would; returns its exit code, peak RSS, time and state dir. */
+function ferryRun(file, nodeArgs = []) {
+  const state = mkdtempSync(path.join(tmpdir(), 'ferry-rss-state-'));
+  const report = path.join(state, 'peak.json');
+  const cli = new URL('../dist/cli.js', import.meta.url).pathname;
+  const preload = new URL('./peak-rss.mjs', import.meta.url).href;
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [new URL('./rss-child.mjs', import.meta.url).pathname, file, JSON.stringify(inputs)], { maxBuffer: 1 << 20 }, (error, stdout) => {
-      if (error) reject(error);
-      else resolve(JSON.parse(stdout));
+    const child = spawn(process.execPath, [...nodeArgs, '--import', preload, cli, 'run', file, '--state-dir', state], { env: { ...process.env, FERRY_BENCH_RSS_OUT: report }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`ferry run exited ${code}: ${stderr.slice(-2000)}`));
+      else resolve({ status: 'succeeded', state, ...JSON.parse(readFileSync(report, 'utf8')) });
     });
   });
 }
 
+/** The journal of the one run in a state dir. */
+function journalSize(state) {
+  const runs = path.join(state, 'runs');
+  const [id] = readdirSync(runs);
+  return statSync(path.join(runs, id, 'journal.jsonl')).size;
+}
+
+/**
+ * `ferry run` of a 1,000,000-row JSONL loop of batched `segment.track`, in three set-ups:
+ * as shipped (loop concurrency 1000), with a loop concurrency of one full Segment batch
+ * (2500), and with V8's default heap growth instead of ferry's (`--heap-growing-percent=0`).
+ */
 export async function benchLoopRss({ rows = 1_000_000 } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'ferry-rss-loop-'));
   const data = path.join(dir, 'rows.jsonl');
@@ -24,27 +45,35 @@ export async function benchLoopRss({ rows = 1_000_000 } = {}) {
   }
   out.end();
   await once(out, 'finish');
-  const emu = await startEmulator();
-  const wf = path.join(dir, 'wf.yaml');
-  writeFileSync(wf, `
+  const setups = [
+    { name: 'as shipped', concurrency: 1000, nodeArgs: [] },
+    { name: 'loop concurrency 2500', concurrency: 2500, nodeArgs: [] },
+    { name: "V8's default heap growth", concurrency: 1000, nodeArgs: ['--heap-growing-percent=0'] },
+  ];
+  const results = [];
+  for (const setup of setups) {
+    const emu = await startEmulator();
+    const wf = path.join(dir, 'wf.yaml');
+    writeFileSync(wf, `
 name: rss-loop
 providers:
   segment: { write_key: sandbox-segment-key, base_url: "${emu.segment}", concurrency: 8 }
 steps:
   - id: each
-    loop: { file: rows.jsonl, as: row, concurrency: 2500 }
+    loop: { file: rows.jsonl, as: row, concurrency: ${setup.concurrency} }
     steps:
       - id: track
         action: segment.track
         with: { userId: <<row.id>>, event: Replayed, properties: { plan: <<row.plan>> } }
 `);
-  const result = await child(wf);
-  const stats = await emu.stats();
-  await emu.close();
-  const journalBytes = statSync(path.join(result.state, 'runs', '01RSSBENCH0000000000000000', 'journal.jsonl')).size;
+    const result = await ferryRun(wf, setup.nodeArgs);
+    const stats = await emu.stats();
+    await emu.close();
+    results.push({ ...setup, ...result, journalBytes: journalSize(result.state), requests: stats.segment.requests, messages: stats.segment.messages });
+    rmSync(result.state, { recursive: true, force: true });
+  }
   rmSync(dir, { recursive: true, force: true });
-  rmSync(result.state, { recursive: true, force: true });
-  return { rows, ...result, journalBytes, requests: stats.segment.requests, messages: stats.segment.messages };
+  return { rows, results };
 }
 
 export async function benchExportRss({ bytes = 1024 ** 3 } = {}) {
@@ -61,7 +90,7 @@ steps:
     action: amplitude.export_events
     with: { start: 20261101T00, end: 20261101T23, output: out/events.ndjson }
 `);
-  const result = await child(wf);
+  const result = await ferryRun(wf);
   await emu.close();
   const size = statSync(path.join(dir, 'out', 'events.ndjson')).size;
   rmSync(dir, { recursive: true, force: true });
