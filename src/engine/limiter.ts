@@ -25,6 +25,8 @@ export class ProviderQueue {
   readonly #queue: PQueue;
   #resumeAt = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** Calls wait in the paused queue: the pause timer keeps the process alive. */
+  #waiting = false;
   readonly #onPause: ((event: PauseEvent) => void) | undefined;
 
   constructor(provider: string, limits: QueueLimits, onPause?: (event: PauseEvent) => void) {
@@ -41,6 +43,12 @@ export class ProviderQueue {
 
   /** Runs `fn` when a slot is free and the provider is not paused; journals are written first. */
   add<T>(fn: () => Promise<T>): Promise<T> {
+    this.#resumeIfDue();
+    // Work waiting in a paused queue keeps the process alive until the pause ends.
+    if (this.#resumeAt !== 0 && !this.#waiting) {
+      this.#waiting = true;
+      this.#timer?.ref();
+    }
     return this.#queue.add(() => {
       flushJournals();
       return fn();
@@ -63,19 +71,37 @@ export class ProviderQueue {
     const wasPaused = this.#resumeAt > Date.now();
     this.#resumeAt = until;
     this.#queue.pause();
+    if (this.#queue.size > 0) this.#waiting = true;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#resumeAt = 0;
-      this.#queue.start();
-    }, ms);
-    this.#timer.unref?.();
+    // Unref'd, so that a pause alone does not keep a finished process alive; a call added
+    // while it lasts refs it (see add). Without that, a call whose own wait ended a moment
+    // before this timer would sit in the paused queue with nothing keeping the process up.
+    this.#arm(ms, this.#waiting);
     if (!wasPaused) this.#onPause?.({ provider: this.provider, waitMs: ms, reason });
   }
 
   /** Resolves once the provider is not paused (immediately when it is running). */
   async whenRunning(): Promise<void> {
-    const left = this.pausedForMs;
-    if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+    // A timer may fire a millisecond before Date.now() reaches the deadline: wait again.
+    for (let left = this.pausedForMs; left > 0; left = this.pausedForMs) await new Promise((resolve) => setTimeout(resolve, left));
+    this.#resumeIfDue();
+  }
+
+  #arm(ms: number, ref: boolean): void {
+    this.#timer = setTimeout(() => {
+      // A timer may fire a millisecond before Date.now() reaches the deadline.
+      if (this.#resumeAt !== 0 && Date.now() < this.#resumeAt) this.#arm(this.#resumeAt - Date.now(), this.#waiting);
+      else this.#resumeIfDue();
+    }, ms);
+    if (!ref) this.#timer.unref();
+  }
+
+  #resumeIfDue(): void {
+    if (this.#resumeAt === 0 || Date.now() < this.#resumeAt) return;
+    clearTimeout(this.#timer);
+    this.#resumeAt = 0;
+    this.#waiting = false;
+    this.#queue.start();
   }
 }
 
