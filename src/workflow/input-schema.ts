@@ -1,15 +1,46 @@
 import { Ajv, type ErrorObject } from 'ajv';
 import { typeWords } from './schema-errors.js';
+import { validateDraft07 } from './validators.generated.js';
 
 // Compiled like the engine compiles trigger inputs (engine/inputs.ts), so a schema that
 // passes here also compiles when a run starts. `logger: false`: a validator prints nothing.
-const ajv = new Ajv({ allErrors: true, strict: false, logger: false });
+// `validateSchema: false`: checkSchema has checked the schema against the meta-schema, with
+// this Ajv or with validateDraft07, which scripts/validators.mjs generates with these options.
+const ajv = new Ajv({ allErrors: true, strict: false, logger: false, validateSchema: false });
 
 const TYPES = ['array', 'boolean', 'integer', 'null', 'number', 'object', 'string'];
 
+// Verdicts by schema text: the same input schema in many files (or in both triggers of
+// one) is compiled once; compiling costs a millisecond or two per schema.
+const verdicts = new Map<string, string | undefined>();
+
 /** What is wrong with a trigger input's JSON Schema, in one sentence; undefined when it is fine. */
 export function inputSchemaProblem(schema: Record<string, unknown>): string | undefined {
-  if (ajv.validateSchema(schema) !== true) return describeMetaErrors(schema, ajv.errors ?? []);
+  // YAML's `.inf` and `.nan` have no JSON text (they would read as null): not cached.
+  let exact = true;
+  const key = JSON.stringify(schema, (_k, v: unknown) => {
+    if (typeof v === 'number' && !Number.isFinite(v)) exact = false;
+    return v;
+  });
+  if (exact && verdicts.has(key)) return verdicts.get(key);
+  const verdict = checkSchema(schema);
+  if (exact) verdicts.set(key, verdict);
+  return verdict;
+}
+
+function checkSchema(schema: Record<string, unknown>): string | undefined {
+  // Without `$schema` Ajv checks against draft-07, whose validator the build generates:
+  // compiling the meta-schema here takes as long as validating a dozen files.
+  if (schema.$schema === undefined) {
+    if (!validateDraft07(schema)) return describeMetaErrors(schema, validateDraft07.errors ?? []);
+  } else if (ajv.validateSchema(schema) !== true) {
+    return describeMetaErrors(schema, ajv.errors ?? []);
+  }
+  // Once the meta-schema accepts it, compiling fails only on a `$ref` (or an `$id`) Ajv
+  // cannot resolve or a regular expression it cannot build. Compiling costs a millisecond
+  // or two per schema, so a schema with neither is not compiled; a bad regex is found here.
+  const plain = withoutReferences(schema);
+  if (plain !== 'references') return plain;
   try {
     ajv.compile(schema);
     return undefined;
@@ -17,6 +48,46 @@ export function inputSchemaProblem(schema: Record<string, unknown>): string | un
     const ref = /can't resolve reference (\S+)/.exec((error as Error).message)?.[1];
     return ref ? `\`$ref: ${ref}\` points at nothing in this schema` : (error as Error).message;
   }
+}
+
+/** Keywords that make Ajv resolve or register something when it compiles a schema. */
+const REFERENCING = new Set(['$ref', '$id', 'id', '$recursiveRef', '$dynamicRef', '$data', 'discriminator', '$async']);
+/** Keywords whose values are data, not schemas: nothing in them is a keyword. */
+const DATA = new Set(['const', 'enum', 'default', 'examples']);
+/** Keywords whose values map names (of properties, patterns, definitions) to schemas. */
+const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs', 'dependencies', 'dependentSchemas']);
+
+/**
+ * For a schema the meta-schema accepted: 'references' when only compiling can tell (it
+ * uses a keyword of REFERENCING), else the error Ajv's compile would give for a bad
+ * `pattern` or `patternProperties` regex (Ajv builds them with `new RegExp(source, 'u')`),
+ * else undefined: it compiles. Keys of unknown keywords are looked into like schemas.
+ */
+function withoutReferences(node: unknown): 'references' | string | undefined {
+  if (Array.isArray(node)) {
+    for (const item of node) {
+      const found = withoutReferences(item);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (node === null || typeof node !== 'object') return undefined;
+  for (const [key, value] of Object.entries(node)) {
+    if (REFERENCING.has(key)) return 'references';
+    if (DATA.has(key)) continue;
+    const sources = key === 'pattern' && typeof value === 'string' ? [value] : key === 'patternProperties' && value !== null && typeof value === 'object' ? Object.keys(value) : [];
+    for (const source of sources) {
+      try {
+        new RegExp(source, 'u');
+      } catch (error) {
+        return (error as Error).message;
+      }
+    }
+    // Under `properties` and the like, keys are names (a property may be called `id`).
+    const found = SCHEMA_MAPS.has(key) && value !== null && typeof value === 'object' && !Array.isArray(value) ? withoutReferences(Object.values(value)) : withoutReferences(value);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv } from 'ajv';
 import { WorkflowError, type WorkflowIssue } from '../errors.js';
 import type { Registry } from '../providers/registry.js';
 import { inspectTemplate, isTemplate, templateErrorOffset, type CompiledTemplate, type TemplateRef } from '../template/compile.js';
@@ -10,22 +10,36 @@ import { buildWorkflowSchema, type JsonSchema } from './schema.js';
 import { schemaIssues } from './schema-errors.js';
 import { DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, parseDuration, type ProviderSettings, type RetryPolicy, type Step, type Trigger, type Workflow } from './types.js';
 import { checkReferences, type Scope } from './references.js';
+import { validateWorkflow as precompiled, workflowSchemaJson as precompiledSchema, type StandaloneValidator } from './validators.generated.js';
 
 export interface ValidationResult {
   workflow: Workflow | undefined;
   issues: WorkflowIssue[];
 }
 
-const compiledSchemas = new WeakMap<Registry, { schema: JsonSchema; validate: ValidateFunction }>();
+/** A compiled workflow schema: `errors` holds Ajv's errors (allErrors, verbose) after a failed call. */
+export type WorkflowValidator = StandaloneValidator;
 
-/** The workflow schema for a registry's actions, compiled once per registry. */
-export function workflowSchema(registry: Registry): { schema: JsonSchema; validate: ValidateFunction } {
+/**
+ * The Ajv options of the workflow validator, here and in scripts/validators.mjs (which
+ * adds `code.source` to print it). Unoptimised code compiles in about half the time.
+ */
+export const WORKFLOW_AJV_OPTIONS = { allErrors: true, strict: false, verbose: true, code: { optimize: false } } as const;
+
+const compiledSchemas = new WeakMap<Registry, { schema: JsonSchema; validate: WorkflowValidator }>();
+
+/**
+ * The workflow schema for a registry's actions, compiled once per registry. `npm run build`
+ * generates the validator of the built-in registry's schema (compiling it at start-up took a
+ * quarter of a second); a registry whose schema is exactly that one uses it, any other has
+ * its schema compiled here.
+ */
+export function workflowSchema(registry: Registry): { schema: JsonSchema; validate: WorkflowValidator } {
   let entry = compiledSchemas.get(registry);
   if (!entry) {
     const schema = buildWorkflowSchema(registry.providers.filter((p) => p.name !== 'core' || p.actions.length > 0));
-    // Unoptimised code compiles in about half the time; the validator runs a few times per process.
-    const ajv = new Ajv({ allErrors: true, strict: false, verbose: true, code: { optimize: false } });
-    entry = { schema, validate: ajv.compile(schema) };
+    const validate = JSON.stringify(schema) === precompiledSchema ? precompiled : new Ajv(WORKFLOW_AJV_OPTIONS).compile(schema);
+    entry = { schema, validate };
     compiledSchemas.set(registry, entry);
   }
   return entry;

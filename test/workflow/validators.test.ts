@@ -1,0 +1,136 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv } from 'ajv';
+import { describe, expect, it } from 'vitest';
+import { core } from '../../src/providers/core/index.js';
+import { builtinProviders, builtinRegistry } from '../../src/providers/index.js';
+import { Registry } from '../../src/providers/registry.js';
+import { inputSchemaProblem } from '../../src/workflow/input-schema.js';
+import { parseSource, sourceData } from '../../src/workflow/load.js';
+import { validateSource, WORKFLOW_AJV_OPTIONS, workflowSchema } from '../../src/workflow/validate.js';
+import { validateDraft07, validateWorkflow } from '../../src/workflow/validators.generated.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+const yamlFiles = (dir: string): string[] =>
+  readdirSync(path.join(root, dir))
+    .filter((name) => name.endsWith('.yaml') && !name.endsWith('.test.yaml'))
+    .sort()
+    .map((name) => path.join(dir, name));
+
+/** Every workflow file the tests know, as the data the schema sees; files with YAML mistakes never reach it. */
+const documents = ['test/fixtures/invalid', 'test/fixtures/valid', 'workflows'].flatMap(yamlFiles).flatMap((file) => {
+  const { source, issues } = parseSource(file, readFileSync(path.join(root, file), 'utf8'));
+  return issues.length > 0 ? [] : [[file, sourceData(source)] as const];
+});
+
+describe('the validators generated at build time', () => {
+  it('are what scripts/validators.mjs makes of schemas/workflow.schema.json (run `npm run build` when this fails)', () => {
+    expect(() => execFileSync(process.execPath, [path.join(root, 'scripts/validators.mjs'), '--check'], { cwd: root, stdio: 'pipe' })).not.toThrow();
+  });
+
+  it('include the workflow validator the built-in registry uses (run `npm run schema` when this fails)', () => {
+    expect(workflowSchema(builtinRegistry()).validate).toBe(validateWorkflow);
+    expect(workflowSchema(new Registry(builtinProviders)).validate).toBe(validateWorkflow);
+  });
+
+  it('are checked against the schema-level fixtures', () => {
+    expect(documents.length).toBeGreaterThan(100);
+    expect(documents.filter(([, data]) => !validateWorkflow(data)).length).toBeGreaterThan(50);
+  });
+
+  // schema-errors.ts reads every field of these errors (`schema`, `parentSchema` and `data`
+  // too), so they must be the very errors a validator compiled at run time gives.
+  const compiled = new Ajv(WORKFLOW_AJV_OPTIONS).compile(workflowSchema(builtinRegistry()).schema);
+  it.each(documents)('%s gets the errors a run-time compiled workflow validator gives', (_file, data) => {
+    expect(validateWorkflow(data)).toBe(compiled(data));
+    expect(validateWorkflow.errors).toStrictEqual(compiled.errors);
+  });
+
+  const inputSchemas: Record<string, unknown>[] = [
+    { type: 'array', items: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }, default: [] },
+    { type: 'list' },
+    { type: ['string', 'lst'] },
+    { type: 'object', required: 'id' },
+    { type: 'number', minimum: 'a' },
+    { properties: { a: { enum: [] } } },
+    { additionalProperties: 5 },
+    { items: [{ type: 'string' }, { type: 'nope' }] },
+    { if: { type: 'string' }, then: { minLength: 'x' } },
+    { dependencies: { a: 'b' } },
+    { type: 'string', maxLength: -1, uniqueItems: 'yes', enum: 'x' },
+  ];
+  const draft07 = new Ajv({ allErrors: true, strict: false, logger: false });
+  it.each(inputSchemas)('the input schema %j gets the meta-schema errors Ajv gives', (schema) => {
+    expect(validateDraft07(schema)).toBe(draft07.validateSchema(schema));
+    expect(validateDraft07.errors).toStrictEqual(draft07.errors);
+  });
+});
+
+describe('trigger input schemas', () => {
+  it.each([
+    [{ type: 'array', items: { type: 'object', required: ['id'] } }, undefined],
+    [{ type: 'list' }, '`type` is `list`, which is not a JSON Schema type; use one of array, boolean, integer, null, number, object, string'],
+    [{ type: 'object', required: 'id' }, '`required` must be a list, got `id`'],
+    [{ $schema: 'http://json-schema.org/draft-07/schema#', type: 'lst' }, '`type` is `lst`, which is not a JSON Schema type; use one of array, boolean, integer, null, number, object, string'],
+    [{ $schema: 'http://json-schema.org/draft-07/schema#', type: 'string' }, undefined],
+    [{ $ref: '#/definitions/missing' }, '`$ref: #/definitions/missing` points at nothing in this schema'],
+    [{ type: 'string', pattern: '[' }, 'Invalid regular expression: /[/u: Unterminated character class'],
+    [{ type: 'number', maximum: Number.POSITIVE_INFINITY }, undefined],
+  ] as const)('%j: %s', (schema, problem) => {
+    // The second answer for the same schema comes from the cache.
+    expect(inputSchemaProblem(structuredClone(schema) as Record<string, unknown>)).toBe(problem);
+    expect(inputSchemaProblem(structuredClone(schema) as Record<string, unknown>)).toBe(problem);
+  });
+
+  // Schemas without references are not compiled: the verdict must be what compiling says.
+  it.each([
+    [{ type: 'object', properties: { pattern: { type: 'string' }, patternProperties: { type: 'object' } } }],
+    [{ type: 'object', patternProperties: { '^x-': { type: 'string' }, '(': { type: 'string' } } }],
+    [{ type: 'string', pattern: '^\\p{L}+$' }],
+    [{ type: 'string', pattern: '\\q' }],
+    [{ type: 'array', items: [{ type: 'string', pattern: '(a' }, { type: 'number' }] }],
+    [{ anyOf: [{ type: 'string', format: 'no-such-format' }, { not: { pattern: 'a{2,1}' } }] }],
+    [{ type: 'object', const: { pattern: '(' }, enum: [{ pattern: '[' }], default: { pattern: ')' }, examples: [{ pattern: '(' }] }],
+    [{ type: 'object', properties: { a: { $ref: '#/definitions/b' } }, definitions: { b: { type: 'string' } } }],
+    [{ type: 'object', properties: { $ref: { type: 'string' }, id: { type: 'string' }, $id: { type: 'string', pattern: '(' } } }],
+    [{ type: 'object', properties: { a: { type: 'object', properties: { b: { $ref: '#/nope' } } } } }],
+    [{ type: 'object', definitions: { id: { type: 'string' } }, properties: { x: { type: 'string' } } }],
+    [{ type: 'object', dependencies: { a: { properties: { b: { pattern: '+' } } } } }],
+  ] as const)('%j: the same verdict as compiling it', (schema) => {
+    let compiled: string | undefined;
+    try {
+      new Ajv({ allErrors: true, strict: false, logger: false }).compile(structuredClone(schema));
+    } catch (error) {
+      compiled = (error as Error).message;
+    }
+    const problem = inputSchemaProblem(structuredClone(schema) as Record<string, unknown>);
+    if (compiled === undefined) expect(problem).toBeUndefined();
+    else if (/can't resolve reference/.test(compiled)) expect(problem).toMatch(/points at nothing/);
+    else expect(problem).toBe(compiled);
+  });
+
+  it('the same schema with an `$id` in two files is fine in both', () => {
+    const schema = { $id: 'https://example.com/users.json', type: 'array' };
+    expect(inputSchemaProblem({ ...schema })).toBeUndefined();
+    expect(inputSchemaProblem({ ...schema })).toBeUndefined();
+  });
+});
+
+describe('a registry with other actions', () => {
+  const coreOnly = new Registry([core]);
+
+  it('has its own workflow schema compiled at run time, once', () => {
+    const { validate } = workflowSchema(coreOnly);
+    expect(validate).not.toBe(validateWorkflow);
+    expect(workflowSchema(coreOnly).validate).toBe(validate);
+  });
+
+  it('accepts its actions and reports the others as unknown', () => {
+    const text = 'name: only-core\nsteps:\n  - id: hello\n    action: core.log\n    with: { message: hi }\n  - id: amp\n    action: amplitude.identify_user\n    with: { user_id: u1 }\n';
+    expect(validateSource('only-core.yaml', text, builtinRegistry()).issues).toEqual([expect.objectContaining({ line: 7, col: 13, code: 'FERRY_PROVIDER_MISSING' })]);
+    expect(validateSource('only-core.yaml', text, coreOnly).issues).toEqual([expect.objectContaining({ line: 7, col: 13, code: 'FERRY_UNKNOWN_ACTION' })]);
+  });
+});
