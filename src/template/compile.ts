@@ -1,6 +1,8 @@
-import Handlebars from 'handlebars';
+import { createRequire } from 'node:module';
+import type HandlebarsModule from 'handlebars';
 import { TemplateError } from '../errors.js';
 import { builtinHelpers, helpers, isKnownHelper, lenientHelpers } from './helpers.js';
+import { plainProgram } from './plain-parse.js';
 
 /** The values a template can see: inputs, trigger, steps, env, secrets, loop item names, loop, run, workflow. */
 export type TemplateContext = Record<string, unknown>;
@@ -42,21 +44,33 @@ export interface CompileOptions {
   lenient?: boolean;
 }
 
-const hb = Handlebars.create();
-for (const [name, fn] of Object.entries(helpers)) hb.registerHelper(name, fn as Handlebars.HelperDelegate);
+type HandlebarsEnv = typeof HandlebarsModule;
 
 // Whole-scalar templates hand their value out through this slot: rendering is synchronous,
 // so one module-level slot is enough and avoids an allocation per render.
 let captured: unknown;
-hb.registerHelper('__cap', (value: unknown) => {
-  captured = value;
-  return '';
-});
-hb.registerHelper('__str', (value: unknown) => stringify(value));
-hb.registerHelper('__req', (value: unknown, original: unknown) => {
-  if (value === undefined) throw missingPath(String(original));
-  return value;
-});
+
+// Handlebars is loaded when a template first needs it: templates of text, paths and helper
+// calls with plain arguments are parsed by plain-parse.ts, and those of text and paths also
+// render without it (fastRenderer). Loading it and warming up its parser takes longer than
+// validating twenty workflow files.
+let env: HandlebarsEnv | undefined;
+function handlebars(): HandlebarsEnv {
+  if (env) return env;
+  const hb = (createRequire(import.meta.url)('handlebars') as HandlebarsEnv).create();
+  for (const [name, fn] of Object.entries(helpers)) hb.registerHelper(name, fn as HandlebarsModule.HelperDelegate);
+  hb.registerHelper('__cap', (value: unknown) => {
+    captured = value;
+    return '';
+  });
+  hb.registerHelper('__str', (value: unknown) => stringify(value));
+  hb.registerHelper('__req', (value: unknown, original: unknown) => {
+    if (value === undefined) throw missingPath(String(original));
+    return value;
+  });
+  env = hb;
+  return hb;
+}
 
 export function isTemplate(value: string): boolean {
   return value.includes('<<');
@@ -77,7 +91,7 @@ export function stringify(value: unknown): string {
   return String(value);
 }
 
-interface Segment {
+export interface Segment {
   text: string;
   /** Set for an expression segment: the source offset of its `<<`. */
   exprOffset?: number;
@@ -136,29 +150,29 @@ function parseMessage(raw: string): string {
 }
 
 /** Handlebars AST nodes, loosely typed: only the fields this module reads or writes. */
-interface Node {
+export interface AstNode {
   type: string;
   loc?: { start: { line: number; column: number } } | undefined;
   [key: string]: unknown;
 }
-interface PathNode extends Node {
+export interface PathNode extends AstNode {
   parts: string[];
   original: string;
   data: boolean;
   depth: number;
 }
-interface CallNode extends Node {
-  path: Node;
-  params: Node[];
-  hash?: { pairs: { key: string; value: Node }[] } | undefined;
+interface CallNode extends AstNode {
+  path: AstNode;
+  params: AstNode[];
+  hash?: { pairs: { key: string; value: AstNode }[] } | undefined;
 }
 
-const isPath = (n: Node): n is PathNode => n.type === 'PathExpression';
+const isPath = (n: AstNode): n is PathNode => n.type === 'PathExpression';
 
 function pathNode(name: string): PathNode {
   return { type: 'PathExpression', parts: [name], original: name, data: false, depth: 0 };
 }
-function stringLiteral(value: string): Node {
+function stringLiteral(value: string): AstNode {
   return { type: 'StringLiteral', value, original: value };
 }
 
@@ -195,7 +209,7 @@ function lookup(parts: readonly string[], context: TemplateContext): unknown {
   return value;
 }
 
-function simplePath(node: Node): PathNode | null {
+function simplePath(node: AstNode): PathNode | null {
   if (!isPath(node) || node.data || node.depth !== 0 || node.parts.length === 0) return null;
   if (/^(this|\.)/.test(node.original)) return null;
   return node;
@@ -227,24 +241,75 @@ const BLOCK_ARGUMENT: Record<string, [what: string, example: string]> = {
  */
 export function inspectTemplate(source: string, options: CompileOptions = {}): TemplateInspection {
   const lenient = options.lenient === true;
+  const key = `${lenient ? 'lenient' : 'strict'}:${source}`;
+  let found = inspected.get(key);
+  if (!found) {
+    found = inspect(source, lenient, true);
+    if (found.render) {
+      if (inspected.size >= MAX_INSPECTED) inspected.clear();
+      inspected.set(key, found);
+    }
+  }
+  const { errors, whole, render } = found;
+  // Each caller gets lists of its own: a CompiledTemplate is public API.
+  const refs = found.refs.map((r) => ({ ...r, parts: [...r.parts] }));
+  const helpersUsed = found.helpersUsed.map((h) => ({ ...h }));
+  if (!render) return { template: undefined, refs, errors };
+  const wrapped = (context: TemplateContext): unknown => {
+    try {
+      return render(context);
+    } catch (error) {
+      if (error instanceof TemplateError) {
+        if (error.code === 'FERRY_TEMPLATE_MISSING_PATH') {
+          const e = new TemplateError(error.code, error.message, source);
+          throw e;
+        }
+        throw error;
+      }
+      throw new TemplateError('FERRY_TEMPLATE_RENDER', `template failed: ${(error as Error).message}`, source, { cause: error });
+    }
+  };
+  return { template: { source, whole, refs, helpersUsed, render: wrapped }, refs, errors };
+}
+
+type Render = (context: TemplateContext) => unknown;
+
+// Templates repeat, within a file (`<<user.id>>` in every step of a loop) and across the
+// files of a repository: each is inspected once per process. Only templates without errors
+// are kept (an error may be thrown and changed); the bound is far above any repository's.
+const inspected = new Map<string, Inspected>();
+const MAX_INSPECTED = 10_000;
+
+interface Inspected {
+  refs: TemplateRef[];
+  helpersUsed: TemplateHelperUse[];
+  errors: TemplateError[];
+  whole: boolean;
+  /** Set when there are no errors. */
+  render?: Render;
+}
+
+/** inspectTemplate without the error wrapping of `render`; `plain`: try plain-parse.ts before Handlebars. */
+function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
   let segments: Segment[];
   try {
     segments = split(source);
   } catch (error) {
-    if (error instanceof TemplateError) return { template: undefined, refs: [], errors: [error] };
+    if (error instanceof TemplateError) return { refs: [], helpersUsed: [], errors: [error], whole: false };
     throw error;
   }
   const { hbSource, starts } = toHandlebars(segments);
-  let program: Node;
+  const plainAst = plain ? plainProgram(segments, hbSource, starts) : undefined;
+  let program: AstNode;
   try {
-    program = hb.parse(hbSource) as unknown as Node;
+    program = plainAst ?? (handlebars().parse(hbSource) as unknown as AstNode);
   } catch (error) {
-    return { template: undefined, refs: [], errors: [syntaxError(`invalid template: ${parseMessage((error as Error).message)}`, source, starts[0]?.offset ?? 0)] };
+    return { refs: [], helpersUsed: [], errors: [syntaxError(`invalid template: ${parseMessage((error as Error).message)}`, source, starts[0]?.offset ?? 0)], whole: false };
   }
 
   const lineStarts = [0];
   for (let i = 0; i < hbSource.length; i++) if (hbSource[i] === '\n') lineStarts.push(i + 1);
-  const offsetOf = (node: Node): number => {
+  const offsetOf = (node: AstNode): number => {
     const loc = node.loc?.start;
     if (!loc) return 0;
     const hbOffset = (lineStarts[loc.line - 1] ?? 0) + loc.column;
@@ -256,16 +321,16 @@ export function inspectTemplate(source: string, options: CompileOptions = {}): T
   const refs: TemplateRef[] = [];
   const helpersUsed: TemplateHelperUse[] = [];
   const errors: TemplateError[] = [];
-  const fail = (message: string, node: Node): void => {
+  const fail = (message: string, node: AstNode): void => {
     errors.push(syntaxError(message, source, offsetOf(node)));
   };
-  const body = (program.body as Node[]).filter((n) => !(n.type === 'ContentStatement' && n.value === ''));
+  const body = (program.body as AstNode[]).filter((n) => !(n.type === 'ContentStatement' && n.value === ''));
   const whole = segments.length === 1 && segments[0]?.exprOffset !== undefined && body.length === 1 && body[0]?.type === 'MustacheStatement';
 
   // Rewrites the AST in place: strict paths get `__req`, top-level mustaches `__str`/`__cap`.
   // Errors are collected, not thrown, so the rest of the template is still walked for refs.
   const isCall = (n: CallNode): boolean => n.params.length > 0 || (n.hash?.pairs.length ?? 0) > 0 || (isPath(n.path) && n.path.parts.length === 1 && isKnownHelper(n.path.original));
-  const visitValue = (n: Node, lenientHere: boolean, scoped: boolean): Node => {
+  const visitValue = (n: AstNode, lenientHere: boolean, scoped: boolean): AstNode => {
     if (n.type === 'SubExpression') {
       visitCall(n as CallNode, scoped, true);
       return n;
@@ -273,7 +338,7 @@ export function inspectTemplate(source: string, options: CompileOptions = {}): T
     if (!isPath(n)) return n;
     if (!scoped && !n.data) refs.push({ parts: n.parts, original: n.original, offset: offsetOf(n) });
     if (lenient || lenientHere) return n;
-    return { type: 'SubExpression', path: pathNode('__req'), params: [n, stringLiteral(n.original)], loc: n.loc } as Node;
+    return { type: 'SubExpression', path: pathNode('__req'), params: [n, stringLiteral(n.original)], loc: n.loc } as AstNode;
   };
   const visitCall = (n: CallNode, scoped: boolean, record: boolean): void => {
     const name = isPath(n.path) ? n.path.original : '';
@@ -283,14 +348,14 @@ export function inspectTemplate(source: string, options: CompileOptions = {}): T
     n.params = n.params.map((p) => visitValue(p, lenientArgs, scoped));
     for (const pair of n.hash?.pairs ?? []) pair.value = visitValue(pair.value, lenientArgs, scoped);
   };
-  const visitProgram = (p: Node | null | undefined, scoped: boolean, top: boolean): void => {
+  const visitProgram = (p: AstNode | null | undefined, scoped: boolean, top: boolean): void => {
     if (!p) return;
-    const statements = p.body as Node[];
+    const statements = p.body as AstNode[];
     for (let i = 0; i < statements.length; i++) {
-      const st = statements[i] as Node;
+      const st = statements[i] as AstNode;
       if (st.type === 'MustacheStatement') {
         const m = st as CallNode;
-        let expr: Node;
+        let expr: AstNode;
         if (isCall(m)) {
           visitCall(m, scoped, true);
           expr = { type: 'SubExpression', path: m.path, params: m.params, hash: m.hash, loc: m.loc };
@@ -310,8 +375,8 @@ export function inspectTemplate(source: string, options: CompileOptions = {}): T
         if (argument && b.params.length !== 1) fail(`\`<<#${name}>>\` takes exactly one argument, ${argument[0]}: \`<<#${name} ${argument[1]}>>...<</${name}>>\``, b);
         visitCall(b, scoped, known);
         const inner = scoped || name === 'each' || name === 'with';
-        visitProgram(b.program as Node, inner, false);
-        visitProgram(b.inverse as Node, scoped, false);
+        visitProgram(b.program as AstNode, inner, false);
+        visitProgram(b.inverse as AstNode, scoped, false);
       } else if (st.type === 'PartialStatement' || st.type === 'PartialBlockStatement' || st.type === 'DecoratorBlock' || st.type === 'Decorator') {
         fail('partials and decorators are not supported in templates', st);
       }
@@ -325,13 +390,17 @@ export function inspectTemplate(source: string, options: CompileOptions = {}): T
   for (const h of helpersUsed) {
     if (!isKnownHelper(h.name)) errors.push(syntaxError(`unknown helper \`${h.name}\`; known helpers: ${[...Object.keys(helpers), ...builtinHelpers].join(', ')}`, source, h.offset));
   }
-  if (errors.length > 0) return { template: undefined, refs, errors: errors.sort((a, b) => templateErrorOffset(a) - templateErrorOffset(b)) };
+  if (errors.length > 0) return { refs, helpersUsed, whole, errors: errors.sort((a, b) => templateErrorOffset(a) - templateErrorOffset(b)) };
 
-  let render: (context: TemplateContext) => unknown;
+  let render: Render;
   if (fast) {
     render = fast;
+  } else if (plainAst) {
+    // plain-parse.ts's AST is for reading: Handlebars compiles its own, parsed at the first render.
+    let compiled: Render | undefined;
+    render = (context) => (compiled ??= inspect(source, lenient, false).render as Render)(context);
   } else {
-    const compiled = hb.compile(program as unknown as hbs.AST.Program, { noEscape: true, knownHelpersOnly: false });
+    const compiled = handlebars().compile(program as unknown as hbs.AST.Program, { noEscape: true, knownHelpersOnly: false });
     render = whole
       ? (context) => {
           captured = undefined;
@@ -342,24 +411,17 @@ export function inspectTemplate(source: string, options: CompileOptions = {}): T
         }
       : (context) => compiled(context);
   }
-  const wrapped = (context: TemplateContext): unknown => {
-    try {
-      return render(context);
-    } catch (error) {
-      if (error instanceof TemplateError) {
-        if (error.code === 'FERRY_TEMPLATE_MISSING_PATH') {
-          const e = new TemplateError(error.code, error.message, source);
-          throw e;
-        }
-        throw error;
-      }
-      throw new TemplateError('FERRY_TEMPLATE_RENDER', `template failed: ${(error as Error).message}`, source, { cause: error });
-    }
-  };
-  return { template: { source, whole, refs, helpersUsed, render: wrapped }, refs, errors };
+  return { refs, helpersUsed, errors, whole, render };
 }
 
-function fastRenderer(body: Node[], segments: Segment[], lenient: boolean): Getter | null {
+/** The AST `inspectTemplate` walks; with `plain: false` always Handlebars' (tests compare the two). */
+export function templateAst(source: string, options: { plain: boolean }): unknown {
+  const segments = split(source);
+  const { hbSource, starts } = toHandlebars(segments);
+  return (options.plain ? plainProgram(segments, hbSource, starts) : undefined) ?? handlebars().parse(hbSource);
+}
+
+function fastRenderer(body: AstNode[], segments: Segment[], lenient: boolean): Getter | null {
   const getters: (string | { parts: string[]; original: string })[] = [];
   for (const st of body) {
     if (st.type === 'ContentStatement') {
