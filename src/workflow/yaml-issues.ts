@@ -48,6 +48,8 @@ export function yamlIssues(ctx: Context): WorkflowIssue[] {
     seen.add(key);
   }
   if (issues.length > 0) return issues;
+  // An alias is written `*name`: without a `*` there is none to check.
+  if (!ctx.text.includes('*')) return issues;
   checkAliases(ctx.doc.contents, (node, code, message) => issues.push(issue(node.range?.[0] ?? 0, code, message)));
   return issues;
 }
