@@ -3,7 +3,7 @@
  * Handlebars AST is built here, without Handlebars: loading it and warming up its parser
  * takes longer than validating twenty workflow files. Anything else is left to Handlebars.
  */
-import type { AstNode, PathNode, Segment } from './compile.js';
+import type { AstNode, PathNode, Segment } from './source.js';
 
 /** Names Handlebars' lexer reads as literals. */
 const LITERALS = new Set(['true', 'false', 'null', 'undefined']);
