@@ -65,9 +65,7 @@ export class Batcher {
         resolve: resolve as (v: unknown) => void,
         reject,
       };
-      // Unbatched, an item is its own request: no group, no window.
-      if (settings.enabled) this.#enqueue(spec as BatchSpec<unknown, unknown>, pending);
-      else void this.#dispatch(spec as BatchSpec<unknown, unknown>, [pending]);
+      this.#enqueue(spec as BatchSpec<unknown, unknown>, pending);
     });
   }
 
@@ -92,6 +90,7 @@ export class Batcher {
   }
 
   #enqueue(spec: BatchSpec<unknown, unknown>, pending: Pending): void {
+    // Unbatched, an item is its own request: no group, no window.
     if (!pending.settings.enabled) {
       void this.#dispatch(spec, [pending]);
       return;

@@ -24,9 +24,8 @@ export class ProviderQueue {
   readonly provider: string;
   readonly #queue: PQueue;
   #resumeAt = 0;
+  /** Ends the current pause; ref'd while calls wait in the paused queue. */
   #timer: NodeJS.Timeout | undefined;
-  /** Calls wait in the paused queue: the pause timer keeps the process alive. */
-  #waiting = false;
   readonly #onPause: ((event: PauseEvent) => void) | undefined;
 
   constructor(provider: string, limits: QueueLimits, onPause?: (event: PauseEvent) => void) {
@@ -45,10 +44,7 @@ export class ProviderQueue {
   add<T>(fn: () => Promise<T>): Promise<T> {
     this.#resumeIfDue();
     // Work waiting in a paused queue keeps the process alive until the pause ends.
-    if (this.#resumeAt !== 0 && !this.#waiting) {
-      this.#waiting = true;
-      this.#timer?.ref();
-    }
+    if (this.#resumeAt !== 0) this.#timer?.ref();
     return this.#queue.add(() => {
       flushJournals();
       return fn();
@@ -71,12 +67,13 @@ export class ProviderQueue {
     const wasPaused = this.#resumeAt > Date.now();
     this.#resumeAt = until;
     this.#queue.pause();
-    if (this.#queue.size > 0) this.#waiting = true;
+    // Calls already waiting, or a hold the pause being extended had, keep the process alive.
+    const hold = this.#queue.size > 0 || this.#timer?.hasRef() === true;
     clearTimeout(this.#timer);
     // Unref'd, so that a pause alone does not keep a finished process alive; a call added
     // while it lasts refs it (see add). Without that, a call whose own wait ended a moment
     // before this timer would sit in the paused queue with nothing keeping the process up.
-    this.#arm(ms, this.#waiting);
+    this.#arm(ms, hold);
     if (!wasPaused) this.#onPause?.({ provider: this.provider, waitMs: ms, reason });
   }
 
@@ -87,20 +84,21 @@ export class ProviderQueue {
     this.#resumeIfDue();
   }
 
-  #arm(ms: number, ref: boolean): void {
-    this.#timer = setTimeout(() => {
+  #arm(ms: number, hold: boolean): void {
+    const timer = setTimeout(() => {
       // A timer may fire a millisecond before Date.now() reaches the deadline.
-      if (this.#resumeAt !== 0 && Date.now() < this.#resumeAt) this.#arm(this.#resumeAt - Date.now(), this.#waiting);
+      if (this.#resumeAt !== 0 && Date.now() < this.#resumeAt) this.#arm(this.#resumeAt - Date.now(), timer.hasRef());
       else this.#resumeIfDue();
     }, ms);
-    if (!ref) this.#timer.unref();
+    if (!hold) timer.unref();
+    this.#timer = timer;
   }
 
   #resumeIfDue(): void {
     if (this.#resumeAt === 0 || Date.now() < this.#resumeAt) return;
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#resumeAt = 0;
-    this.#waiting = false;
     this.#queue.start();
   }
 }
