@@ -51,6 +51,8 @@ const CLIENT_ERRORS: Record<string, ClientError> = {
 export async function listen(options: ListenOptions): Promise<Listener> {
   const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
   let closing = false;
+  /** Connections lingering after a 413: answered, nothing left to deliver. */
+  const lingering = new Set<Socket>();
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 15_000 }, (req, res) => {
     if (closing) {
       // A request on a keep-alive connection opened before the stop: 503 asks to deliver again later.
@@ -63,7 +65,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const body = await readBody(req, limit);
-      if (body === TOO_LARGE) return tooLarge(req, res, limit);
+      if (body === TOO_LARGE) return tooLarge(req, res, limit, lingering);
       const response = await options.handler({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body });
       send(res, response, closing);
     } catch (error) {
@@ -99,6 +101,8 @@ export async function listen(options: ListenOptions): Promise<Listener> {
         closing = true;
         server.close(() => resolve());
         server.closeIdleConnections();
+        // A half-closed socket that no longer reads holds no event-loop handle of its own.
+        for (const socket of lingering) socket.destroy();
       }),
     closeAll: () => server.closeAllConnections(),
   };
@@ -157,23 +161,31 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | typeof 
 }
 
 /**
- * Answers 413 and stops keeping the body. Closing the socket at once would reset the
- * connection while the sender is still writing, and a reset can destroy the 413 before the
- * sender reads it. So the rest is discarded unread up to LINGER_BYTES, then no longer read at
- * all (the sender's writes stall on TCP flow control while it can still read the answer), and
- * the connection is cut after LINGER_MS unless the sender closes it first.
+ * Answers 413 and stops keeping the body. Closing the socket once the answer is written (what
+ * node does for a `connection: close` answer) resets the connection when the sender's body
+ * keeps arriving, and a reset can destroy the 413 before the sender reads it. So the socket
+ * is only half-closed after the answer: the sender reads the 413 and the end of the stream,
+ * the rest of its body is discarded up to LINGER_BYTES and then no longer read (its writes
+ * stall on TCP flow control), and the connection is cut after LINGER_MS unless the sender
+ * closes it first.
  */
-function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): void {
+function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number, lingering: Set<Socket>): void {
   let discarded = 0;
   const socket = req.socket;
   const cut = (): void => void socket.destroy();
   const timer = setTimeout(cut, LINGER_MS);
   timer.unref();
-  socket.once('close', () => clearTimeout(timer));
+  lingering.add(socket);
+  socket.once('close', () => {
+    clearTimeout(timer);
+    lingering.delete(socket);
+  });
   req.on('data', (chunk: Buffer) => {
     discarded += chunk.length;
     if (discarded > LINGER_BYTES) req.pause();
   });
   req.on('error', () => undefined);
+  // node ends a `connection: close` answer with socket.destroySoon(): end, then destroy.
+  socket.destroySoon = () => void socket.end();
   send(res, { status: 413, body: { error: `body over ${limit} bytes` } }, true);
 }

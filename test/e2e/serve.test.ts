@@ -186,6 +186,35 @@ describe('ferry serve', () => {
     expect(headers).toBe('HTTP/1.1 413 Payload Too Large');
   });
 
+  it('lets a sender that is busy while its oversized body is still in flight read the 413', async () => {
+    // 3 MiB leave at once, then the sender is busy: the listener has answered and the rest of
+    // the body is still arriving. Closing the socket then would reset the connection and
+    // destroy the 413 before the sender reads it.
+    const { port } = new URL(s.url);
+    const chunk = Buffer.concat([Buffer.from('10000\r\n'), Buffer.alloc(0x10000, 32), Buffer.from('\r\n')]);
+    const statuses = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        new Promise<string>((resolve) => {
+          const socket = connect(Number(port), '127.0.0.1');
+          let answer = '';
+          socket.on('data', (d: Buffer) => (answer += d.toString()));
+          socket.on('error', () => undefined);
+          socket.on('close', () => resolve(answer.split('\r\n')[0] ?? ''));
+          socket.write('POST /hooks/open HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n');
+          for (let k = 0; k < 48; k++) socket.write(chunk);
+          setTimeout(() => {
+            const end = Date.now() + 300;
+            while (Date.now() < end) {
+              // busy: not reading
+            }
+            for (let k = 0; k < 48 && !socket.destroyed; k++) socket.write(chunk);
+          }, 5);
+        }),
+      ),
+    );
+    expect(statuses).toEqual(Array(3).fill('HTTP/1.1 413 Payload Too Large'));
+  });
+
   it('answers 404 for an unknown path, 405 for GET on a hook, 200 for /healthz', async () => {
     expect((await post(`${s.url}/hooks/nope`, '{}')).status).toBe(404);
     const get = await fetch(`${s.url}/hooks/signups`);
