@@ -8,6 +8,7 @@ import type { ActionStep, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
 import { Limiter } from './limiter.js';
 import type { RunOptions } from './run.js';
+import type { StepRuntime } from './steps.js';
 import type { InnerStepSummary, RunErrorInfo, RunSummary } from './types.js';
 
 let processLimiter: Limiter | undefined;
@@ -32,7 +33,8 @@ export class Run {
   readonly providerConfigs = new Map<string, Record<string, unknown>>();
   /** Each provider's `batch:` setting, read from its config once per run. */
   readonly batchSettings = new Map<string, BatchSettings>();
-  readonly #actionSteps = new Map<ActionStep, unknown>();
+  /** What every call of an action step shares, made on the step's first call (steps.ts). */
+  readonly stepRuntimes = new Map<ActionStep, StepRuntime>();
   failure: RunFailedError | undefined;
   readonly limiter: Limiter;
   readonly dispatcher: Dispatcher;
@@ -51,16 +53,6 @@ export class Run {
     this.signal = options.signal ?? new AbortController().signal;
     this.journal = options.journal ?? noJournal;
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
-  }
-
-  /** What every call of an action step shares, made by `make` on the step's first call. */
-  actionStep<T>(step: ActionStep, make: (step: ActionStep, run: Run) => T): T {
-    let found = this.#actionSteps.get(step) as T | undefined;
-    if (found === undefined) {
-      found = make(step, this);
-      this.#actionSteps.set(step, found);
-    }
-    return found;
   }
 
   readonly #keyPrefixes = new Map<string, string>();

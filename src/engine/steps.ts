@@ -226,7 +226,11 @@ class LoopProgress {
 const PROGRESS_EVERY = 1000;
 
 async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: CallSummary): Promise<unknown> {
-  const shared = run.actionStep(step, stepRuntime);
+  let shared = run.stepRuntimes.get(step);
+  if (!shared) {
+    shared = stepRuntime(step, run);
+    run.stepRuntimes.set(step, shared);
+  }
   let input: unknown;
   try {
     input = step.with(scope.context);
@@ -239,7 +243,7 @@ async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: Ca
 }
 
 /** What every call of one action step shares within a run, resolved on its first call. */
-interface StepRuntime {
+export interface StepRuntime {
   readonly step: ActionStep;
   readonly registered: RegisteredAction;
   readonly provider: string;
