@@ -9,23 +9,6 @@ const common: Options = {
   splitting: true,
 };
 
-/**
- * yaml's parser reads `process.env.LOG_TOKENS`, a switch for debugging yaml itself, once per
- * token: a call into C++ that costs `ferry validate` some 50 ms per 200 files. The bundled
- * copy reads it once, when the module loads.
- */
-const yamlTokenLog: NonNullable<Options['esbuildPlugins']>[number] = {
-  name: 'yaml-token-log',
-  setup(build) {
-    build.onLoad({ filter: /[\\/]node_modules[\\/]yaml[\\/]dist[\\/]parse[\\/]parser\.js$/ }, async (args) => {
-      const source = await readFile(args.path, 'utf8');
-      const read = 'node_process.env.LOG_TOKENS';
-      if (!source.includes(read)) return undefined; // another yaml version: bundled as it is
-      return { contents: `${source.replace(read, 'LOG_TOKENS')}\nvar LOG_TOKENS = node_process.env.LOG_TOKENS;\n`, loader: 'js' };
-    });
-  },
-};
-
 /** Packages the CLI build carries inside dist/cli/: their licences ship beside them. */
 const BUNDLED = ['yaml', 'ajv', 'ajv-formats', 'fast-deep-equal', 'fast-uri', 'json-schema-traverse'];
 
@@ -56,7 +39,6 @@ export default defineConfig([
     entry: { cli: 'src/cli/main.ts' },
     noExternal: ['yaml', 'ajv', 'ajv-formats'],
     onSuccess: writeBundledLicences,
-    esbuildPlugins: [yamlTokenLog],
     // What they require of Node's own modules is required at run time.
     banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
     esbuildOptions(options) {

@@ -64,7 +64,7 @@ if (want('rss-loop')) {
 |---|---|---|---|---|---|---|
 ${r.results.map((x) => `| ${x.name} | ${x.concurrency} | ${x === shipped ? `**${mb(x.maxRssMb)}** (target ≤ 150 MB)` : mb(x.maxRssMb)} | ${ms(x.ms)} | ${x.requests.toLocaleString('en-US')} | ${x.messages.toLocaleString('en-US')} | ${mb(x.journalBytes / 2 ** 20)} |`).join('\n')}
 
-The rows are never held (the live heap stays near 20–30 MB); the peak is how far V8 lets the heap grow between full collections while every item allocates and drops a few KB. The \`ferry\` CLI sets V8's heap growth to 1.5× the live heap (\`--heap-growing-percent=50\`; a value given to \`node\` itself wins); the last row shows V8's default, which collects less often (time ${(shipped.ms / r.results[2].ms).toFixed(2)}× of it with ferry's setting in this run). A loop concurrency of one full Segment batch (2500) makes every item wait for the whole batch to fill and return, so more items are alive at each collection: it is both slower and larger than 1000.
+The rows are never held (the live heap stays near 20–30 MB); the peak is how far V8 lets the heap grow between full collections while every item allocates and drops a few KB. ferry sets no V8 flags: memory is bounded by what each item allocates and how many items are in flight. A loop concurrency of one full Segment batch (2500) makes every item wait for the whole batch to fill and return, so more items are alive at each collection: it is both slower and larger than 1000.
 `);
 }
 

@@ -20,14 +20,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     stop.abort(sig);
   });
 }
-// A loop allocates a little per item and frees it moments later. By default V8 lets its heap
-// grow to up to four times what is live before it collects; 1.5 times keeps a streaming loop
-// over a million rows under 150 MB (docs/BENCHMARKS.md). Only commands that run workflows
-// set it, and a `--heap-growing-percent` given to node itself is left alone.
-const RUNS_WORKFLOWS = new Set(['run', 'retry', 'serve', 'test']);
-if (RUNS_WORKFLOWS.has(process.argv[2] ?? '') && !process.execArgv.some((arg) => arg.startsWith('--heap-growing-percent'))) {
-  (await import('node:v8')).setFlagsFromString('--heap-growing-percent=50');
-}
 const io = processIO(stop.signal);
 const code = await runCommand(process.argv.slice(2), io);
 await closeSharedAgent();

@@ -96,12 +96,15 @@ export async function send(provider: string, http: Dispatcher, req: HttpRequest)
   }
 }
 
-/** One request's dispatch handler: collects status, headers and body, settles `answer`. */
+/**
+ * One request's dispatch handler (undici 7's controller protocol): collects status, headers
+ * and body, settles `answer`.
+ */
 class BufferedCall implements Dispatcher.DispatchHandler {
   readonly answer: Promise<HttpAnswer>;
   #resolve!: (answer: HttpAnswer) => void;
   #reject!: (error: unknown) => void;
-  #abort: ((reason: Error) => void) | undefined;
+  #controller: Dispatcher.DispatchController | undefined;
   #abortReason: Error | undefined;
   #status = 0;
   #headers: HttpAnswer['headers'] = {};
@@ -116,32 +119,30 @@ class BufferedCall implements Dispatcher.DispatchHandler {
 
   abort(reason: Error): void {
     this.#abortReason ??= reason;
-    this.#abort?.(reason);
+    this.#controller?.abort(reason);
   }
 
-  onConnect(abort: (reason?: Error) => void): void {
-    this.#abort = abort;
-    if (this.#abortReason !== undefined) abort(this.#abortReason);
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#abortReason !== undefined) controller.abort(this.#abortReason);
   }
 
-  onHeaders(status: number, rawHeaders: Buffer[] | string[] | null): boolean {
+  onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: HttpAnswer['headers']): void {
     this.#status = status;
-    this.#headers = rawHeaders ? (undici().util.parseHeaders(rawHeaders as Buffer[]) as HttpAnswer['headers']) : {};
-    return true;
+    this.#headers = headers;
   }
 
-  onData(chunk: Buffer): boolean {
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#chunks.push(chunk);
-    return true;
   }
 
-  onComplete(): void {
+  onResponseEnd(): void {
     const chunks = this.#chunks;
     const text = chunks.length === 0 ? '' : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
     this.#resolve({ status: this.#status, headers: this.#headers, text });
   }
 
-  onError(error: Error): void {
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     this.#reject(error);
   }
 }
