@@ -27,7 +27,7 @@ export default defineConfig([
   {
     ...common,
     entry: { index: 'src/index.ts', sandbox: 'src/providers/sandbox/index.ts' },
-    dts: { entry: { index: 'src/index.ts' } },
+    dts: { entry: { index: 'src/index.ts', sandbox: 'src/providers/sandbox/index.ts' } },
     // Both builds write to dist/ at once: each cleans only its own files.
     clean: ['!cli.js', '!cli.js.map', '!cli/**'],
   },
