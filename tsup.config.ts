@@ -26,8 +26,8 @@ export default defineConfig([
   // The library: its dependencies stay dependencies.
   {
     ...common,
-    entry: { index: 'src/index.ts', sandbox: 'src/providers/sandbox/index.ts' },
-    dts: { entry: { index: 'src/index.ts', sandbox: 'src/providers/sandbox/index.ts' } },
+    entry: { index: 'src/index.ts', sandbox: 'src/sandbox/index.ts' },
+    dts: { entry: { index: 'src/index.ts', sandbox: 'src/sandbox/index.ts' } },
     // Both builds write to dist/ at once: each cleans only its own files.
     clean: ['!cli.js', '!cli.js.map', '!cli/**'],
   },

@@ -1,4 +1,4 @@
-import { startSandbox, describeReceived } from '../providers/sandbox/index.js';
+import { startSandbox, describeReceived } from '../sandbox/index.js';
 import type { CliSandbox } from './commands/run.js';
 
 /** Starts the built-in emulators and points the providers at them, with the keys they accept. */

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { WorkflowIssue } from '../errors.js';
-import type { Fault } from '../providers/sandbox/faults.js';
+import type { Fault } from '../sandbox/faults.js';
 import { parseSource, Reporter, sourceData, type SourceDocument, type YamlPath } from '../workflow/load.js';
 import { schemaIssues } from '../workflow/schema-errors.js';
 import { parseDuration } from '../workflow/types.js';

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, writeFile, appendFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../src/providers/sandbox/index.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { assertBuilt, ferry, spawnFerry, until } from '../helpers/cli.js';
 
 let sandbox: Sandbox;

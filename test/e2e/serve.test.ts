@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../src/providers/sandbox/index.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { ferrySignature, githubSignature } from '../../src/server/signature.js';
 import { assertBuilt, ferry, spawnFerry, type Result } from '../helpers/cli.js';
 import { fuzzer } from '../server/fuzz.js';

@@ -3,7 +3,7 @@ import { Limiter } from '../../src/engine/limiter.js';
 import { Redactor } from '../../src/engine/redact.js';
 import type { RunSummary } from '../../src/engine/types.js';
 import { builtinRegistry } from '../../src/providers/index.js';
-import type { Sandbox } from '../../src/providers/sandbox/index.js';
+import type { Sandbox } from '../../src/sandbox/index.js';
 import { workflowFrom } from './workflow.js';
 
 export const AMPLITUDE_KEY = 'sandbox-amplitude-key';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startAmplitudeEmulator, type AmplitudeEmulator } from '../../src/providers/sandbox/index.js';
+import { startAmplitudeEmulator, type AmplitudeEmulator } from '../../src/sandbox/index.js';
 import { AMP_KEY, postJson } from './helpers.js';
 
 let amp: AmplitudeEmulator;

@@ -1,6 +1,6 @@
 import yauzl from 'yauzl';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startAmplitudeEmulator, type AmplitudeEmulator } from '../../src/providers/sandbox/index.js';
+import { startAmplitudeEmulator, type AmplitudeEmulator } from '../../src/sandbox/index.js';
 import { AMP_KEY, AMP_SECRET, basic, get, lines, sleep, unzip } from './helpers.js';
 
 let amp: AmplitudeEmulator;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../src/providers/sandbox/index.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { AMP_KEY, basic, postIdentify, postJson, rawPost, SEG_KEY } from './helpers.js';
 
 let sb: Sandbox;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSegmentEmulator, type SegmentEmulator } from '../../src/providers/sandbox/index.js';
+import { startSegmentEmulator, type SegmentEmulator } from '../../src/sandbox/index.js';
 import { basic, postJson, SEG_KEY } from './helpers.js';
 
 let seg: SegmentEmulator;

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { prng } from '../../src/providers/sandbox/faults.js';
+import { prng } from '../../src/sandbox/faults.js';
 import { ferrySignature, githubSignature } from '../../src/server/signature.js';
 
 /** What a fuzzed request got: a status, or null when the server closed without answering. */
