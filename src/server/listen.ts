@@ -163,11 +163,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | typeof 
 /**
  * Answers 413 and stops keeping the body. Closing the socket once the answer is written (what
  * node does for a `connection: close` answer) resets the connection when the sender's body
- * keeps arriving, and a reset can destroy the 413 before the sender reads it. So the socket
- * is only half-closed after the answer: the sender reads the 413 and the end of the stream,
- * the rest of its body is discarded up to LINGER_BYTES and then no longer read (its writes
- * stall on TCP flow control), and the connection is cut after LINGER_MS unless the sender
- * closes it first.
+ * keeps arriving, and a reset can destroy the 413 before the sender reads it. So the answer
+ * goes out as a keep-alive one and the socket is only half-closed once it is written: the
+ * sender reads the 413 and the end of the stream, the rest of its body is discarded up to
+ * LINGER_BYTES and then no longer read (its writes stall on TCP flow control), and the
+ * connection is cut after LINGER_MS unless the sender closes it first.
  */
 function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number, lingering: Set<Socket>): void {
   let discarded = 0;
@@ -184,8 +184,9 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number, ling
     discarded += chunk.length;
     if (discarded > LINGER_BYTES) req.pause();
   });
+  // The whole body arrived: nothing is left unread, so closing cannot reset the answer.
+  req.on('end', cut);
   req.on('error', () => undefined);
-  // node ends a `connection: close` answer with socket.destroySoon(): end, then destroy.
-  socket.destroySoon = () => void socket.end();
-  send(res, { status: 413, body: { error: `body over ${limit} bytes` } }, true);
+  res.on('finish', () => void socket.end());
+  send(res, { status: 413, body: { error: `body over ${limit} bytes` } }, false);
 }
