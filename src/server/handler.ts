@@ -1,9 +1,10 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { UsageError } from '../errors.js';
 import { checkInputs } from '../engine/inputs.js';
 import type { TriggerData } from '../engine/types.js';
 import type { Workflow } from '../workflow/types.js';
-import { FERRY_SIGNATURE, GITHUB_SIGNATURE, verifySignature } from './signature.js';
+import { checkSignature, FERRY_SIGNATURE, GITHUB_SIGNATURE, STANDARD_SIGNATURE, type ReplayKey, type SignedDelivery } from './signature.js';
 
 /** A workflow the listener serves, with what a run of it needs from the environment. */
 export interface ServedWorkflow {
@@ -27,8 +28,10 @@ export interface Route {
 /** A delivery that passed every check, ready to be recorded as a run. */
 export interface Delivery {
   route: Route;
-  /** The sender's delivery id (X-GitHub-Delivery, X-Ferry-Delivery or Idempotency-Key), if any. */
+  /** The signed `webhook-id`, else the sender's delivery id (X-GitHub-Delivery, X-Ferry-Delivery, Idempotency-Key, webhook-id), if any. */
   deliveryId: string | undefined;
+  /** What was signed, where no signed id names the delivery: a repeat within its window is a duplicate. */
+  replays: ReplayKey[];
   inputs: Record<string, unknown>;
   trigger: TriggerData;
 }
@@ -37,7 +40,7 @@ export interface Delivery {
 export interface RunsService {
   /** Records the run (on disk before it resolves) and schedules it; a known delivery id returns its run. */
   accept(delivery: Delivery): Promise<{ runId: string; duplicate: boolean }>;
-  /** The run summary, or undefined when there is no such run. */
+  /** The run summary, or undefined when there is no such run of a served workflow. */
   summary(runId: string): Promise<object | undefined>;
 }
 
@@ -61,18 +64,28 @@ export type Handler = (request: HandlerRequest) => Promise<HandlerResponse>;
 export interface HandlerOptions {
   routes: readonly Route[];
   runs: RunsService;
+  /** The bearer token `GET /runs/<id>` asks for (FERRY_API_TOKEN); without one that endpoint is off (404). */
+  apiToken?: string | undefined;
   /** @default Date.now */
   now?: () => number;
 }
 
 /** Headers that prove who sent the request: checked here, never handed to the run. */
-const CREDENTIAL_HEADERS = new Set([GITHUB_SIGNATURE, FERRY_SIGNATURE, 'x-hub-signature', 'authorization', 'proxy-authorization']);
+const CREDENTIAL_HEADERS = new Set([GITHUB_SIGNATURE, FERRY_SIGNATURE, STANDARD_SIGNATURE, 'x-hub-signature', 'authorization', 'proxy-authorization']);
 /** Checked in this order; the first one sent names the delivery. */
-const DELIVERY_HEADERS = ['x-github-delivery', 'x-ferry-delivery', 'idempotency-key'];
+const DELIVERY_HEADERS = ['x-github-delivery', 'x-ferry-delivery', 'idempotency-key', 'webhook-id'];
+/**
+ * How deep a JSON body may nest. Webhook payloads nest a few levels; every later step (inputs
+ * check, journal, templates) walks values recursively, and a 1 MiB body of `[` would overflow
+ * the stack there after the run was already on its way to disk.
+ */
+export const MAX_BODY_DEPTH = 128;
 const RUN_PATH = /^\/runs\/([^/]+)$/;
 
 // One body for every signature failure: a caller must not learn which part was wrong.
 const UNAUTHORIZED: HandlerResponse = { status: 401, body: { error: 'invalid or missing signature' } };
+const NO_TOKEN: HandlerResponse = { status: 401, body: { error: 'invalid or missing API token: send Authorization: Bearer <FERRY_API_TOKEN>' }, headers: { 'www-authenticate': 'Bearer' } };
+const RUNS_OFF: HandlerResponse = { status: 404, body: { error: 'GET /runs/<id> is off: start ferry serve with FERRY_API_TOKEN set to turn it on' } };
 
 const reply = (status: number, body: unknown, headers?: Record<string, string>): HandlerResponse => (headers ? { status, body, headers } : { status, body });
 const notAllowed = (allow: string): HandlerResponse => reply(405, { error: `method not allowed; use ${allow}` }, { allow });
@@ -81,6 +94,7 @@ const notAllowed = (allow: string): HandlerResponse => reply(405, { error: `meth
 export function createHandler(options: HandlerOptions): Handler {
   const routes = new Map(options.routes.map((r) => [r.path, r]));
   const now = options.now ?? Date.now;
+  const token = options.apiToken ? tokenDigest(options.apiToken) : undefined;
 
   return async (request) => {
     const { path, query } = splitTarget(request.url);
@@ -91,6 +105,8 @@ export function createHandler(options: HandlerOptions): Handler {
     const run = RUN_PATH.exec(path);
     if (run) {
       if (!reading) return notAllowed('GET');
+      if (!token) return RUNS_OFF;
+      if (!bearerMatches(token, request.headers.authorization)) return NO_TOKEN;
       const summary = await options.runs.summary(decodeURIComponentSafe(run[1] as string));
       return summary ? reply(200, summary) : reply(404, { error: 'no such run' });
     }
@@ -99,13 +115,18 @@ export function createHandler(options: HandlerOptions): Handler {
 
   async function deliver(route: Route, request: HandlerRequest, query: Record<string, string>): Promise<HandlerResponse> {
     // The signature covers the raw bytes: nothing is parsed before it holds.
-    if (route.secret !== undefined && !verifySignature(route.secret, request.body, request.headers, now())) return UNAUTHORIZED;
+    let signed: SignedDelivery | undefined;
+    if (route.secret !== undefined) {
+      signed = checkSignature(route.secret, request.body, request.headers, now());
+      if (!signed) return UNAUTHORIZED;
+    }
     let body: unknown;
     try {
       body = JSON.parse(request.body.toString('utf8'));
     } catch {
       return reply(400, { error: 'body is not JSON' });
     }
+    if (nestsDeeper(body, MAX_BODY_DEPTH)) return reply(400, { error: `body nests deeper than ${MAX_BODY_DEPTH} levels` });
     let inputs: Record<string, unknown> = {};
     if (route.checksInputs) {
       const object = body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
@@ -117,9 +138,31 @@ export function createHandler(options: HandlerOptions): Handler {
       }
     }
     const trigger: TriggerData = { type: 'webhook', body, headers: forwardedHeaders(request.headers), query };
-    const { runId, duplicate } = await options.runs.accept({ route, deliveryId: deliveryIdOf(request.headers), inputs, trigger });
+    // A signed id names the delivery; an unsigned header only helps an honest sender's retries.
+    const deliveryId = signed?.id ?? deliveryIdOf(request.headers);
+    const { runId, duplicate } = await options.runs.accept({ route, deliveryId, replays: signed?.replays ?? [], inputs, trigger });
     return duplicate ? reply(200, { runId, duplicate: true }) : reply(202, { runId });
   }
+}
+
+/** True when `value` has arrays or objects nested more than `limit` deep; walks without recursion. */
+export function nestsDeeper(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop() as [unknown, number];
+    if (item === null || typeof item !== 'object') continue;
+    if (depth >= limit) return true;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+// Both sides hashed first: equal lengths for timingSafeEqual, and the time says nothing about the token's length.
+const tokenDigest = (text: string): Buffer => createHash('sha256').update(text).digest();
+
+function bearerMatches(expected: Buffer, header: string | undefined): boolean {
+  const match = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header);
+  return match !== null && timingSafeEqual(expected, tokenDigest(match[1] as string));
 }
 
 function decodeURIComponentSafe(text: string): string {

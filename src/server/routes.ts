@@ -7,6 +7,7 @@ import type { CompiledValue } from '../template/value.js';
 import { locate, parseSource, type YamlPath } from '../workflow/load.js';
 import { validateSource } from '../workflow/validate.js';
 import type { Route, ServedWorkflow } from './handler.js';
+import { STANDARD_SECRET_PREFIX, standardKey } from './signature.js';
 
 export interface LoadRoutesOptions {
   /** Workflow files, relative to `cwd` (as `expandPaths` gives them). */
@@ -111,6 +112,9 @@ export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRout
 function renderSecret(template: CompiledValue, secrets: Record<string, string>, env: Record<string, string | undefined>): string | { problem: string } {
   try {
     const rendered = template({ secrets, env: { ...env } });
+    if (typeof rendered === 'string' && rendered.startsWith(STANDARD_SECRET_PREFIX) && !standardKey(rendered)) {
+      return { problem: `the webhook \`secret\` starts with \`${STANDARD_SECRET_PREFIX}\` but is not base64 after it, as Standard Webhooks secrets are` };
+    }
     if (typeof rendered === 'string' && rendered !== '') return rendered;
     return { problem: 'the webhook `secret` renders to nothing: no delivery could be checked' };
   } catch (error) {

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { Limiter } from '../engine/limiter.js';
@@ -14,10 +14,13 @@ import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
 
 /**
  * The `run` entry as the listener writes it. `hook` is an extra field (readers of the journal
- * ignore it) naming the path and delivery id the run came in on: the delivery index and the
- * resume-on-start are rebuilt from it, so they need no store of their own.
+ * ignore it) naming the path, delivery id and replay keys the run came in on: the delivery
+ * index and the resume-on-start are rebuilt from it, so they need no store of their own, and
+ * a key is on disk exactly when its run is.
  */
-export type ListenerRunEntry = Extract<JournalEntry, { t: 'run' }> & { hook: { path: string; delivery: string | null } };
+export type ListenerRunEntry = Extract<JournalEntry, { t: 'run' }> & {
+  hook: { path: string; delivery: string | null; replays?: { key: string; until: number }[] };
+};
 
 export interface RunManagerOptions {
   stateDir: string;
@@ -33,7 +36,18 @@ export interface RunManagerOptions {
   log: (line: string) => void;
   /** Progress of each run (core.log lines). */
   observer?: (runId: string) => RunObserver;
+  /** The clock replay windows are measured on. @default Date.now */
+  now?: () => number;
 }
+
+/** A delivery seen before: its run, once on disk, and until when a repeat is a duplicate. */
+interface Seen {
+  run: Promise<string>;
+  untilMs: number;
+}
+
+/** Expired replay keys are dropped at most this often, so the index stays bounded by the windows. */
+const SWEEP_EVERY_MS = 60_000;
 
 interface Pending {
   runId: string;
@@ -51,8 +65,12 @@ interface Pending {
 export class RunManager implements RunsService {
   readonly maxRuns: number;
   readonly #options: RunManagerOptions;
-  /** `path \0 delivery id` -> the run it started, resolved once that run is on disk. */
-  readonly #deliveries = new Map<string, Promise<string>>();
+  /** `path \0 kind \0 id or replay key` -> the run it started. Delivery ids last as long as their run. */
+  readonly #deliveries = new Map<string, Seen>();
+  /** Absolute paths of the served workflows: GET /runs/<id> shows only their runs. */
+  readonly #servedFiles = new Set<string>();
+  readonly #now: () => number;
+  #sweptAt = 0;
   readonly #active = new Map<string, Promise<void>>();
   /** Insertion order is arrival order: the FIFO of accepted runs waiting for a slot. */
   readonly #waiting = new Map<string, Pending>();
@@ -65,6 +83,7 @@ export class RunManager implements RunsService {
     if (!Number.isInteger(maxRuns) || maxRuns < 1) throw new TypeError(`Expected \`maxRuns\` to be a positive integer, got \`${String(maxRuns)}\``);
     this.maxRuns = maxRuns;
     this.#options = options;
+    this.#now = options.now ?? Date.now;
     this.#runsDirSync = new DirSync(runsDir(options.stateDir));
   }
 
@@ -83,6 +102,8 @@ export class RunManager implements RunsService {
    */
   async open(served: readonly ServedWorkflow[]): Promise<string[]> {
     const byFile = new Map(served.map((s) => [s.workflow.file, s]));
+    for (const file of byFile.keys()) this.#servedFiles.add(file);
+    const now = this.#now();
     for (const s of served) for (const value of Object.values(s.secrets)) this.#options.redactor.add(value);
     await mkdir(runsDir(this.#options.stateDir), { recursive: true });
     const ids = (await readdir(runsDir(this.#options.stateDir))).filter(isRunId).sort();
@@ -91,7 +112,10 @@ export class RunManager implements RunsService {
       const run = await loadRun(this.#options.stateDir, id);
       const hook = (run?.start as Partial<ListenerRunEntry> | undefined)?.hook;
       if (!run || !hook) continue;
-      if (hook.delivery !== null) this.#deliveries.set(deliveryKey(hook.path, hook.delivery), Promise.resolve(id));
+      const runOf = Promise.resolve(id);
+      for (const { key, untilMs } of keysOf(hook.path, hook.delivery, (hook.replays ?? []).map((r) => ({ key: r.key, untilMs: r.until })))) {
+        if (untilMs >= now) this.#deliveries.set(key, { run: runOf, untilMs });
+      }
       const again = byFile.get(run.start.file);
       if (!again || stateOf(run) !== 'interrupted') continue;
       const problems = incompatibilities(run, shapeOf(again.workflow.steps));
@@ -112,16 +136,20 @@ export class RunManager implements RunsService {
   }
 
   async accept(delivery: Delivery): Promise<{ runId: string; duplicate: boolean }> {
-    const key = delivery.deliveryId === undefined ? undefined : deliveryKey(delivery.route.path, delivery.deliveryId);
-    const known = key === undefined ? undefined : this.#deliveries.get(key);
-    if (known) return { runId: await known, duplicate: true };
+    const now = this.#now();
+    const keys = keysOf(delivery.route.path, delivery.deliveryId ?? null, delivery.replays);
+    for (const { key } of keys) {
+      const seen = this.#deliveries.get(key);
+      if (seen && seen.untilMs >= now) return { runId: await seen.run, duplicate: true };
+    }
+    this.#sweep(now);
     const runId = newRunId();
     const recorded = this.#record(runId, delivery).then(() => runId);
-    if (key !== undefined) {
-      // Set before the first await: a redelivery racing the original waits for it instead of starting a second run.
-      this.#deliveries.set(key, recorded);
-      recorded.catch(() => this.#deliveries.delete(key));
-    }
+    // Set before the first await: a redelivery racing the original waits for it instead of starting a second run.
+    for (const { key, untilMs } of keys) this.#deliveries.set(key, { run: recorded, untilMs });
+    recorded.catch(() => {
+      for (const { key } of keys) if (this.#deliveries.get(key)?.run === recorded) this.#deliveries.delete(key);
+    });
     await recorded;
     this.#waiting.set(runId, { runId, served: delivery.route.served, inputs: delivery.inputs, trigger: delivery.trigger, resume: new Map() });
     this.#pump();
@@ -130,7 +158,8 @@ export class RunManager implements RunsService {
 
   async summary(runId: string): Promise<object | undefined> {
     const run = await loadRun(this.#options.stateDir, runId);
-    if (!run) return undefined;
+    // Another workflow's run (a `ferry run`, a listener for other files) is not this listener's to show.
+    if (!run || !this.#servedFiles.has(run.start.file)) return undefined;
     const summary = summarize(run);
     // stateOf cannot tell this process's live runs from killed ones: the manager can.
     const live = this.#active.has(runId) ? 'running' : this.#waiting.has(runId) ? 'queued' : undefined;
@@ -161,20 +190,39 @@ export class RunManager implements RunsService {
       inputs: delivery.inputs,
       trigger: delivery.trigger,
       shape: shapeOf(workflow.steps),
-      hook: { path: delivery.route.path, delivery: delivery.deliveryId ?? null },
+      hook: {
+        path: delivery.route.path,
+        delivery: delivery.deliveryId ?? null,
+        ...(delivery.replays.length > 0 ? { replays: delivery.replays.map((r) => ({ key: r.key, until: r.untilMs })) } : {}),
+      },
     };
+    // The line first: what cannot be written leaves nothing behind in the state dir.
+    const line = redactor.redact(`${JSON.stringify(entry)}\n`);
     const dir = runDir(stateDir, runId);
     await mkdir(dir);
-    // `wx`: a run id is never appended to twice.
-    const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx'), writeFile(path.join(dir, WORKFLOW_COPY), workflow.source)]);
     try {
-      await journal.writeFile(redactor.redact(`${JSON.stringify(entry)}\n`));
-      // The entry, then the names of the new file and folder: a 202 promises that the run
-      // survives a power cut. The three syncs are independent, so they overlap.
-      await Promise.all([journal.sync(), syncDir(dir), this.#runsDirSync.sync()]);
-    } finally {
-      await journal.close();
+      // `wx`: a run id is never appended to twice.
+      const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx'), writeFile(path.join(dir, WORKFLOW_COPY), workflow.source)]);
+      try {
+        await journal.writeFile(line);
+        // The entry, then the names of the new file and folder: a 202 promises that the run
+        // survives a power cut. The three syncs are independent, so they overlap.
+        await Promise.all([journal.sync(), syncDir(dir), this.#runsDirSync.sync()]);
+      } finally {
+        await journal.close();
+      }
+    } catch (error) {
+      // A 500 tells the sender to deliver again: a half-written run must not be resumed at the next start.
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw error;
     }
+  }
+
+  /** Drops replay keys past their window; delivery ids stay (they last as long as their run). */
+  #sweep(now: number): void {
+    if (now - this.#sweptAt < SWEEP_EVERY_MS) return;
+    this.#sweptAt = now;
+    for (const [key, seen] of this.#deliveries) if (seen.untilMs < now) this.#deliveries.delete(key);
   }
 
   #pump(): void {
@@ -222,8 +270,11 @@ export class RunManager implements RunsService {
   }
 }
 
-function deliveryKey(hookPath: string, deliveryId: string): string {
-  return `${hookPath}\0${deliveryId}`;
+/** The index keys of a delivery on `hookPath`: its id (for good) and its replay keys (for their window). */
+function keysOf(hookPath: string, deliveryId: string | null, replays: readonly { key: string; untilMs: number }[]): { key: string; untilMs: number }[] {
+  const keys = replays.map((r) => ({ key: `${hookPath}\0replay\0${r.key}`, untilMs: r.untilMs }));
+  if (deliveryId !== null) keys.unshift({ key: `${hookPath}\0id\0${deliveryId}`, untilMs: Infinity });
+  return keys;
 }
 
 /**

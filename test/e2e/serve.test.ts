@@ -1,11 +1,11 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { ferrySignature, githubSignature } from '../../src/server/signature.js';
+import { ferrySignature, githubSignature, standardSignature } from '../../src/server/signature.js';
 import { assertBuilt, ferry, spawnFerry, type Result } from '../helpers/cli.js';
 import { fuzzer } from '../server/fuzz.js';
 
@@ -13,6 +13,9 @@ const AMP_KEY = 'amp-key-0123456789abcdef';
 const HOOK_SECRET = 'hook-secret-5f2a9c';
 const VECTOR_SECRET = "It's a Secret to Everybody";
 const VECTOR = '757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17';
+const STD_SECRET = `whsec_${Buffer.from('standard-webhooks-key-5f2a9c0123').toString('base64')}`;
+const API_TOKEN = 'api-token-7c1e0b5d9a';
+const AUTH = { authorization: `Bearer ${API_TOKEN}` };
 
 let sandbox: Sandbox;
 let root: string;
@@ -28,7 +31,7 @@ afterAll(async () => {
   await sandbox?.close();
 });
 
-const env = (stateDir: string) => ({ AMP_KEY, HOOK_SECRET, VECTOR_SECRET, FERRY_STATE_DIR: stateDir });
+const env = (stateDir: string, extra: Record<string, string> = { FERRY_API_TOKEN: API_TOKEN }) => ({ AMP_KEY, HOOK_SECRET, VECTOR_SECRET, STD_SECRET, FERRY_STATE_DIR: stateDir, ...extra });
 
 function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 15_000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -50,8 +53,8 @@ interface Served {
   stderr: () => string;
 }
 
-async function serve(dir: string, stateDir: string, extra: string[] = []): Promise<Served> {
-  const { child, done } = spawnFerry(['serve', '--dir', dir, '--port', '0', ...extra], { cwd: root, env: env(stateDir) });
+async function serve(dir: string, stateDir: string, extra: string[] = [], extraEnv?: Record<string, string>): Promise<Served> {
+  const { child, done } = spawnFerry(['serve', '--dir', dir, '--port', '0', ...extra], { cwd: root, env: env(stateDir, extraEnv) });
   children.push(child);
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
@@ -65,14 +68,15 @@ async function post(url: string, body: string | Buffer, headers: Record<string, 
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-const runOf = async (url: string, runId: string) => (await (await fetch(`${url}/runs/${runId}`)).json()) as { status: string; state: string };
+const runOf = async (url: string, runId: string) => (await (await fetch(`${url}/runs/${runId}`, { headers: AUTH })).json()) as { status: string; state: string };
+const runFolders = async (stateDir: string): Promise<string[]> => (await readdir(path.join(stateDir, 'runs'))).sort();
 
 function hook(name: string, hookPath: string, options: { secret?: string; inputs?: string; steps: string }): string {
   return `name: ${name}
 triggers:
   - type: webhook
     path: ${hookPath}
-${options.secret ? `    secret: "${options.secret}"\n` : ''}${options.inputs ? `    inputs: ${options.inputs}\n` : ''}secrets: [AMP_KEY, HOOK_SECRET, VECTOR_SECRET]
+${options.secret ? `    secret: "${options.secret}"\n` : ''}${options.inputs ? `    inputs: ${options.inputs}\n` : ''}secrets: [AMP_KEY, HOOK_SECRET, VECTOR_SECRET, STD_SECRET]
 providers:
   amplitude: { api_key: "<<secrets.AMP_KEY>>", base_url: ${sandbox.amplitude.url}, concurrency: 8 }
 retry: { attempts: 3, backoff: { initial: 5ms, max: 20ms } }
@@ -94,6 +98,7 @@ describe('ferry serve', () => {
     await writeFile(path.join(dir, 'signups.yaml'), hook('signups', '/hooks/signups', { secret: '<<secrets.HOOK_SECRET>>', inputs: '{ user_id: { type: string } }', steps: event }));
     await writeFile(path.join(dir, 'vector.yaml'), hook('vector', '/hooks/vector', { secret: '<<secrets.VECTOR_SECRET>>', steps: '  - { id: say, action: core.log, with: { message: hi } }' }));
     await writeFile(path.join(dir, 'open.yaml'), hook('open', '/hooks/open', { steps: '  - { id: say, action: core.log, with: { message: "<<json trigger.body>>" } }' }));
+    await writeFile(path.join(dir, 'standard.yaml'), hook('standard', '/hooks/standard', { secret: '<<secrets.STD_SECRET>>', steps: '  - { id: say, action: core.log, with: { message: hi } }' }));
     s = await serve('main', state);
   });
   afterAll(async () => {
@@ -220,7 +225,7 @@ describe('ferry serve', () => {
     const get = await fetch(`${s.url}/hooks/signups`);
     expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
     expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
-    expect((await fetch(`${s.url}/runs/01M8AH4T662WV7A529DS8VNP5D`)).status).toBe(404);
+    expect((await fetch(`${s.url}/runs/01M8AH4T662WV7A529DS8VNP5D`, { headers: AUTH })).status).toBe(404);
   });
 
   it('answers a redelivery 200 with the same run id and runs it once', async () => {
@@ -232,6 +237,83 @@ describe('ferry serve', () => {
     expect(again).toEqual(Array(2).fill({ status: 200, body: { runId: first.body.runId, duplicate: true } }));
     await waitFor(async () => (await runOf(s.url, first.body.runId as string)).status === 'succeeded', 'the run to succeed');
     expect([...sandbox.amplitude.events.values()].filter((e) => e.user_id === 'user_redelivered')).toHaveLength(1);
+  });
+
+  it('accepts Standard Webhooks with a whsec_ secret and answers a replay of the same request 200 with the first run', async () => {
+    const body = JSON.stringify({ n: 'standard-1' });
+    const headers = standardSignature(STD_SECRET, 'msg_e2e_1', body);
+    const before = await runFolders(state);
+    const first = await post(`${s.url}/hooks/standard`, body, headers);
+    expect(first.status).toBe(202);
+    expect(await post(`${s.url}/hooks/standard`, body, headers)).toEqual({ status: 200, body: { runId: first.body.runId, duplicate: true } });
+    // Several signatures, one of them right, as while a secret rotates.
+    const rotating = standardSignature(STD_SECRET, 'msg_e2e_2', body);
+    const other = standardSignature(`whsec_${Buffer.from('old key').toString('base64')}`, 'msg_e2e_2', body);
+    expect((await post(`${s.url}/hooks/standard`, body, { ...rotating, 'webhook-signature': `${other['webhook-signature']} ${rotating['webhook-signature']}` })).status).toBe(202);
+    const refused = await Promise.all([
+      post(`${s.url}/hooks/standard`, body, standardSignature(`whsec_${Buffer.from('wrong').toString('base64')}`, 'msg_e2e_3', body)),
+      post(`${s.url}/hooks/standard`, body, standardSignature(STD_SECRET, 'msg_e2e_4', body, Date.now() - 301_000)),
+      post(`${s.url}/hooks/standard`, body, { ...standardSignature(STD_SECRET, 'msg_e2e_5', body), 'webhook-id': 'msg_e2e_6' }),
+    ]);
+    expect(refused.map((r) => r.status)).toEqual([401, 401, 401]);
+    expect((await runFolders(state)).filter((id) => !before.includes(id))).toHaveLength(2);
+  });
+
+  it('answers a replayed GitHub-signed body 200 with its first run, whatever delivery id the replay carries, and runs it once', async () => {
+    const body = JSON.stringify({ user_id: 'user_replayed' });
+    const sig = { 'X-Hub-Signature-256': githubSignature(HOOK_SECRET, body) };
+    const before = await runFolders(state);
+    const first = await post(`${s.url}/hooks/signups`, body, { ...sig, 'X-GitHub-Delivery': 'replay-1' });
+    expect(first.status).toBe(202);
+    for (const extra of [{}, { 'X-GitHub-Delivery': 'replay-2' }, { 'Idempotency-Key': 'new' }]) {
+      expect(await post(`${s.url}/hooks/signups`, body, { ...sig, ...extra })).toEqual({ status: 200, body: { runId: first.body.runId, duplicate: true } });
+    }
+    expect((await runFolders(state)).filter((id) => !before.includes(id))).toEqual([first.body.runId]);
+    await waitFor(async () => (await runOf(s.url, first.body.runId as string)).status === 'succeeded', 'the run to succeed');
+    expect([...sandbox.amplitude.events.values()].filter((e) => e.user_id === 'user_replayed')).toHaveLength(1);
+  });
+
+  it('starts one run for two identical signed deliveries sent at once, in any scheme', async () => {
+    for (const [hookPath, body, headers] of [
+      ['/hooks/signups', '{"user_id":"user_twice_1"}', (b: string) => ({ 'X-Hub-Signature-256': githubSignature(HOOK_SECRET, b) })],
+      ['/hooks/signups', '{"user_id":"user_twice_2"}', (b: string) => ({ 'X-Ferry-Signature': ferrySignature(HOOK_SECRET, b) })],
+      ['/hooks/standard', '{"n":"twice"}', (b: string) => standardSignature(STD_SECRET, 'msg_twice', b)],
+    ] as const) {
+      const before = await runFolders(state);
+      const sent = headers(body);
+      const answers = await Promise.all([post(`${s.url}${hookPath}`, body, sent), post(`${s.url}${hookPath}`, body, sent)]);
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 202]);
+      expect(answers[0]?.body.runId).toBe(answers[1]?.body.runId);
+      expect((await runFolders(state)).filter((id) => !before.includes(id))).toEqual([answers[0]?.body.runId]);
+    }
+  });
+
+  it('answers 400 to a body of 100k [ and leaves no run folder', async () => {
+    const before = await runFolders(state);
+    const body = '['.repeat(100_000) + ']'.repeat(100_000);
+    expect(await post(`${s.url}/hooks/open`, body)).toEqual({ status: 400, body: { error: 'body nests deeper than 128 levels' } });
+    expect(await post(`${s.url}/hooks/open`, '['.repeat(500_000))).toEqual({ status: 400, body: { error: 'body is not JSON' } });
+    expect(await runFolders(state)).toEqual(before);
+    expect(s.stderr()).not.toMatch(/request .* failed/);
+  });
+
+  it('serves GET /runs/<id> only with the API token, and only runs of the workflows it serves', async () => {
+    const runId = (await post(`${s.url}/hooks/open`, '{}')).body.runId as string;
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${API_TOKEN}` }]) {
+      const res = await fetch(`${s.url}/runs/${runId}`, { headers });
+      expect([res.status, res.headers.get('www-authenticate')]).toEqual([401, 'Bearer']);
+    }
+    expect((await fetch(`${s.url}/runs/${runId}`, { headers: AUTH })).status).toBe(200);
+    expect(s.stderr()).toContain('GET  /runs/<id>  with Authorization: Bearer <FERRY_API_TOKEN>');
+    expect(s.stderr()).not.toContain(API_TOKEN);
+    // A `ferry run` of another workflow on the same state dir is not the listener's to show.
+    await writeFile(path.join(root, 'private.yaml'), 'name: private\nsteps: [{ id: s, action: core.log, with: { message: private } }]\n');
+    const ran = await ferry(['run', 'private.yaml', '--json'], { cwd: root, env: env(state) });
+    expect(ran.code).toBe(0);
+    const privateId = (JSON.parse(ran.stdout) as { runId: string }).runId;
+    expect(await runFolders(state)).toContain(privateId);
+    const res = await fetch(`${s.url}/runs/${privateId}`, { headers: AUTH });
+    expect([res.status, await res.json()]).toEqual([404, { error: 'no such run' }]);
   });
 
   it('survives a few hundred random requests and answers only the listed codes', async () => {
@@ -273,6 +355,40 @@ describe('ferry serve refusing to start', () => {
     );
     expect(lines.at(-1)).toMatch(/problems in bad; not starting$/);
     expect(r.stderr).not.toContain('listening');
+  });
+});
+
+describe('ferry serve restarted', () => {
+  it('still answers a replay of a signed delivery 200 with its first run, and without FERRY_API_TOKEN keeps GET /runs off', async () => {
+    const dir = path.join(root, 'replay');
+    const state = path.join(root, 'replay-state');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'hook.yaml'), hook('replay', '/hooks/replay', { secret: '<<secrets.HOOK_SECRET>>', steps: '  - { id: say, action: core.log, with: { message: hi } }' }));
+    await writeFile(path.join(dir, 'standard.yaml'), hook('replay-standard', '/hooks/standard', { secret: '<<secrets.STD_SECRET>>', steps: '  - { id: say, action: core.log, with: { message: hi } }' }));
+    const body = '{"n":"restart"}';
+    const github = { 'X-Hub-Signature-256': githubSignature(HOOK_SECRET, body) };
+    const ferrySig = { 'X-Ferry-Signature': ferrySignature(HOOK_SECRET, body) };
+    const standard = standardSignature(STD_SECRET, 'msg_restart', body);
+
+    const s1 = await serve('replay', state);
+    const a = await post(`${s1.url}/hooks/replay`, body, github);
+    const b = await post(`${s1.url}/hooks/replay`, body, ferrySig);
+    const c = await post(`${s1.url}/hooks/standard`, body, standard);
+    expect([a.status, b.status, c.status]).toEqual([202, 202, 202]);
+    s1.child.kill('SIGTERM');
+    expect((await s1.done).code).toBe(0);
+
+    const s2 = await serve('replay', state, [], {});
+    expect(await post(`${s2.url}/hooks/replay`, body, github)).toEqual({ status: 200, body: { runId: a.body.runId, duplicate: true } });
+    expect(await post(`${s2.url}/hooks/replay`, body, ferrySig)).toEqual({ status: 200, body: { runId: b.body.runId, duplicate: true } });
+    expect(await post(`${s2.url}/hooks/standard`, body, standard)).toEqual({ status: 200, body: { runId: c.body.runId, duplicate: true } });
+    expect(await runFolders(state)).toEqual([a.body.runId, b.body.runId, c.body.runId].sort());
+
+    expect(s2.stderr()).toContain('GET  /runs/<id>  off (set FERRY_API_TOKEN to turn it on)');
+    const off = await fetch(`${s2.url}/runs/${a.body.runId as string}`, { headers: AUTH });
+    expect([off.status, await off.json()]).toEqual([404, { error: 'GET /runs/<id> is off: start ferry serve with FERRY_API_TOKEN set to turn it on' }]);
+    s2.child.kill('SIGTERM');
+    expect((await s2.done).code).toBe(0);
   });
 });
 

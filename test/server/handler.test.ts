@@ -128,7 +128,7 @@ describe('request handler', () => {
     ['POST', 'http://example.test/hooks/unknown', 404],
     ['GET', '*', 404],
   ])('answers %s %s with %i', async (method, url, status) => {
-    const res = await createHandler({ routes, runs: fakeRuns() })({ method, url, headers: {}, body: Buffer.alloc(0) });
+    const res = await createHandler({ routes, runs: fakeRuns(), apiToken: 'api-token' })({ method, url, headers: { authorization: 'Bearer api-token' }, body: Buffer.alloc(0) });
     expect(res.status).toBe(status);
     if (status === 405) expect(res.headers?.allow).toMatch(/^(GET|POST)$/);
   });
@@ -142,7 +142,7 @@ describe('request handler', () => {
 
   it('leaves signature and authorization headers out of trigger.headers and joins repeated ones', () => {
     expect(
-      forwardedHeaders({ 'x-hub-signature-256': 's', 'x-hub-signature': 's', 'x-ferry-signature': 's', authorization: 'a', 'proxy-authorization': 'p', 'x-a': ['1', '2'], 'x-b': 'b' }),
+      forwardedHeaders({ 'x-hub-signature-256': 's', 'x-hub-signature': 's', 'x-ferry-signature': 's', 'webhook-signature': 's', authorization: 'a', 'proxy-authorization': 'p', 'x-a': ['1', '2'], 'x-b': 'b' }),
     ).toEqual({ 'x-a': '1, 2', 'x-b': 'b' });
   });
 });

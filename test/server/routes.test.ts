@@ -36,4 +36,14 @@ describe('served routes', () => {
     expect(loaded.served).toHaveLength(1);
     expect(loaded.served[0]?.secrets).toEqual({ A_SECRET: 'from-env' });
   });
+
+  it('refuses a whsec_ secret that is not base64 after the prefix, at its position', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'ferry-routes-'));
+    await writeFile(path.join(cwd, 'w.yaml'), 'name: w\ntriggers:\n  - type: webhook\n    path: /w\n    secret: "<<env.W>>"\nsteps: [{ id: s, action: core.log, with: { message: w } }]\n');
+    const load = (w: string) => loadRoutes({ files: ['w.yaml'], cwd, env: { W: w }, registry: builtinRegistry(), loopback: false });
+    expect((await load('whsec_not base64!')).issues).toEqual([
+      { file: 'w.yaml', line: 5, col: 13, code: 'FERRY_SECRET_EMPTY', message: 'the webhook `secret` starts with `whsec_` but is not base64 after it, as Standard Webhooks secrets are' },
+    ]);
+    expect((await load('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw')).issues).toEqual([]);
+  });
 });

@@ -49,7 +49,7 @@ steps:
 }
 
 function delivery(r: Route, n: number, deliveryId?: string): Delivery {
-  return { route: r, deliveryId, inputs: {}, trigger: { type: 'webhook', body: { n }, headers: {}, query: {} } };
+  return { route: r, deliveryId, replays: [], inputs: {}, trigger: { type: 'webhook', body: { n }, headers: {}, query: {} } };
 }
 
 function manager(maxRuns = 32, lines: string[] = []): RunManager {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ferrySignature, githubSignature, hmacHex, verifySignature } from '../../src/server/signature.js';
+import { createHmac } from 'node:crypto';
+import { checkSignature, ferrySignature, githubSignature, hmacHex, standardKey, standardSignature, verifySignature } from '../../src/server/signature.js';
 
 const secret = 'It\'s a Secret to Everybody';
 const body = Buffer.from('Hello, World!');
@@ -68,5 +69,80 @@ describe('webhook signatures', () => {
     const header = { 'x-hub-signature-256': githubSignature(secret, signed) };
     expect(verifySignature(secret, signed, header)).toBe(true);
     expect(verifySignature(secret, Buffer.from('{"a": 1}'), header)).toBe(false);
+  });
+
+  it('keys a GitHub delivery by its body for 24 h and an X-Ferry one by "<t>.<body>" until its t goes stale', () => {
+    const github = checkSignature(secret, body, { 'x-hub-signature-256': `sha256=${vector}` }, now);
+    expect(github).toEqual({ replays: [{ key: expect.stringMatching(/^github:[0-9a-f]{64}$/), untilMs: now + 24 * 3600 * 1000 }] });
+    const ferry = checkSignature(secret, body, { 'x-ferry-signature': ferrySignature(secret, body, now - 100_000) }, now);
+    expect(ferry?.replays).toEqual([{ key: expect.stringMatching(/^ferry:[0-9a-f]{64}$/), untilMs: (t - 100 + 301) * 1000 }]);
+    // Another t is another signed content: a new delivery of the same body.
+    const later = checkSignature(secret, body, { 'x-ferry-signature': ferrySignature(secret, body, now) }, now);
+    expect(later?.replays[0]?.key).not.toBe(ferry?.replays[0]?.key);
+    expect(checkSignature(secret, body, { 'x-hub-signature-256': githubSignature('other', body) }, now)).toBeUndefined();
+  });
+});
+
+describe('Standard Webhooks signatures', () => {
+  // The published test vector of the Standard Webhooks reference libraries.
+  const spec = {
+    secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+    id: 'msg_p5jXN8AQM9LWM0D4loKWxJek',
+    timestamp: '1614265330',
+    body: Buffer.from('{"test": 2432232314}'),
+    signature: 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=',
+  };
+  const at = Number(spec.timestamp) * 1000;
+  const headers = (extra: Record<string, string> = {}) => ({ 'webhook-id': spec.id, 'webhook-timestamp': spec.timestamp, 'webhook-signature': spec.signature, ...extra });
+
+  it('accepts the spec test vector, and the signed webhook-id names the delivery', () => {
+    expect(checkSignature(spec.secret, spec.body, headers(), at)).toEqual({ id: spec.id, replays: [] });
+  });
+
+  it('signs as the spec says: base64 HMAC-SHA256 of "id.timestamp.body" with the base64 key after whsec_', () => {
+    const key = Buffer.from(spec.secret.slice('whsec_'.length), 'base64');
+    const manual = createHmac('sha256', key).update(`${spec.id}.${spec.timestamp}.${spec.body.toString()}`).digest('base64');
+    expect(`v1,${manual}`).toBe(spec.signature);
+    expect(standardSignature(spec.secret, spec.id, spec.body, at)).toEqual({ 'webhook-id': spec.id, 'webhook-timestamp': spec.timestamp, 'webhook-signature': spec.signature });
+  });
+
+  it('uses a secret without whsec_ as its UTF-8 bytes', () => {
+    const plainSig = `v1,${createHmac('sha256', 'plain secret').update(`${spec.id}.${spec.timestamp}.`).update(spec.body).digest('base64')}`;
+    expect(verifySignature('plain secret', spec.body, headers({ 'webhook-signature': plainSig }), at)).toBe(true);
+    // The whsec_ secret used as text instead of as its base64 key does not verify.
+    const asText = `v1,${createHmac('sha256', spec.secret).update(`${spec.id}.${spec.timestamp}.`).update(spec.body).digest('base64')}`;
+    expect(verifySignature(spec.secret, spec.body, headers({ 'webhook-signature': asText }), at)).toBe(false);
+    expect(standardKey('whsec_')).toBeUndefined();
+    expect(standardKey('whsec_not base64!')).toBeUndefined();
+  });
+
+  it('accepts any of several space-separated signatures, skipping other versions', () => {
+    for (const list of [`v1,bm9wZQ== ${spec.signature}`, `v1a,${'A'.repeat(88)} ${spec.signature}`, `${spec.signature} v1,${'B'.repeat(44)}`]) {
+      expect(verifySignature(spec.secret, spec.body, headers({ 'webhook-signature': list }), at)).toBe(true);
+    }
+  });
+
+  it('accepts a timestamp within 300 s either way and refuses one older or newer', () => {
+    for (const skew of [0, 300, -300]) expect(verifySignature(spec.secret, spec.body, headers(), at + skew * 1000)).toBe(true);
+    for (const skew of [301, -301, 86_400]) expect(verifySignature(spec.secret, spec.body, headers(), at + skew * 1000)).toBe(false);
+  });
+
+  it.each([
+    ['another secret', { secret: 'whsec_' + Buffer.from('another key').toString('base64') }],
+    ['another webhook-id', { headers: { 'webhook-id': 'msg_other' } }],
+    ['another timestamp', { headers: { 'webhook-timestamp': '1614265331' } }],
+    ['another body', { body: Buffer.from('{"test": 2432232315}') }],
+    ['no webhook-id', { headers: { 'webhook-id': undefined } }],
+    ['no webhook-timestamp', { headers: { 'webhook-timestamp': undefined } }],
+    ['a non-numeric timestamp', { headers: { 'webhook-timestamp': '1614265330.0' } }],
+    ['only a v2 signature', { headers: { 'webhook-signature': spec.signature.replace('v1,', 'v2,') } }],
+    ['a signature without version', { headers: { 'webhook-signature': spec.signature.slice(3) } }],
+    ['a truncated signature', { headers: { 'webhook-signature': spec.signature.slice(0, -4) } }],
+    ['malformed base64', { headers: { 'webhook-signature': `${spec.signature.slice(0, -1)}!` } }],
+    ['an empty signature list', { headers: { 'webhook-signature': '' } }],
+    ['a repeated header', { headers: { 'webhook-signature': [spec.signature, spec.signature] } }],
+  ])('refuses %s', (_case, change: { secret?: string; body?: Buffer; headers?: Record<string, string | string[] | undefined> }) => {
+    const sent = { ...headers(), ...change.headers };
+    expect(checkSignature(change.secret ?? spec.secret, change.body ?? spec.body, sent, at)).toBeUndefined();
   });
 });

@@ -57,6 +57,8 @@ export const serveCommand: Command = {
     const loopback = isLoopback(host);
     const loaded = await loadRoutes({ files: await expandPaths([dir], io.cwd), cwd: io.cwd, env: io.env, registry, loopback });
     for (const route of loaded.routes) io.redactor.add(route.secret);
+    const apiToken = io.env.FERRY_API_TOKEN || undefined;
+    io.redactor.add(apiToken);
     if (loaded.issues.length > 0) {
       for (const issue of loaded.issues) io.stderr(`${formatIssueLine(issue, 'text')}\n`);
       io.stderr(`ferry serve: ${plural(loaded.issues.length, 'problem')} in ${dir}; not starting\n`);
@@ -79,13 +81,14 @@ export const serveCommand: Command = {
     });
     // The delivery index is complete before the first request; nothing runs before the port is ours.
     const resumed = await runs.open(loaded.served);
-    const listener = await listen({ handler: createHandler({ routes: loaded.routes, runs }), host, port, log });
+    const listener = await listen({ handler: createHandler({ routes: loaded.routes, runs, apiToken }), host, port, log });
     if (resumed.length > 0) log(`resuming ${plural(resumed.length, 'run')} accepted before the last stop: ${resumed.join(', ')}`);
     runs.start();
     const width = Math.max(...loaded.routes.map((r) => r.path.length));
     log(`ferry serve: ${plural(loaded.routes.length, 'webhook')} from ${dir}`);
     for (const r of loaded.routes) log(`  POST ${r.path.padEnd(width)}  -> ${r.served.workflow.name} (${r.served.file})${r.secret === undefined ? '  [unsigned]' : ''}`);
-    log(`  GET  /runs/<id>, /healthz`);
+    log(`  GET  /healthz`);
+    log(`  GET  /runs/<id>  ${apiToken ? 'with Authorization: Bearer <FERRY_API_TOKEN>' : 'off (set FERRY_API_TOKEN to turn it on)'}`);
     log(`listening on ${listener.url} (state ${path.relative(io.cwd, stateDir) || '.'}, at most ${maxRuns} runs at once)`);
 
     const signal = io.signal;
