@@ -22,7 +22,10 @@ function fileError(file: string, where: string, message: string): FerryError {
 async function* csvRows(file: string): AsyncIterable<unknown> {
   // The CSV parser is loaded by the first CSV loop only.
   const { parse: parseCsv } = await import('csv-parse');
-  const parser = createReadStream(file).pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
+  const input = createReadStream(file);
+  const parser = input.pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
+  // pipe() does not pass a read error on: unhandled, it would end the process.
+  input.on('error', (error) => parser.destroy(error));
   try {
     for await (const row of parser) yield row;
   } catch (error) {

@@ -12,7 +12,7 @@ import { stepKey } from './resume.js';
 import { callWithRetry, type CallStats } from './retry.js';
 import type { StepEntry } from '../store/journal.js';
 import { confineDataPath } from './data-paths.js';
-import { fingerprint, readItems, sourceChange, sourceChangedError } from './sources.js';
+import { fingerprint, readItems, sourceChange, sourceChangedError, type SourceFingerprint } from './sources.js';
 import { errorInfo, interruption, type ItemScope, type Run } from './state.js';
 import type { CallSummary, InnerStepSummary, StepSummary } from './types.js';
 
@@ -211,9 +211,13 @@ async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: str
     if (change !== undefined) throw sourceChangedError(change, run.runId);
     return file;
   }
-  // A file that cannot be opened gets readItems' own error when the loop reads it.
-  const print = await fingerprint(file).catch(() => undefined);
-  if (print) run.journal.append({ t: 'source', id: step.id, item: scope.item, ...print });
+  let print: SourceFingerprint;
+  try {
+    print = await fingerprint(file);
+  } catch (error) {
+    throw new FerryError('FERRY_LOOP_FILE', `loop.file ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)})`, { cause: error });
+  }
+  run.journal.append({ t: 'source', id: step.id, item: scope.item, ...print });
   return file;
 }
 
