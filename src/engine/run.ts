@@ -47,6 +47,12 @@ export interface RunOptions {
   journal?: RunJournal;
   /** Steps that completed in an earlier attempt of this run (`ferry retry`), from its journal. */
   resume?: ResumeState;
+  /**
+   * The state dir of the run. A file path that comes from a template (`loop.file`, an export's
+   * `output`) must resolve inside the workflow's folder or this folder.
+   * @default only the workflow's folder
+   */
+  stateDir?: string;
 }
 
 /** Runs a validated workflow from its first step to the end or to the first failed step. */

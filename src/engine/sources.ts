@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { FerryError } from '../errors.js';
 
@@ -20,7 +22,10 @@ function fileError(file: string, where: string, message: string): FerryError {
 async function* csvRows(file: string): AsyncIterable<unknown> {
   // The CSV parser is loaded by the first CSV loop only.
   const { parse: parseCsv } = await import('csv-parse');
-  const parser = createReadStream(file).pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
+  const input = createReadStream(file);
+  const parser = input.pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
+  // pipe() does not pass a read error on: unhandled, it would end the process.
+  input.on('error', (error) => parser.destroy(error));
   try {
     for await (const row of parser) yield row;
   } catch (error) {
@@ -104,4 +109,81 @@ async function* jsonArray(file: string): AsyncIterable<unknown> {
   }
   if (!started) throw fileError(file, 'start', 'a .json loop file must hold an array');
   throw fileError(file, 'end', 'the array is not closed');
+}
+
+/** What a run remembers of a loop file, to tell on retry whether it is still the same file. */
+export interface SourceFingerprint {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  /** sha256 of the size, the first and the last SAMPLE bytes (the whole file when it is smaller). */
+  hash: string;
+}
+
+/**
+ * Bytes hashed at each end of a loop file. A retry checks the file before reading a row, so
+ * this must stay cheap for a 1 GB file: two 64 KiB reads instead of reading it all. An edit
+ * that keeps the size and touches only the middle is caught by the mtime instead (see
+ * sourceChange).
+ */
+const SAMPLE = 64 * 1024;
+
+export async function fingerprint(file: string): Promise<SourceFingerprint> {
+  const handle = await open(file, 'r');
+  try {
+    const { size, mtimeMs } = await handle.stat();
+    const hash = createHash('sha256').update(`${size}\n`);
+    const head = Buffer.alloc(Math.min(size, 2 * SAMPLE));
+    await handle.read(head, 0, Math.min(size, SAMPLE), 0);
+    if (size > SAMPLE) await handle.read(head, SAMPLE, head.length - SAMPLE, size - (head.length - SAMPLE));
+    hash.update(head);
+    return { path: file, size, mtimeMs, hash: hash.digest('hex') };
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * How the loop file a run read differs from it now, or undefined when it is the same. A file
+ * small enough to be hashed whole is compared by content alone (a `touch` or a fresh checkout
+ * does not count as a change); a larger one also by its mtime, since its middle is not hashed.
+ */
+export async function sourceChange(recorded: SourceFingerprint, file = recorded.path): Promise<string | undefined> {
+  if (file !== recorded.path) return `loop.file now names ${file}, but the run read ${recorded.path}`;
+  let now: SourceFingerprint;
+  try {
+    now = await fingerprint(file);
+  } catch (error) {
+    return `${file} cannot be read any more (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+  }
+  if (now.size !== recorded.size) return `${file} changed since the run read it (${recorded.size} bytes then, ${now.size} now)`;
+  if (now.hash !== recorded.hash) return `${file} changed since the run read it (same size, other content)`;
+  if (now.size > 2 * SAMPLE && now.mtimeMs !== recorded.mtimeMs) {
+    return `${file} was modified since the run read it (mtime ${new Date(recorded.mtimeMs).toISOString()} then, ${new Date(now.mtimeMs).toISOString()} now)`;
+  }
+  return undefined;
+}
+
+/** The error for a loop file that changed under a run: its rows are resumed by position. */
+export function sourceChangedError(change: string, runId: string): FerryError {
+  return new FerryError(
+    'FERRY_LOOP_FILE_CHANGED',
+    `cannot resume run ${runId}: ${change}. A resumed loop skips the rows that finished by their position in the file, so it must be the same file; start a new run with \`ferry run\` instead.`,
+  );
+}
+
+/**
+ * The first change among the loop files a run read (`ResumeState.sources`), checked before a
+ * retry sends anything. A file read by many items of an outer loop is checked once.
+ */
+export async function firstSourceChange(sources: Iterable<SourceFingerprint>): Promise<string | undefined> {
+  const seen = new Set<string>();
+  for (const recorded of sources) {
+    const key = `${recorded.path}\0${recorded.size}\0${recorded.mtimeMs}\0${recorded.hash}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const change = await sourceChange(recorded);
+    if (change !== undefined) return change;
+  }
+  return undefined;
 }

@@ -6,6 +6,7 @@ import { noJournal, type RunJournal } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { ActionStep, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
+import { dataRoots, type DataRoots } from './data-paths.js';
 import { Limiter } from './limiter.js';
 import type { RunOptions } from './run.js';
 import type { StepRuntime } from './steps.js';
@@ -65,6 +66,13 @@ export class Run {
       this.#keyPrefixes.set(stepId, prefix);
     }
     return formatKey(prefix, item, salt);
+  }
+
+  #dataRoots: Promise<DataRoots> | undefined;
+  /** Where paths from data may point, with symlinks resolved once per run. */
+  dataRoots(): Promise<DataRoots> {
+    this.#dataRoots ??= dataRoots(this.workflow.file, this.options.stateDir);
+    return this.#dataRoots;
   }
 
   get stopping(): boolean {

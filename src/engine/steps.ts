@@ -11,7 +11,8 @@ import type { ProviderQueue } from './limiter.js';
 import { stepKey } from './resume.js';
 import { callWithRetry, type CallStats } from './retry.js';
 import type { StepEntry } from '../store/journal.js';
-import { readItems } from './sources.js';
+import { confineDataPath } from './data-paths.js';
+import { fingerprint, readItems, sourceChange, sourceChangedError, type SourceFingerprint } from './sources.js';
 import { errorInfo, interruption, type ItemScope, type Run } from './state.js';
 import type { CallSummary, InnerStepSummary, StepSummary } from './types.js';
 
@@ -133,12 +134,13 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
   let outputs: unknown[] | undefined;
   let count = 0;
   let progress: LoopProgress | undefined;
-  if (step.file !== undefined) {
-    const rows = readItems(step.file)[Symbol.asyncIterator]();
+  if (step.file !== undefined || step.fileTemplate !== undefined) {
+    const key = stepKey(step.id, scope.item);
+    const file = await openLoopFile(step, scope, run, key);
+    const rows = readItems(file)[Symbol.asyncIterator]();
     pull = () => rows.next();
     // A resumed file loop restarts at the first unfinished row: rows below the journal's
     // progress mark are read past without running anything.
-    const key = stepKey(step.id, scope.item);
     const done = run.options.resume?.progress?.get(key) ?? 0;
     while (count < done && !(await rows.next()).done) count++;
     progress = new LoopProgress(count, (mark) => run.journal.append({ t: 'progress', id: step.id, item: scope.item, done: mark }));
@@ -186,6 +188,37 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
   if (run.failure) throw run.failure;
   if (run.signal.aborted) throw interruption(run);
   return outputs ? { count, items: outputs } : { count };
+}
+
+/**
+ * The path a file loop reads. A templated `loop.file` may come from data, so it must stay
+ * inside the allowed folders. A resumed run must read the very file its first attempt read
+ * (rows are skipped by position); a first opening records what the file is.
+ */
+async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: string): Promise<string> {
+  let file = step.file;
+  if (step.fileTemplate !== undefined) {
+    const value = step.fileTemplate(scope.context);
+    if (typeof value !== 'string' || value === '') {
+      throw new FerryError('FERRY_LOOP_FILE', `loop.file must render to a file path, got ${value === '' ? 'an empty string' : value === null ? 'null' : typeof value}`);
+    }
+    file = await confineDataPath(value, 'loop.file', path.dirname(run.workflow.file), await run.dataRoots());
+  }
+  if (file === undefined) throw new FerryError('FERRY_LOOP_FILE', 'loop.file is missing');
+  const recorded = run.options.resume?.sources?.get(key);
+  if (recorded) {
+    const change = await sourceChange(recorded, file);
+    if (change !== undefined) throw sourceChangedError(change, run.runId);
+    return file;
+  }
+  let print: SourceFingerprint;
+  try {
+    print = await fingerprint(file);
+  } catch (error) {
+    throw new FerryError('FERRY_LOOP_FILE', `loop.file ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)})`, { cause: error });
+  }
+  run.journal.append({ t: 'source', id: step.id, item: scope.item, ...print });
+  return file;
 }
 
 function allFinished(steps: readonly Step[], outcomes: ItemScope['steps']): boolean {
@@ -310,6 +343,12 @@ class CallContext implements ActionContext {
   }
   get timeoutMs(): number {
     return this.#shared.timeoutMs;
+  }
+
+  async resolveDataPath(value: string, field: string): Promise<string> {
+    const { step, baseDir } = this.#shared;
+    if (!step.templated.has(field) && !step.templated.has('*')) return path.resolve(baseDir, value);
+    return confineDataPath(value, `\`with.${field}\``, baseDir, await this.#run.dataRoots());
   }
 
   idempotencyKey(salt?: string): string {

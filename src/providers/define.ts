@@ -12,6 +12,14 @@ export interface ActionContext<Config = Record<string, unknown>> {
   readonly item: readonly number[];
   /** Folder of the workflow file: relative paths in inputs resolve against it. */
   readonly baseDir: string;
+  /**
+   * The absolute path of a file named by the input `field`, relative to `baseDir`. When the
+   * workflow writes that field as a template, its value may come from data (inputs, a webhook
+   * body, a step's output): it must then resolve inside the workflow's folder or the state
+   * dir, symlinks followed, or this throws `FERRY_PATH_OUTSIDE`. A literal path is the
+   * author's choice and is returned as written.
+   */
+  resolveDataPath(value: string, field: string): Promise<string>;
   /** Timeout of one provider call, in ms. */
   readonly timeoutMs: number;
   readonly signal: AbortSignal;

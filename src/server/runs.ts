@@ -255,6 +255,7 @@ export class RunManager implements RunsService {
         env: this.#options.env,
         redactor,
         journal,
+        stateDir: this.#options.stateDir,
         limiter: this.#options.limiter,
         signal: this.#stop.signal,
         resume: pending.resume,

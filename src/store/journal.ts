@@ -29,6 +29,11 @@ export type JournalEntry =
   | { t: 'step'; id: string; item: number[]; status: StepStatus; output?: unknown; error?: RunErrorInfo; calls?: CallSummary; ms: number }
   /** A file loop's low-water mark: every row below `done` finished. */
   | { t: 'progress'; id: string; item: number[]; done: number }
+  /**
+   * The file a file loop read, written when it first opened it: `ferry retry` refuses to
+   * resume when the file changed (engine/sources.ts says how it is compared).
+   */
+  | { t: 'source'; id: string; item: number[]; path: string; size: number; mtimeMs: number; hash: string }
   | { t: 'end'; status: 'succeeded' | 'failed'; at: string; ms: number; error: RunErrorInfo | null; interrupted?: string };
 
 export type StepEntry = Extract<JournalEntry, { t: 'step' }>;

@@ -311,7 +311,12 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
             examples: [{ over: '<<inputs.users>>', as: 'user', concurrency: 10 }, { file: 'data/users.csv', as: 'row' }],
             properties: {
               over: { description: 'The items: a template that renders to an array, or a literal list.', anyOf: [{ type: 'array' }, { $ref: TEMPLATE_REF }], examples: ['<<inputs.users>>'] },
-              file: { type: 'string', description: 'A CSV (header row), JSONL or JSON array file, relative to the workflow file.', examples: ['data/users.csv'] },
+              file: {
+                type: 'string',
+                description:
+                  "A CSV (header row), JSONL or JSON array file, relative to the workflow file. May be a template (e.g. `<<steps.export.output.path>>`); a path from a template must stay inside the workflow's folder or the state dir. `ferry retry` refuses to resume when the file changed.",
+                examples: ['data/users.csv', '<<steps.export.output.path>>'],
+              },
               as: { type: 'string', pattern: IDENT_PATTERN, default: 'item', description: 'The name of the current item in templates.', examples: ['user'] },
               concurrency: { type: 'integer', minimum: 1, maximum: 10000, default: 1, description: 'Items in flight at once (provider limits still apply). With batching, a high value (e.g. 2000) lets a loop fill whole batch requests.', examples: [10] },
             },

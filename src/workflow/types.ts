@@ -61,6 +61,12 @@ export interface ActionStep extends StepBase {
   kind: 'action';
   action: string;
   with: CompiledValue;
+  /**
+   * `with:` fields written as templates: their values may come from data (inputs, a webhook
+   * body, a step's output), so a file path among them must stay inside the allowed folders.
+   * Holds `*` when `with:` as a whole is one template.
+   */
+  templated: ReadonlySet<string>;
   retry: RetryPolicy | undefined;
   timeoutMs: number | undefined;
 }
@@ -68,8 +74,13 @@ export interface ActionStep extends StepBase {
 export interface LoopStep extends StepBase {
   kind: 'loop';
   over: CompiledValue | undefined;
-  /** Absolute path of `loop.file`. */
+  /** Absolute path of `loop.file` when written literally (the author's choice, used as is). */
   file: string | undefined;
+  /**
+   * `loop.file` written as a template: renders to a path relative to the workflow file, which
+   * must resolve inside the workflow's folder or the state dir (engine/data-paths.ts).
+   */
+  fileTemplate: CompiledValue | undefined;
   as: string;
   concurrency: number;
   steps: Step[];

@@ -118,8 +118,7 @@ interface Walk {
   loopItems: Map<string, string>;
 }
 
-function compileAt(walk: Walk, value: unknown, p: YamlPath, scope: Scope, lenient = false): ReturnType<typeof compileValue> {
-  const sites: TemplateSite[] = [];
+function compileAt(walk: Walk, value: unknown, p: YamlPath, scope: Scope, lenient = false, sites: TemplateSite[] = []): ReturnType<typeof compileValue> {
   const compiled = compileValue(value, {
     lenient,
     sites,
@@ -249,7 +248,11 @@ function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk,
       const as = str(loop.as) ?? 'item';
       if (RESERVED_NAMES.has(as)) walk.report.at([...at, 'loop', 'as'], 'FERRY_LOOP_AS_RESERVED', `\`as: ${as}\` hides the built-in \`${as}\`; pick another item name`);
       const over = loop.over === undefined ? undefined : compileAt(walk, loop.over, [...at, 'loop', 'over'], stepScope);
-      const file = str(loop.file) === undefined ? undefined : path.resolve(path.dirname(path.resolve(walk.source.file)), loop.file as string);
+      // A literal loop.file is the author's choice; a template's value may come from data and
+      // is checked against the allowed folders when the loop starts (engine/data-paths.ts).
+      const fileText = str(loop.file);
+      const fileTemplate = fileText !== undefined && isTemplate(fileText) ? compileAt(walk, fileText, [...at, 'loop', 'file'], stepScope) : undefined;
+      const file = fileText === undefined || fileTemplate ? undefined : path.resolve(path.dirname(path.resolve(walk.source.file)), fileText);
       const inner: Scope = { steps: new Set(seen), loops: [...scope.loops, id], items: [...scope.items, as], where: `step \`${id}\`` };
       steps.push({
         kind: 'loop',
@@ -258,6 +261,7 @@ function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk,
         line,
         over,
         file,
+        fileTemplate,
         as,
         concurrency: typeof loop.concurrency === 'number' ? loop.concurrency : 1,
         steps: buildSteps(arr(data.steps), [...at, 'steps'], inner, walk, providerBlocks),
@@ -270,13 +274,15 @@ function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk,
       if (registered && providerName && required.length > 0 && !providerBlocks.includes(providerName)) {
         walk.report.at([...at, 'action'], 'FERRY_PROVIDER_MISSING', `\`${action}\` needs a \`providers.${providerName}\` block with ${required.map((r) => `\`${r}\``).join(', ')}`);
       }
+      const withSites: TemplateSite[] = [];
       steps.push({
         kind: 'action',
         id,
         if: cond,
         line,
         action,
-        with: compileAt(walk, data.with ?? {}, [...at, 'with'], stepScope),
+        with: compileAt(walk, data.with ?? {}, [...at, 'with'], stepScope, false, withSites),
+        templated: new Set(withSites.map((site) => String(site.path[0] ?? '*'))),
         retry: data.retry === undefined ? undefined : retryOf(data.retry, DEFAULT_RETRY),
         timeoutMs: data.timeout === undefined ? undefined : durationOr(data.timeout, DEFAULT_TIMEOUT_MS),
       });

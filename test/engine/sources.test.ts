@@ -1,9 +1,11 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readItems } from '../../src/engine/sources.js';
-import { runWorkflow } from '../../src/engine/run.js';
+import { confineDataPath, dataRoots } from '../../src/engine/data-paths.js';
+import { fingerprint, readItems, sourceChange } from '../../src/engine/sources.js';
+import { resumeStateFrom, runWorkflow } from '../../src/engine/run.js';
+import type { JournalEntry, RunJournal } from '../../src/store/journal.js';
 import { Limiter } from '../../src/engine/limiter.js';
 import { registryWith, workflowFrom } from '../helpers/workflow.js';
 
@@ -45,6 +47,10 @@ describe('loop.file sources', () => {
     expect(await collect(file)).toEqual(items);
   });
 
+  it('rejects, rather than ending the process, when a CSV file cannot be opened', async () => {
+    await expect(collect(path.join(dir, 'missing.csv'))).rejects.toThrow(/ENOENT/);
+  });
+
   it('refuses a JSON file that is not an array', async () => {
     const file = path.join(dir, 'obj.json');
     await writeFile(file, '{"a": 1}');
@@ -67,5 +73,72 @@ steps:
     expect(summary.status).toBe('succeeded');
     expect(summary.steps.each?.output).toEqual({ count: 250 });
     expect(new Set(seen).size).toBe(250);
+  });
+});
+
+describe('loop file fingerprints', () => {
+  it('tells a small file by its bytes alone: a touch is no change, one changed byte is', async () => {
+    const file = path.join(dir, 'small.csv');
+    await writeFile(file, 'id\nu1\nu2\n');
+    const before = await fingerprint(file);
+    await utimes(file, new Date(), new Date(Date.now() + 60_000));
+    expect(await sourceChange(before)).toBeUndefined();
+    await writeFile(file, 'id\nu1\nu3\n');
+    expect(await sourceChange(before)).toMatch(/small.csv changed since the run read it \(same size, other content\)/);
+  });
+
+  it('tells a large file by its size, its ends and its mtime', async () => {
+    const file = path.join(dir, 'large.jsonl');
+    const text = Array.from({ length: 40_000 }, (_, i) => JSON.stringify({ id: `row_${String(i).padStart(6, '0')}` })).join('\n');
+    await writeFile(file, text);
+    const before = await fingerprint(file);
+    expect(before.size).toBeGreaterThan(512 * 1024);
+    const middle = text.replace('row_020000', 'row_02000X');
+    // Same size and same ends: only the mtime tells this edit in the middle.
+    await writeFile(file, middle);
+    await utimes(file, new Date(), new Date(before.mtimeMs + 5000));
+    expect(await sourceChange(before)).toMatch(/large.jsonl was modified since the run read it \(mtime /);
+    await writeFile(file, `${text}\n{"id":"extra"}`);
+    expect(await sourceChange(before)).toMatch(/changed since the run read it \(\d+ bytes then, \d+ now\)/);
+  });
+
+  it('fails a resumed file loop whose file changed, before running any row', async () => {
+    const file = path.join(dir, 'resume.jsonl');
+    await writeFile(file, '{"id":"a"}\n{"id":"b"}\n');
+    const registry = registryWith();
+    const wf = workflowFrom(`
+name: resumed
+steps:
+  - id: each
+    loop: { file: resume.jsonl, as: row }
+    steps:
+      - { id: say, action: core.log, with: { message: "<<row.id>>" } }
+`, registry, path.join(dir, 'resume.yaml'));
+    const entries: JournalEntry[] = [];
+    const journal: RunJournal = { append: (e) => entries.push(e), close: () => undefined };
+    const first = await runWorkflow(wf, { registry, limiter: new Limiter(), journal, runId: 'R1' });
+    expect(first.status).toBe('succeeded');
+    expect(entries.filter((e) => e.t === 'source')).toEqual([expect.objectContaining({ id: 'each', item: [], path: file, size: 22 })]);
+    await writeFile(file, '{"id":"c"}\n');
+    const seen: string[] = [];
+    const again = await runWorkflow(wf, { registry, limiter: new Limiter(), runId: 'R1', resume: resumeStateFrom(entries), observer: { log: (_l, m) => seen.push(m) } });
+    expect(again.status).toBe('failed');
+    expect(again.error).toMatchObject({ step: 'each', code: 'FERRY_LOOP_FILE_CHANGED' });
+    expect(again.error?.message).toContain(`cannot resume run R1: ${file} changed since the run read it (22 bytes then, 11 now)`);
+    expect(seen).toEqual([]);
+  });
+});
+
+describe('paths from data', () => {
+  it('follows a dangling symlink to where writing through it would land', async () => {
+    const folder = path.join(dir, 'confined');
+    await mkdir(folder, { recursive: true });
+    const away = await mkdtemp(path.join(tmpdir(), 'ferry-away-'));
+    await symlink(path.join(away, 'not-yet.ndjson'), path.join(folder, 'out.ndjson'));
+    const roots = await dataRoots(path.join(folder, 'wf.yaml'), undefined);
+    await expect(confineDataPath('out.ndjson', '`with.output`', folder, roots)).rejects.toThrow(
+      `\`with.output\` "out.ndjson" resolves to ${path.join(away, 'not-yet.ndjson')}, outside the workflow's folder (${folder});`,
+    );
+    expect(await confineDataPath('new/dir/file.ndjson', '`with.output`', folder, roots)).toBe(path.join(await realpath(folder), 'new/dir/file.ndjson'));
   });
 });

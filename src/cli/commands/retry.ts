@@ -1,5 +1,6 @@
 import { UsageError } from '../../errors.js';
 import { resumeStateFrom, shapeOf } from '../../engine/run.js';
+import { firstSourceChange, sourceChangedError } from '../../engine/sources.js';
 import { builtinRegistry } from '../../providers/index.js';
 import { resolveStateDir } from '../../store/paths.js';
 import { incompatibilities, loadRun, stateOf } from '../../store/runs.js';
@@ -29,11 +30,15 @@ export const retryCommand: Command = {
     if (problems.length > 0) {
       throw new UsageError(`${run.start.file} changed in a way this run cannot resume from:\n  ${problems.join('\n  ')}\nStart a new run with \`ferry run\` instead.`, 'FERRY_RETRY_INCOMPATIBLE');
     }
+    // Loop files are resumed by row position: a changed file would skip or repeat rows.
+    const resume = resumeStateFrom(run.entries);
+    const changed = await firstSourceChange(resume.sources?.values() ?? []);
+    if (changed !== undefined) throw new UsageError(sourceChangedError(changed, runId).message, 'FERRY_LOOP_FILE_CHANGED');
     const secrets = resolveSecrets(workflow, io.env, false);
     if (values.quiet !== true) io.stderr(`resuming run ${runId} of ${run.start.workflow}\n`);
     return executeRun(
       workflow,
-      { runId, inputs: run.start.inputs, trigger: run.start.trigger, secrets, sandbox: false, stateDirFlag, values, resume: resumeStateFrom(run.entries) },
+      { runId, inputs: run.start.inputs, trigger: run.start.trigger, secrets, sandbox: false, stateDirFlag, values, resume },
       io,
     );
   },

@@ -164,6 +164,7 @@ export async function executeRun(workflow: Workflow, options: ExecuteOptions, io
       env: io.env,
       redactor: io.redactor,
       journal,
+      stateDir,
       ...(options.resume ? { resume: options.resume } : {}),
       ...(io.signal ? { signal: io.signal } : {}),
       ...(sandbox ? { providerOverrides: sandbox.overrides } : {}),

@@ -47,7 +47,7 @@ export const exportEvents = defineAction<ExportInput, { count: number; path: str
     properties: {
       start: { type: 'string', description: 'First hour: `YYYYMMDDTHH` or an ISO-8601 time (UTC).', examples: ['20260101T00'] },
       end: { type: 'string', description: 'Last hour, inclusive.', examples: ['20260101T23'] },
-      output: { type: 'string', minLength: 1, description: 'NDJSON file to write, relative to the workflow file.', examples: ['exports/<<run.id>>.ndjson'] },
+      output: { type: 'string', minLength: 1, description: 'NDJSON file to write, relative to the workflow file. A path from a template must stay inside the workflow\'s folder or the state dir.', examples: ['exports/<<run.id>>.ndjson'] },
     },
   },
   output: { type: 'object', properties: { count: { type: 'integer', description: 'Events written.' }, path: { type: 'string', description: 'Absolute path of the NDJSON file.' } } },
@@ -57,7 +57,7 @@ export const exportEvents = defineAction<ExportInput, { count: number; path: str
     if (end < start) throw new ActionInputError('`end` is before `start`', 'end');
     if (end - start > 365 * 24 * HOUR) throw new ActionInputError('an export covers at most 365 days; split the range', 'end');
     if (!context.config.secret_key) throw new ActionInputError('amplitude.export_events needs `secret_key` in `providers.amplitude`', 'secret_key');
-    const target = path.resolve(context.baseDir, input.output);
+    const target = await context.resolveDataPath(input.output, 'output');
     await mkdir(path.dirname(target), { recursive: true });
     const partial = `${target}.partial`;
     const out = createWriteStream(partial);
