@@ -3,7 +3,7 @@ import { appendFile, mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startSandbox, type Sandbox } from '../../src/providers/sandbox/index.js';
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { assertBuilt, ferry } from '../helpers/cli.js';
 
 let sandbox: Sandbox;
