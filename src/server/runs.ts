@@ -168,7 +168,7 @@ export class RunManager implements RunsService {
     // `wx`: a run id is never appended to twice.
     const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx'), writeFile(path.join(dir, WORKFLOW_COPY), workflow.source)]);
     try {
-      await journal.writeFile(redactor.redact(`${JSON.stringify(entry)}\n`));
+      await journal.writeFile(`${redactor.redactJson(entry)}\n`);
       // The entry, then the names of the new file and folder: a 202 promises that the run
       // survives a power cut. The three syncs are independent, so they overlap.
       await Promise.all([journal.sync(), syncDir(dir), this.#runsDirSync.sync()]);
