@@ -124,17 +124,17 @@ describe('a provider that echoes the credentials in its 401', () => {
 });
 
 describe('secrets read in other ways', () => {
-  it('hides a secret transformed by `upper` or `lower` like the secret itself', async () => {
+  it('hides a secret transformed by `upper` or `lower`, or read through `env.NAME`, like the secret itself', async () => {
     const file = await write('upper.yaml', `name: upper
 secrets: [CRM_TOKEN]
 steps:
   - id: shout
     action: core.log
-    with: { message: "upper <<upper secrets.CRM_TOKEN>> lower <<lower secrets.CRM_TOKEN>>" }
+    with: { message: "upper <<upper secrets.CRM_TOKEN>> lower <<lower secrets.CRM_TOKEN>> env <<env.CRM_TOKEN>>" }
 `);
     const run = await ferry(['run', file, '--state-dir', stateDir], { env: { CRM_TOKEN: 'MixedCase-Token1' } });
     expect(run.code).toBe(0);
-    expect(run.stderr).toContain('upper [redacted] lower [redacted]');
+    expect(run.stderr).toContain('upper [redacted] lower [redacted] env [redacted]');
     expect(run.stderr).not.toMatch(/mixedcase-token1/i);
   });
 
