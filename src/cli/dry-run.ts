@@ -38,6 +38,10 @@ interface PlannedCall {
  */
 export async function dryRun(original: Workflow, options: DryRunOptions, io: CommandIO): Promise<number> {
   for (const value of Object.values(options.secrets)) io.redactor.add(value);
+  // `<<env.NAME>>` of a declared secret reads the same placeholder as `<<secrets.NAME>>`:
+  // a dry run never shows a real secret, whichever way the workflow reads it.
+  for (const name of Object.keys(options.secrets)) io.redactor.add(io.env[name]);
+  const env = { ...io.env, ...options.secrets };
   const notes: string[] = [];
   const note = (text: string): void => {
     notes.push(text);
@@ -58,7 +62,7 @@ export async function dryRun(original: Workflow, options: DryRunOptions, io: Com
       const text = typeof opts.body === 'string' ? opts.body : '';
       const call: PlannedCall = { ...current, action: where.get(current.step)?.action ?? '', method: opts.method, url: url.toString(), headers: lowerHeaders(opts.headers), body: readBody(text, lowerHeaders(opts.headers)['content-type']) };
       calls.push(call);
-      if (!options.json) io.stdout(formatCall(call, calls.length, where));
+      if (!options.json) io.stdout(formatCall({ ...call, body: io.redactor.redactValue(call.body) }, calls.length, where));
       return successAnswer(url.pathname, call.body);
     })
     .persist();
@@ -68,7 +72,7 @@ export async function dryRun(original: Workflow, options: DryRunOptions, io: Com
       inputs: options.inputs,
       trigger: options.trigger,
       secrets: options.secrets,
-      env: io.env,
+      env,
       limiter: new Limiter(),
       dispatcher: agent,
       redactor: io.redactor,
@@ -85,7 +89,7 @@ export async function dryRun(original: Workflow, options: DryRunOptions, io: Com
       },
     });
     if (options.json) {
-      io.stdout(`${JSON.stringify(io.redactor.redactValue({ workflow: original.name, status: summary.status, error: summary.error, notes, calls: calls.map(redactHeaders) }), null, 2)}\n`);
+      io.json({ workflow: original.name, status: summary.status, error: summary.error, notes, calls: calls.map(redactHeaders) });
     }
     const byProvider = new Map<string, number>();
     for (const c of calls) byProvider.set(c.action.split('.')[0] ?? '', (byProvider.get(c.action.split('.')[0] ?? '') ?? 0) + 1);

@@ -1,9 +1,20 @@
 import { Redactor } from '../engine/redact.js';
+import { escapeControls } from '../terminal.js';
 
-/** Where a command writes; everything passes through the redactor. */
+/**
+ * Where a command writes. Everything passes through the redactor, and control characters
+ * are escaped: nothing from a provider or a journal reaches the terminal raw.
+ */
 export interface CommandIO {
   stdout(text: string): void;
   stderr(text: string): void;
+  /**
+   * A value as indented JSON on stdout, secrets redacted in its values (never in the JSON
+   * text, which a secret like `true` would break).
+   */
+  json(value: unknown): void;
+  /** ferry's own terminal control sequences (the live progress display) on stderr, as they are. */
+  terminal(sequence: string): void;
   env: Record<string, string | undefined>;
   cwd: string;
   /** True when stderr is a terminal (progress and colour). */
@@ -18,6 +29,11 @@ export interface CapturedIO extends CommandIO {
   err: string;
 }
 
+/** Text as it may be shown: secrets redacted, control characters escaped. */
+const clean = (redactor: Redactor, text: string): string => escapeControls(redactor.redact(text));
+/** JSON.stringify escapes C0 controls already; the rest (DEL, C1) get valid `\u` escapes. */
+const cleanJson = (redactor: Redactor, value: unknown): string => `${escapeControls(redactor.redactJson(value, 2))}\n`;
+
 /** An IO that collects output in memory: for tests and embedding. */
 export function captureIO(env: Record<string, string | undefined> = {}, cwd = process.cwd()): CapturedIO {
   const io: CapturedIO = {
@@ -28,10 +44,16 @@ export function captureIO(env: Record<string, string | undefined> = {}, cwd = pr
     isTTY: false,
     redactor: new Redactor(),
     stdout: (text) => {
-      io.out += io.redactor.redact(text);
+      io.out += clean(io.redactor, text);
     },
     stderr: (text) => {
-      io.err += io.redactor.redact(text);
+      io.err += clean(io.redactor, text);
+    },
+    json: (value) => {
+      io.out += cleanJson(io.redactor, value);
+    },
+    terminal: (sequence) => {
+      io.err += sequence;
     },
   };
   return io;
@@ -45,7 +67,9 @@ export function processIO(signal?: AbortSignal): CommandIO {
     cwd: process.cwd(),
     isTTY: Boolean(process.stderr.isTTY) && process.env.CI !== 'true',
     redactor,
-    stdout: (text) => void process.stdout.write(redactor.redact(text)),
-    stderr: (text) => void process.stderr.write(redactor.redact(text)),
+    stdout: (text) => void process.stdout.write(clean(redactor, text)),
+    stderr: (text) => void process.stderr.write(clean(redactor, text)),
+    json: (value) => void process.stdout.write(cleanJson(redactor, value)),
+    terminal: (sequence) => void process.stderr.write(sequence),
   };
 }

@@ -24,14 +24,15 @@ export function humanObserver(io: CommandIO, options: { verbose: boolean; quiet:
       if (level === 'debug' && !options.verbose) return;
       if (options.quiet && level !== 'error') return;
       const where = item.length > 0 ? `${step}#${item.join('.')}` : step;
-      io.stderr(`  ${level === 'info' ? '' : `${level}: `}[${where}] ${message}\n`);
+      // As a value: a short secret logged on its own is hidden too.
+      io.stderr(`  ${level === 'info' ? '' : `${level}: `}[${where}] ${io.redactor.redactValue(message)}\n`);
     },
   };
 }
 
 export function printSummary(summary: RunSummary, io: CommandIO, options: { json: boolean; quiet: boolean }): void {
   const redacted = io.redactor.redactValue(summary);
-  if (options.json) io.stdout(`${JSON.stringify(redacted, null, 2)}\n`);
+  if (options.json) io.json(summary);
   if (redacted.status === 'failed' && redacted.error) {
     io.stderr(`\nrun ${redacted.runId} failed: ${redacted.error.message}\n`);
   } else if (!options.quiet) {

@@ -73,7 +73,7 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
   let shown = '';
   const clear = (): void => {
     // Up to the first line of the block, then erase to the end of the screen.
-    if (drawn > 0) io.stderr(`\x1b[${drawn}A\r\x1b[J`);
+    if (drawn > 0) io.terminal(`\x1b[${drawn}A\r\x1b[J`);
     drawn = 0;
   };
   const draw = (): void => {

@@ -73,6 +73,13 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
     run: { id: runId },
     workflow: { name: workflow.name },
   };
+  // Provider keys and their encoded forms join the redactor before the first entry is written.
+  let providersFailed: unknown;
+  try {
+    renderProviders(run, context);
+  } catch (error) {
+    providersFailed = error;
+  }
   if (options.resume) run.journal.append({ t: 'resume', at: new Date().toISOString(), pid: process.pid });
   else {
     run.journal.append({
@@ -90,7 +97,7 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
   }
   let interrupted: string | undefined;
   try {
-    renderProviders(run, context);
+    if (providersFailed !== undefined) throw providersFailed;
     await runSteps(workflow.steps, { context, steps, item: [], inner: undefined }, run);
     if (run.signal.aborted) throw interruption(run);
   } catch (error) {
@@ -124,10 +131,14 @@ function renderProviders(run: Run, context: TemplateContext): void {
   for (const [name, override] of Object.entries(run.options.providerOverrides ?? {})) {
     if (!run.providerConfigs.has(name)) run.providerConfigs.set(name, { ...override });
   }
+  const redactor = run.options.redactor;
+  if (!redactor) return;
   for (const [name, config] of run.providerConfigs) {
-    for (const field of run.options.registry.provider(name)?.secretFields ?? []) {
+    const provider = run.options.registry.provider(name);
+    for (const field of provider?.secretFields ?? []) {
       const value = config[field];
-      if (typeof value === 'string') run.options.redactor?.add(value);
+      if (typeof value === 'string') redactor.add(value);
     }
+    for (const form of provider?.credentialForms?.(config) ?? []) redactor.add(form);
   }
 }

@@ -88,6 +88,14 @@ export interface ProviderDefinition {
   config?: { properties: Record<string, JsonSchema>; required?: string[] };
   /** Field names of the provider block whose values are secrets: redacted everywhere. */
   secretFields?: string[];
+  /**
+   * Every encoded form in which this provider sends its credentials (a Basic header value
+   * and its base64 part, a Bearer token, a query parameter), from the rendered provider
+   * block. The engine redacts them like the secrets: only the code that encodes a key knows
+   * these forms (base64 of `key:` shares no block with base64 of `key`). Declare it beside
+   * that code and use the same function to build the request.
+   */
+  credentialForms?(config: Record<string, unknown>): string[];
   /** Defaults for the per-provider queue. */
   defaults: { concurrency: number; rate?: { limit: number; intervalMs: number } };
   actions: ActionDefinition[];

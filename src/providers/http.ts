@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type { Agent, Dispatcher } from 'undici';
 import type * as UndiciModule from 'undici';
 import { ProviderError } from '../errors.js';
+import { escapeControls, excerpt } from '../terminal.js';
 
 // undici is loaded on the first call, not at start-up: `ferry validate` never needs it,
 // and loading it is a large share of a short command's time.
@@ -185,14 +186,41 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
 
 const MAX_BODY_IN_ERROR = 2000;
 
-/** A non-success answer as a ProviderError that carries status, body and the wait asked for. */
+/**
+ * A non-success answer as a ProviderError that carries status, body and the wait asked for.
+ * The message quotes the provider with control characters escaped; `body` keeps the text.
+ */
 export function statusError(provider: string, answer: HttpAnswer, detail?: string, retryAfterMs?: number): ProviderError {
   const body = answer.text.length > MAX_BODY_IN_ERROR ? `${answer.text.slice(0, MAX_BODY_IN_ERROR)}…` : answer.text;
   const wait = retryAfterMs ?? parseRetryAfter(header(answer, 'retry-after'));
-  return new ProviderError(provider, `${provider} answered ${answer.status}${detail ? `: ${detail}` : body ? `: ${body}` : ''}`, {
+  const quoted = detail || body;
+  return new ProviderError(provider, `${provider} answered ${answer.status}${quoted ? `: ${escapeControls(quoted)}` : ''}`, {
     status: answer.status,
     body,
     retryAfterMs: wait,
+  });
+}
+
+/**
+ * A success answer's JSON body. One that does not parse (a proxy's error page, garbage) is a
+ * ProviderError that says so with a short escaped excerpt, not a raw SyntaxError.
+ */
+export function parseAnswer(provider: string, answer: HttpAnswer): unknown {
+  try {
+    return JSON.parse(answer.text) as unknown;
+  } catch (error) {
+    throw notReadable(provider, answer.status, 'JSON', answer.text, error);
+  }
+}
+
+/** A success answer ferry cannot read: final (not retried), and it says what came. */
+export function notReadable(provider: string, status: number, expected: string, text: string, cause?: unknown): ProviderError {
+  const seen = text === '' ? 'an empty body' : `it starts: ${excerpt(text, 120)}`;
+  return new ProviderError(provider, `${provider} answered ${status} with a body that is not ${expected} (${seen}); check \`base_url\` and any proxy in between`, {
+    code: 'FERRY_PROVIDER_ANSWER',
+    status,
+    body: text.slice(0, MAX_BODY_IN_ERROR),
+    cause,
   });
 }
 

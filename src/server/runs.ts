@@ -197,7 +197,7 @@ export class RunManager implements RunsService {
       },
     };
     // The line first: what cannot be written leaves nothing behind in the state dir.
-    const line = redactor.redact(`${JSON.stringify(entry)}\n`);
+    const line = `${redactor.redactJson(entry)}\n`;
     const dir = runDir(stateDir, runId);
     await mkdir(dir);
     try {

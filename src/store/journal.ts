@@ -59,7 +59,8 @@ export function flushJournals(): void {
  * An append-only JSONL file. Entries are buffered and written with one write(2) per flush:
  * before the next provider call (see flushJournals), when 64 KB are pending, on the next
  * turn of the event loop, and on close. Once written, lines survive SIGKILL of this process.
- * Secrets are redacted here, the one place records are written.
+ * Secrets are redacted here, the one place records are written: in each entry's values,
+ * never in the JSON text (a secret `true` must not turn into `"ok":[redacted]`).
  */
 export class FileJournal implements RunJournal {
   readonly #fd: number;
@@ -84,7 +85,8 @@ export class FileJournal implements RunJournal {
   }
 
   append(entry: JournalEntry): void {
-    this.#pending += `${JSON.stringify(entry)}\n`;
+    // Without secrets this is a plain stringify; with them, the entry is walked only when its text holds one.
+    this.#pending += `${this.#redactor ? this.#redactor.redactJson(entry) : JSON.stringify(entry)}\n`;
     unflushed.add(this);
     if (this.#pending.length >= 64 * 1024) this.flush();
     else if (!this.#scheduled) {
@@ -97,7 +99,7 @@ export class FileJournal implements RunJournal {
     this.#scheduled = false;
     unflushed.delete(this);
     if (this.#pending === '') return;
-    const text = this.#redactor ? this.#redactor.redact(this.#pending) : this.#pending;
+    const text = this.#pending;
     this.#pending = '';
     writeSync(this.#fd, text);
   }

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage, type WorkflowIssue } from '../errors.js';
+import { Redactor } from '../engine/redact.js';
 import type { Registry } from '../providers/registry.js';
 import { locate } from '../workflow/load.js';
 import { validateSource } from '../workflow/validate.js';
@@ -130,10 +131,16 @@ async function runOne(test: TestFile, workflow: Workflow, testCase: TestCase, re
   } catch (error) {
     failures = [{ path: ['cases', testCase.index, 'name'], message: `the case could not run: ${errorMessage(error)}`, details: [] }];
   }
+  // A case's `secrets:` are secrets like any other: no report (text, GitHub, JUnit) shows them.
+  // The placeholders of secrets it leaves out are not, and stay readable.
+  const redactor = new Redactor();
+  for (const value of Object.values(testCase.secrets)) redactor.add(value);
   return {
     name: testCase.name,
     line: testCase.line,
     durationMs: Math.round(performance.now() - started),
-    failures: failures.map((f) => ({ ...f, ...locate(test.source, f.path) })).map(({ node: _node, ...f }) => f),
+    failures: failures
+      .map((f) => ({ ...f, message: redactor.redactValue(f.message), details: redactor.redactValue(f.details), ...locate(test.source, f.path) }))
+      .map(({ node: _node, ...f }) => f),
   };
 }

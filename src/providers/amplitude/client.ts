@@ -25,6 +25,15 @@ export function exportUrl(config: AmplitudeConfig, path: string): string {
 }
 const trimSlash = (url: string): string => url.replace(/\/+$/, '');
 
+/**
+ * The Export API's Authorization header: Basic auth with `api_key:secret_key`. Its forms are
+ * declared for redaction (see `credentialForms`) from this same function.
+ */
+export function exportAuth(config: AmplitudeConfig): { header: string; encoded: string } {
+  const encoded = Buffer.from(`${config.api_key}:${config.secret_key ?? ''}`).toString('base64');
+  return { header: `Basic ${encoded}`, encoded };
+}
+
 /** Amplitude's documented pauses when a 429 carries no Retry-After (PROVIDERS.md). */
 export const THROTTLE_WAIT_MS = { events: 30_000, identify: 15_000 };
 

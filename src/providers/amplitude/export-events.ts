@@ -1,5 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open as openFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import { pipeline as pipelineAsync } from 'node:stream/promises';
@@ -9,8 +9,9 @@ import type { Dispatcher } from 'undici';
 import type yauzl from 'yauzl';
 import { ActionInputError, ProviderError } from '../../errors.js';
 import { defineAction } from '../define.js';
-import { NEVER_ABORTED, networkError, statusError, undici } from '../http.js';
-import { exportUrl, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+import { NEVER_ABORTED, networkError, notReadable, statusError, undici } from '../http.js';
+import { excerpt } from '../../terminal.js';
+import { exportAuth, exportUrl, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 
 const HOUR = 3_600_000;
 
@@ -95,10 +96,10 @@ async function exportRange(start: number, end: number, context: AmplitudeContext
 /** Downloads one range's zip to disk. False when Amplitude has no data for it (404). */
 async function download(http: Dispatcher, context: AmplitudeContext, start: number, end: number, file: string): Promise<boolean> {
   const url = exportUrl(context.config, `/api/2/export?start=${formatHour(start)}&end=${formatHour(end)}`);
-  const auth = Buffer.from(`${context.config.api_key}:${context.config.secret_key ?? ''}`).toString('base64');
+  const auth = exportAuth(context.config).header;
   let res: Dispatcher.ResponseData;
   try {
-    res = await undici().request(url, { dispatcher: http, method: 'GET', headers: { authorization: `Basic ${auth}` }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, ...(context.signal === NEVER_ABORTED ? {} : { signal: context.signal }) });
+    res = await undici().request(url, { dispatcher: http, method: 'GET', headers: { authorization: auth }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, ...(context.signal === NEVER_ABORTED ? {} : { signal: context.signal }) });
   } catch (error) {
     throw networkError('amplitude', error);
   }
@@ -116,7 +117,8 @@ async function download(http: Dispatcher, context: AmplitudeContext, start: numb
   // 400 "too large" and 504 mean the range is too big: split it, unless it is one hour.
   if (!single && (res.statusCode === 504 || (res.statusCode === 400 && /size|large|exceed/i.test(text)))) throw new SplitRange();
   if (res.statusCode === 401 || res.statusCode === 403) {
-    throw new ProviderError('amplitude', `amplitude export answered ${res.statusCode}: check api_key and secret_key`, { status: res.statusCode, body: text.slice(0, 500) });
+    const said = text.trim() === '' ? '' : ` (amplitude said: ${excerpt(text.trim())})`;
+    throw new ProviderError('amplitude', `amplitude export answered ${res.statusCode}: check api_key and secret_key${said}`, { status: res.statusCode, body: text.slice(0, 500) });
   }
   throw statusError('amplitude', { status: res.statusCode, headers: res.headers, text });
 }
@@ -125,7 +127,11 @@ async function download(http: Dispatcher, context: AmplitudeContext, start: numb
 async function appendZip(file: string, out: WriteStream): Promise<number> {
   // yauzl is loaded by the first export, not by every process that loads the actions.
   const { open } = (await import('yauzl')).default;
-  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => open(file, { lazyEntries: true, autoClose: true }, (error, z) => (error ? reject(error) : resolve(z))));
+  const zip = await new Promise<yauzl.ZipFile>((resolve, reject) => open(file, { lazyEntries: true, autoClose: true }, (error, z) => (error ? reject(error) : resolve(z)))).catch(async (error: unknown) => {
+    // A 200 that is not a zip (a proxy's page, garbage) says so, with what came instead.
+    const head = await fileHead(file, 200);
+    throw notReadable('amplitude', 200, 'a zip archive', head, error);
+  });
   let count = 0;
   try {
     for await (const entry of entries(zip)) {
@@ -137,6 +143,17 @@ async function appendZip(file: string, out: WriteStream): Promise<number> {
     zip.close();
   }
   return count;
+}
+
+async function fileHead(file: string, bytes: number): Promise<string> {
+  const handle = await openFile(file).catch(() => undefined);
+  if (!handle) return '';
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(bytes), 0, bytes, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
 }
 
 async function* entries(zip: yauzl.ZipFile): AsyncGenerator<yauzl.Entry> {

@@ -1,4 +1,5 @@
 import { defineProvider } from '../define.js';
+import { exportAuth, type AmplitudeConfig } from './client.js';
 import { exportEvents } from './export-events.js';
 import { identifyUser } from './identify-user.js';
 import { sendEvent } from './send-event.js';
@@ -14,6 +15,13 @@ export const amplitude = defineProvider({
     required: ['api_key'],
   },
   secretFields: ['api_key', 'secret_key'],
+  // The API key travels in clear in the Identify form and the HTTP V2 body (covered by
+  // secretFields); only the Export API encodes it, together with the secret key.
+  credentialForms: (config) => {
+    if (typeof config.api_key !== 'string') return [];
+    const { header, encoded } = exportAuth(config as AmplitudeConfig);
+    return [header, encoded];
+  },
   // Amplitude throttles per user/device (30 events/s); 10 in flight keeps a loop well inside it.
   defaults: { concurrency: 10 },
   actions: [identifyUser, sendEvent, exportEvents],

@@ -1,6 +1,6 @@
 import { ActionInputError, ProviderError } from '../../errors.js';
 import { defineAction, sharedSpec, type BatchSpec } from '../define.js';
-import type { HttpAnswer } from '../http.js';
+import { parseAnswer, type HttpAnswer } from '../http.js';
 import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 import { FIELD_EXAMPLES, normalizeUserProperties } from './identify-user.js';
 import { checkIds, DEFAULT_MIN_ID_LENGTH, idSchema, toMillis } from './ids.js';
@@ -133,7 +133,8 @@ function eventsBatch(context: AmplitudeContext, minIdLength: number | undefined)
           return { ok: false as const, error: new ProviderError('amplitude', `amplitude answered 400: this event has ${faults.join(', ')}`, { status: 400, body: error.body }) };
         });
       }
-      const at = (JSON.parse(answer.text) as EventsAnswer).server_upload_time ?? Date.now();
+      const parsed = parseAnswer('amplitude', answer);
+      const at = (parsed !== null && typeof parsed === 'object' ? (parsed as EventsAnswer).server_upload_time : undefined) ?? Date.now();
       return events.map(() => ({ ok: true as const, value: { events_ingested: 1, server_upload_time: at } }));
     },
   };

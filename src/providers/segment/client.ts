@@ -30,6 +30,15 @@ export const commonProperties = {
 
 export const needsIdentity = [{ required: ['userId'] }, { required: ['anonymousId'] }];
 
+/**
+ * The Authorization header: Basic auth with the write key as user name and an empty
+ * password. Its forms are declared for redaction (see `credentialForms`) from this same function.
+ */
+export function basicAuth(writeKey: unknown): { header: string; encoded: string } {
+  const encoded = Buffer.from(`${String(writeKey)}:`).toString('base64');
+  return { header: `Basic ${encoded}`, encoded };
+}
+
 /** Sends one message to `/v1/<type>` with Basic auth (write key, empty password). */
 export async function sendMessage(context: SegmentContext, type: 'identify' | 'track', message: Record<string, unknown>): Promise<{ success: true }> {
   const full: Record<string, unknown> = { ...message, type };
@@ -57,7 +66,7 @@ interface Message {
  */
 function segmentBatch(context: SegmentContext): BatchSpec<Message, { success: true }> {
   const base = (context.config.base_url ?? HOSTS[context.config.region ?? 'us']).replace(/\/+$/, '');
-  const auth = `Basic ${Buffer.from(`${context.config.write_key}:`).toString('base64')}`;
+  const auth = basicAuth(context.config.write_key).header;
   return {
     key: `${base} ${auth}`,
     maxItems: 2500,

@@ -1,4 +1,5 @@
 import { defineProvider } from '../define.js';
+import { basicAuth } from './client.js';
 import { identifyUser } from './identify-user.js';
 import { track } from './track.js';
 
@@ -12,6 +13,11 @@ export const segment = defineProvider({
     required: ['write_key'],
   },
   secretFields: ['write_key'],
+  credentialForms: (config) => {
+    if (typeof config.write_key !== 'string') return [];
+    const { header, encoded } = basicAuth(config.write_key);
+    return [header, encoded];
+  },
   // Segment allows about 1000 requests/s per workspace; 20 in flight stays far below it.
   defaults: { concurrency: 20 },
   actions: [identifyUser, track],
