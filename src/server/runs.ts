@@ -8,6 +8,7 @@ import { newRunId } from '../engine/run-id.js';
 import type { RunObserver, TriggerData } from '../engine/types.js';
 import type { Registry } from '../providers/registry.js';
 import { FileJournal, type JournalEntry } from '../store/journal.js';
+import { acquireRunLock, type RunLock } from '../store/lock.js';
 import { isRunId, JOURNAL_FILE, runDir, runsDir, WORKFLOW_COPY } from '../store/paths.js';
 import { incompatibilities, loadRun, stateOf, summarize } from '../store/runs.js';
 import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
@@ -194,7 +195,9 @@ export class RunManager implements RunsService {
     const { stateDir, redactor, log } = this.#options;
     const { workflow } = pending.served;
     let journal: FileJournal | undefined;
+    let lock: RunLock | undefined;
     try {
+      lock = acquireRunLock(stateDir, pending.runId);
       journal = new FileJournal(path.join(runDir(stateDir, pending.runId), JOURNAL_FILE), redactor);
       // The `run` entry is already on disk: starting "as a resume" makes the engine append a
       // `resume` entry (with this pid) instead of a second `run` entry.
@@ -218,6 +221,7 @@ export class RunManager implements RunsService {
       log(`run ${pending.runId} (${workflow.name}) could not run: ${errorMessage(error)}`);
     } finally {
       journal?.close();
+      lock?.release();
     }
   }
 }
