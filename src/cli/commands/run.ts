@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../../errors.js';
+import { UsageError, type FerryError } from '../../errors.js';
 import { checkInputs } from '../../engine/inputs.js';
 import { defaultLimiter, runWorkflow, type ResumeState } from '../../engine/run.js';
 import { newRunId } from '../../engine/run-id.js';
@@ -156,7 +156,7 @@ export async function executeRun(workflow: Workflow, options: ExecuteOptions, io
   const lock = options.lock ?? acquireRunLock(stateDir, options.runId);
   // A journal that cannot be written (full disk) stops the run: nothing after it would be recorded.
   const journalStop = new AbortController();
-  const journalOptions = { onFailure: () => journalStop.abort('a journal write error') };
+  const journalOptions = { onFailure: (error: FerryError) => journalStop.abort(error.code === 'FERRY_DISK_FULL' ? 'a full disk' : 'a journal write error') };
   let journal: FileJournal;
   try {
     journal = options.resume
