@@ -152,8 +152,10 @@ export class FileJournal implements RunJournal {
   /** Writes what is pending; throws (and reports through `onFailure`) when it cannot. */
   flush(): void {
     this.#scheduled = false;
-    unflushed.delete(this);
+    // A failed journal stays in `unflushed` until closed: no call of this process goes out
+    // while a run's record of it cannot be written.
     if (this.#failure) throw this.#failure;
+    unflushed.delete(this);
     if (this.#pending === '') return;
     const text = this.#redactor ? this.#redactor.redact(this.#pending) : this.#pending;
     this.#pending = '';
@@ -173,6 +175,7 @@ export class FileJournal implements RunJournal {
         }
       }
       this.#failure = journalWriteError(error, this.path);
+      unflushed.add(this);
       this.#onFailure?.(this.#failure);
       throw this.#failure;
     }
@@ -201,6 +204,7 @@ export class FileJournal implements RunJournal {
     try {
       this.#flushQuietly();
     } finally {
+      unflushed.delete(this);
       closeSync(this.#fd);
     }
   }

@@ -58,7 +58,9 @@ export async function readRun(stateDir: string, runId: string): Promise<LoadedRu
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
       const exists = await stat(dir).then((s) => s.isDirectory(), () => false);
-      return exists ? { runId, corrupt: `${JOURNAL_FILE} is missing` } : undefined;
+      // A live lock and no journal yet: the run is being created this moment.
+      if (!exists || typeof lockHolder(stateDir, runId) === 'object') return undefined;
+      return { runId, corrupt: `${JOURNAL_FILE} is missing` };
     }
     return { runId, corrupt: `${JOURNAL_FILE} cannot be read (${code ?? errorMessage(error)})` };
   }
