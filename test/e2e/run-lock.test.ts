@@ -85,18 +85,24 @@ async function statusOf(runId: string): Promise<string> {
   return (JSON.parse(list.stdout) as { runId: string; status: string }[]).find((r) => r.runId === runId)?.status ?? 'missing';
 }
 
+/** The pid of a process that has exited. */
+async function deadPid(): Promise<number> {
+  const dead = spawn('true');
+  await new Promise((resolve) => dead.on('exit', resolve));
+  return dead.pid!;
+}
+
 function procStart(pid: number): Promise<number> {
   return readFile(`/proc/${pid}/stat`, 'utf8').then((stat) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]));
 }
 
 describe('one run, one runner', () => {
-  it('lets exactly one of two retries started together send; the other exits 2 naming the holder', async () => {
-    const runId = await failedRun();
+  /** Starts two retries of `runId` at once; answers are held until one has given up, or both send (the bug). */
+  async function race(runId: string): Promise<void> {
     mode = 'hold';
     const a = spawnFerry(['retry', runId], { env: env() });
     const b = spawnFerry(['retry', runId], { env: env() });
     children.push(a.child, b.child);
-    // Answers are held until one retry has given up, or both are sending (the bug).
     await new Promise<void>((resolve) => {
       const timer = setInterval(() => {
         if (server.seen.length >= 2 || a.child.exitCode !== null || b.child.exitCode !== null) {
@@ -116,15 +122,25 @@ describe('one run, one runner', () => {
     expect(loser.stderr).toContain(`pid ${(winner === results[0] ? a : b).child.pid}`);
     expect(sentKeys().sort()).toEqual(KEYS);
     expect(existsSync(lockFile(runId))).toBe(false);
+  }
+
+  it('lets exactly one of two retries started together send; the other exits 2 naming the holder', async () => {
+    await race(await failedRun());
+  });
+
+  it('lets exactly one of two retries that find the same stale lock take it over', async () => {
+    const runId = await failedRun();
+    await dropEnd(runId);
+    await writeFile(lockFile(runId), JSON.stringify({ pid: await deadPid(), host: hostname(), startedAt: '2020-01-01T00:00:00.000Z', procStart: 1, token: 'gone' }));
+    await race(runId);
   });
 
   it('takes over a lock left by a process that is gone, and lists that run as interrupted', async () => {
     const runId = await failedRun();
     await dropEnd(runId);
-    const dead = spawn('true');
-    await new Promise((resolve) => dead.on('exit', resolve));
-    await writeFile(lockFile(runId), JSON.stringify({ pid: dead.pid, host: hostname(), startedAt: '2020-01-01T00:00:00.000Z', procStart: 1, token: 'gone' }));
-    await setJournalPid(runId, dead.pid!);
+    const dead = await deadPid();
+    await writeFile(lockFile(runId), JSON.stringify({ pid: dead, host: hostname(), startedAt: '2020-01-01T00:00:00.000Z', procStart: 1, token: 'gone' }));
+    await setJournalPid(runId, dead);
 
     expect(await statusOf(runId)).toBe('interrupted');
     mode = 'ok';
