@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { RunFailedError, errorMessage } from '../errors.js';
 import type { Registry } from '../providers/registry.js';
-import type { RunJournal } from '../store/journal.js';
+import type { RunJournal, RunMode } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Workflow } from '../workflow/types.js';
 import type { Limiter } from './limiter.js';
@@ -33,6 +33,8 @@ export interface RunOptions {
   limiter?: Limiter;
   /** @default the shared keep-alive undici Agent */
   dispatcher?: Dispatcher;
+  /** Recorded in the journal, so that `ferry retry` resumes a sandbox run in the sandbox. @default 'live' */
+  mode?: RunMode;
   /** Provider block fields that replace the workflow's (the sandbox sets base_url and keys). */
   providerOverrides?: Record<string, Record<string, unknown>>;
   observer?: RunObserver;
@@ -90,6 +92,7 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
       file: workflow.file,
       startedAt: run.summary.startedAt,
       pid: process.pid,
+      mode: options.mode ?? 'live',
       inputs: options.inputs ?? {},
       trigger,
       shape: shapeOf(workflow.steps),

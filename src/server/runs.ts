@@ -8,6 +8,7 @@ import { newRunId } from '../engine/run-id.js';
 import type { RunObserver, TriggerData } from '../engine/types.js';
 import type { Registry } from '../providers/registry.js';
 import { FileJournal, type JournalEntry } from '../store/journal.js';
+import { acquireRunLock, type RunLock } from '../store/lock.js';
 import { isRunId, JOURNAL_FILE, runDir, runsDir, WORKFLOW_COPY } from '../store/paths.js';
 import { incompatibilities, loadRun, stateOf, summarize } from '../store/runs.js';
 import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
@@ -105,7 +106,7 @@ export class RunManager implements RunsService {
     for (const file of byFile.keys()) this.#servedFiles.add(file);
     const now = this.#now();
     for (const s of served) for (const value of Object.values(s.secrets)) this.#options.redactor.add(value);
-    await mkdir(runsDir(this.#options.stateDir), { recursive: true });
+    await mkdir(runsDir(this.#options.stateDir), { recursive: true, mode: 0o700 });
     const ids = (await readdir(runsDir(this.#options.stateDir))).filter(isRunId).sort();
     const resumed: string[] = [];
     for (const id of ids) {
@@ -199,10 +200,10 @@ export class RunManager implements RunsService {
     // The line first: what cannot be written leaves nothing behind in the state dir.
     const line = `${redactor.redactJson(entry)}\n`;
     const dir = runDir(stateDir, runId);
-    await mkdir(dir);
+    await mkdir(dir, { mode: 0o700 });
     try {
       // `wx`: a run id is never appended to twice.
-      const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx'), writeFile(path.join(dir, WORKFLOW_COPY), workflow.source)]);
+      const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx', 0o600), writeFile(path.join(dir, WORKFLOW_COPY), workflow.source, { mode: 0o600 })]);
       try {
         await journal.writeFile(line);
         // The entry, then the names of the new file and folder: a 202 promises that the run
@@ -242,8 +243,14 @@ export class RunManager implements RunsService {
     const { stateDir, redactor, log } = this.#options;
     const { workflow } = pending.served;
     let journal: FileJournal | undefined;
+    let lock: RunLock | undefined;
     try {
-      journal = new FileJournal(path.join(runDir(stateDir, pending.runId), JOURNAL_FILE), redactor);
+      lock = acquireRunLock(stateDir, pending.runId);
+      // A journal that cannot be written (a full disk) stops its run before the next call.
+      const journalStop = new AbortController();
+      journal = new FileJournal(path.join(runDir(stateDir, pending.runId), JOURNAL_FILE), redactor, {
+        onFailure: (error) => journalStop.abort(error.code === 'FERRY_DISK_FULL' ? 'a full disk' : 'a journal write error'),
+      });
       // The `run` entry is already on disk: starting "as a resume" makes the engine append a
       // `resume` entry (with this pid) instead of a second `run` entry.
       const summary = await runWorkflow(workflow, {
@@ -257,7 +264,7 @@ export class RunManager implements RunsService {
         journal,
         stateDir: this.#options.stateDir,
         limiter: this.#options.limiter,
-        signal: this.#stop.signal,
+        signal: AbortSignal.any([this.#stop.signal, journalStop.signal]),
         resume: pending.resume,
         ...(this.#options.observer ? { observer: this.#options.observer(pending.runId) } : {}),
       });
@@ -267,6 +274,7 @@ export class RunManager implements RunsService {
       log(`run ${pending.runId} (${workflow.name}) could not run: ${errorMessage(error)}`);
     } finally {
       journal?.close();
+      lock?.release();
     }
   }
 }

@@ -1,9 +1,11 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Redactor } from '../engine/redact.js';
 import type { CallSummary, RunErrorInfo, StepStatus, TriggerData } from '../engine/types.js';
+import { errorMessage, FerryError } from '../errors.js';
 import { JOURNAL_FILE, runDir, WORKFLOW_COPY } from './paths.js';
+import { stateDirError } from './state-dir.js';
 
 /** Layout of the run's steps: the journal checks a changed workflow against it. */
 export interface StepShape {
@@ -21,6 +23,8 @@ export type JournalEntry =
       file: string;
       startedAt: string;
       pid: number;
+      /** `sandbox` for a `--sandbox` run, which `ferry retry` resumes in the sandbox again; absent (older journals) means live. */
+      mode?: RunMode;
       inputs: Record<string, unknown>;
       trigger: TriggerData;
       shape: StepShape[];
@@ -36,6 +40,9 @@ export type JournalEntry =
   | { t: 'source'; id: string; item: number[]; path: string; size: number; mtimeMs: number; hash: string }
   | { t: 'end'; status: 'succeeded' | 'failed'; at: string; ms: number; error: RunErrorInfo | null; interrupted?: string };
 
+/** Where a run's provider calls go: the real providers, or the built-in emulators. */
+export type RunMode = 'live' | 'sandbox';
+
 export type StepEntry = Extract<JournalEntry, { t: 'step' }>;
 
 /** Where the engine writes what happened; narrow so another store (Redis, Temporal) can stand in. */
@@ -49,10 +56,27 @@ const unflushed = new Set<FileJournal>();
 
 /**
  * Writes every journal's pending entries. The provider queue calls it before each call
- * leaves, so what a run did is on disk before it does anything a provider could see.
+ * leaves, so what a run did is on disk before it does anything a provider could see: when a
+ * journal cannot be written (a full disk), this throws and the call does not go out.
  */
 export function flushJournals(): void {
-  for (const journal of unflushed) journal.flush();
+  let failure: unknown;
+  for (const journal of unflushed) {
+    try {
+      journal.flush();
+    } catch (error) {
+      failure ??= error;
+    }
+  }
+  if (failure !== undefined) throw failure;
+}
+
+export interface FileJournalOptions {
+  /**
+   * Called once when a write fails (a full disk). The journal takes no more entries after it,
+   * so the run must stop: nothing it does from then on would be recorded.
+   */
+  onFailure?: (error: FerryError) => void;
 }
 
 /**
@@ -61,47 +85,115 @@ export function flushJournals(): void {
  * turn of the event loop, and on close. Once written, lines survive SIGKILL of this process.
  * Secrets are redacted here, the one place records are written: in each entry's values,
  * never in the JSON text (a secret `true` must not turn into `"ok":[redacted]`).
+ *
+ * The file never holds a torn line that a later entry is glued onto: a write that fails half
+ * way is cut back, and a file whose last line was torn by a kill gets a fresh line first.
  */
 export class FileJournal implements RunJournal {
   readonly #fd: number;
   readonly #redactor: Redactor | undefined;
+  readonly #onFailure: ((error: FerryError) => void) | undefined;
   readonly path: string;
   #pending = '';
   #scheduled = false;
+  /** Bytes on disk that end with a whole entry: where a failed write is cut back to. */
+  #size: number;
+  /** The file does not end with a newline (torn by a kill): the next write starts a new line. */
+  #newline: boolean;
+  #failure: FerryError | undefined;
 
-  constructor(file: string, redactor?: Redactor) {
-    mkdirSync(path.dirname(file), { recursive: true });
+  constructor(file: string, redactor?: Redactor, options: FileJournalOptions = {}) {
+    try {
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      this.#fd = openSync(file, 'a+', 0o600);
+    } catch (error) {
+      throw stateDirError(error, stateDirOf(file));
+    }
+    try {
+      // Journals written by an older ferry, or by the listener, become owner-only too.
+      fchmodSync(this.#fd, 0o600);
+    } catch {
+      // not ours to change
+    }
     this.path = file;
-    this.#fd = openSync(file, 'a');
     this.#redactor = redactor;
-  }
-
-  /** Creates the run folder with the journal and a copy of the workflow file it started from. */
-  static create(stateDir: string, runId: string, workflowSource: string, redactor?: Redactor): FileJournal {
-    const dir = runDir(stateDir, runId);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, WORKFLOW_COPY), workflowSource);
-    return new FileJournal(path.join(dir, JOURNAL_FILE), redactor);
-  }
-
-  append(entry: JournalEntry): void {
-    // Without secrets this is a plain stringify; with them, the entry is walked only when its text holds one.
-    this.#pending += `${this.#redactor ? this.#redactor.redactJson(entry) : JSON.stringify(entry)}\n`;
-    unflushed.add(this);
-    if (this.#pending.length >= 64 * 1024) this.flush();
-    else if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => this.flush());
+    this.#onFailure = options.onFailure;
+    this.#size = fstatSync(this.#fd).size;
+    this.#newline = false;
+    if (this.#size > 0) {
+      const last = Buffer.alloc(1);
+      readSync(this.#fd, last, 0, 1, this.#size - 1);
+      this.#newline = last[0] !== 0x0a;
     }
   }
 
+  /** Creates the run folder with the journal and a copy of the workflow file it started from. */
+  static create(stateDir: string, runId: string, workflowSource: string, redactor?: Redactor, options: FileJournalOptions = {}): FileJournal {
+    const dir = runDir(stateDir, runId);
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writeFileSync(path.join(dir, WORKFLOW_COPY), workflowSource, { mode: 0o600 });
+    } catch (error) {
+      throw stateDirError(error, stateDir);
+    }
+    return new FileJournal(path.join(dir, JOURNAL_FILE), redactor, options);
+  }
+
+  /** The write error that stopped this journal, if one did. */
+  get failure(): FerryError | undefined {
+    return this.#failure;
+  }
+
+  append(entry: JournalEntry): void {
+    if (this.#failure) return;
+    // Without secrets this is a plain stringify; with them, the entry is walked only when its text holds one.
+    this.#pending += `${this.#redactor ? this.#redactor.redactJson(entry) : JSON.stringify(entry)}\n`;
+    unflushed.add(this);
+    if (this.#pending.length >= 64 * 1024) this.#flushQuietly();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.#flushQuietly());
+    }
+  }
+
+  /** Writes what is pending; throws (and reports through `onFailure`) when it cannot. */
   flush(): void {
     this.#scheduled = false;
+    // A failed journal stays in `unflushed` until closed: no call of this process goes out
+    // while a run's record of it cannot be written.
+    if (this.#failure) throw this.#failure;
     unflushed.delete(this);
     if (this.#pending === '') return;
     const text = this.#pending;
     this.#pending = '';
-    writeSync(this.#fd, text);
+    const bytes = Buffer.from(this.#newline ? `\n${text}` : text);
+    let written = 0;
+    try {
+      // write(2) may write part of the buffer (a disk filling up): go on until all is written.
+      while (written < bytes.length) written += writeSync(this.#fd, bytes, written);
+      this.#size += bytes.length;
+      this.#newline = false;
+    } catch (error) {
+      if (written > 0) {
+        try {
+          ftruncateSync(this.#fd, this.#size);
+        } catch {
+          this.#newline = true;
+        }
+      }
+      this.#failure = journalWriteError(error, this.path);
+      unflushed.add(this);
+      this.#onFailure?.(this.#failure);
+      throw this.#failure;
+    }
+  }
+
+  #flushQuietly(): void {
+    try {
+      this.flush();
+    } catch {
+      // Reported through onFailure; the next provider call's flushJournals() throws it too.
+    }
   }
 
   /** Forces the file to disk (power loss); used at run boundaries, not per entry. */
@@ -112,21 +204,38 @@ export class FileJournal implements RunJournal {
   /**
    * Writes what is pending and closes. No fsync: a tail lost to power loss is re-run on
    * retry with the same idempotency keys, so providers dedupe it; `sync()` is there for the
-   * places that must be on disk before answering (the listener's 202).
+   * places that must be on disk before answering (the listener's 202). A write that fails
+   * here is kept in `failure`, not thrown.
    */
   close(): void {
-    this.flush();
-    closeSync(this.#fd);
+    try {
+      this.#flushQuietly();
+    } finally {
+      unflushed.delete(this);
+      closeSync(this.#fd);
+    }
   }
+}
 
+/** `<state-dir>/runs/<id>/journal.jsonl` -> `<state-dir>`. */
+function stateDirOf(journalFile: string): string {
+  return path.resolve(journalFile, '../../..');
+}
+
+function journalWriteError(error: unknown, file: string): FerryError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new FerryError('FERRY_DISK_FULL', `the journal ${file} could not be written: the disk holding the state dir ${stateDirOf(file)} is full (${code}); the run stopped before its next call. Free some space there, then resume the run`, { cause: error });
+  }
+  return new FerryError('FERRY_JOURNAL_WRITE', `the journal ${file} could not be written (${code ?? errorMessage(error)}); the run stopped before its next call`, { cause: error });
 }
 
 /** A journal that keeps nothing: for embedding and for measuring the journal's cost. */
 export const noJournal: RunJournal = { append: () => undefined, close: () => undefined };
 
 /**
- * Reads a journal. A line that does not parse — the torn last line of a killed process —
- * is skipped, never fatal.
+ * Reads a journal. A line that does not parse or is not a journal entry — the torn last line
+ * of a killed process, or damage — is skipped and counted, never fatal.
  */
 export async function readJournal(file: string): Promise<{ entries: JournalEntry[]; skipped: number }> {
   const text = await readFile(file, 'utf8');
@@ -134,11 +243,39 @@ export async function readJournal(file: string): Promise<{ entries: JournalEntry
   let skipped = 0;
   for (const line of text.split('\n')) {
     if (line === '') continue;
+    let value: unknown;
     try {
-      entries.push(JSON.parse(line) as JournalEntry);
+      value = JSON.parse(line);
     } catch {
       skipped++;
+      continue;
     }
+    if (isEntry(value)) entries.push(value);
+    else skipped++;
   }
   return { entries, skipped };
+}
+
+const isString = (v: unknown): v is string => typeof v === 'string';
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** The fields readers rely on, per entry type: a line that parses but lacks them is damage, not an entry. */
+function isEntry(value: unknown): value is JournalEntry {
+  if (!isObject(value)) return false;
+  switch (value.t) {
+    case 'run':
+      return isString(value.runId) && isString(value.workflow) && isString(value.file) && isString(value.startedAt) && typeof value.pid === 'number' && isObject(value.inputs) && isObject(value.trigger) && Array.isArray(value.shape);
+    case 'resume':
+      return isString(value.at) && typeof value.pid === 'number';
+    case 'step':
+      return isString(value.id) && Array.isArray(value.item) && isString(value.status) && typeof value.ms === 'number';
+    case 'progress':
+      return isString(value.id) && Array.isArray(value.item) && typeof value.done === 'number';
+    case 'source':
+      return isString(value.id) && Array.isArray(value.item) && isString(value.path) && typeof value.size === 'number' && typeof value.mtimeMs === 'number' && isString(value.hash);
+    case 'end':
+      return isString(value.status) && isString(value.at) && (value.error === null || isObject(value.error));
+    default:
+      return false;
+  }
 }

@@ -1,7 +1,9 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { errorMessage } from '../errors.js';
 import type { InnerStepSummary, RunErrorInfo, RunSummary, StepSummary } from '../engine/types.js';
 import { readJournal, type JournalEntry, type StepShape } from './journal.js';
+import { isLikelyFerry, lockHolder, type LockHolder } from './lock.js';
 import { isRunId, JOURNAL_FILE, runDir, runsDir } from './paths.js';
 
 export type RunState = 'succeeded' | 'failed' | 'interrupted' | 'running';
@@ -10,11 +12,14 @@ export type RunState = 'succeeded' | 'failed' | 'interrupted' | 'running';
 export interface RunListing {
   runId: string;
   workflow: string;
-  status: RunState;
+  /** `corrupt`: the journal cannot be read as a run; `problem` says why. */
+  status: RunState | 'corrupt';
   startedAt: string;
   durationMs: number | null;
   failedStep: string | null;
   file: string;
+  /** What is wrong with the journal (lines that could not be read, or why it is corrupt). */
+  problem?: string;
 }
 
 export interface LoadedRun {
@@ -24,48 +29,79 @@ export interface LoadedRun {
   end: Extract<JournalEntry, { t: 'end' }> | undefined;
   /** Lines that did not parse (a torn last line after a kill). */
   skipped: number;
+  /** Who holds the run's lock now: a live holder, none, or a stale lock left by a dead process. */
+  lock: LockHolder | 'none' | 'stale';
+}
+
+/** A run folder whose journal cannot be read as a run. */
+export interface CorruptRun {
+  runId: string;
+  corrupt: string;
 }
 
 export async function loadRun(stateDir: string, runId: string): Promise<LoadedRun | undefined> {
+  const run = await readRun(stateDir, runId);
+  return run && 'corrupt' in run ? undefined : run;
+}
+
+/**
+ * Reads one run; `undefined` when there is no such run folder. A journal that is missing,
+ * empty, unreadable or has no `run` entry gives a CorruptRun naming the problem.
+ */
+export async function readRun(stateDir: string, runId: string): Promise<LoadedRun | CorruptRun | undefined> {
   if (!isRunId(runId)) return undefined;
+  const dir = runDir(stateDir, runId);
   let journal: { entries: JournalEntry[]; skipped: number };
   try {
-    journal = await readJournal(path.join(runDir(stateDir, runId), JOURNAL_FILE));
-  } catch {
-    return undefined;
+    journal = await readJournal(path.join(dir, JOURNAL_FILE));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      const exists = await stat(dir).then((s) => s.isDirectory(), () => false);
+      // A live lock and no journal yet: the run is being created this moment.
+      if (!exists || typeof lockHolder(stateDir, runId) === 'object') return undefined;
+      return { runId, corrupt: `${JOURNAL_FILE} is missing` };
+    }
+    return { runId, corrupt: `${JOURNAL_FILE} cannot be read (${code ?? errorMessage(error)})` };
   }
   const start = journal.entries.find((e): e is Extract<JournalEntry, { t: 'run' }> => e.t === 'run');
-  if (!start) return undefined;
+  if (!start) {
+    const problem = journal.entries.length === 0 && journal.skipped === 0 ? `${JOURNAL_FILE} is empty` : `${JOURNAL_FILE} has no readable \`run\` entry (${journal.skipped} unreadable line${journal.skipped === 1 ? '' : 's'})`;
+    return { runId, corrupt: problem };
+  }
   // Only the end of the latest attempt counts: a retry appends `resume` after an old `end`.
   let end: Extract<JournalEntry, { t: 'end' }> | undefined;
   for (const e of journal.entries) {
     if (e.t === 'end') end = e;
     else if (e.t === 'resume') end = undefined;
   }
-  return { runId, entries: journal.entries, start, end, skipped: journal.skipped };
+  return { runId, entries: journal.entries, start, end, skipped: journal.skipped, lock: end ? 'none' : lockHolder(stateDir, runId) };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
+/**
+ * A run without an end is running only while a live process holds its lock: a run whose
+ * process died, or whose pid now belongs to another program, is interrupted. A run of this
+ * process is never "running" here (the listener knows its own runs).
+ */
 export function stateOf(run: LoadedRun): RunState {
   if (run.end) return run.end.interrupted ? 'interrupted' : run.end.status;
+  if (run.lock === 'stale') return 'interrupted';
+  if (run.lock !== 'none') return run.lock.pid === process.pid ? 'interrupted' : 'running';
+  // No lock: recorded by the listener and waiting for a slot, or written by an older ferry.
   const last = [...run.entries].reverse().find((e) => e.t === 'run' || e.t === 'resume') as { pid: number } | undefined;
-  return last && last.pid !== process.pid && alive(last.pid) ? 'running' : 'interrupted';
+  return last && last.pid !== process.pid && isLikelyFerry(last.pid) ? 'running' : 'interrupted';
 }
 
 export async function listRuns(stateDir: string): Promise<RunListing[]> {
   const ids = (await readdir(runsDir(stateDir)).catch(() => [] as string[])).filter(isRunId).sort().reverse();
   const out: RunListing[] = [];
   for (const id of ids) {
-    const run = await loadRun(stateDir, id);
+    const run = await readRun(stateDir, id);
     if (!run) continue;
+    if ('corrupt' in run) {
+      out.push({ runId: id, workflow: '?', status: 'corrupt', startedAt: '', durationMs: null, failedStep: null, file: '', problem: run.corrupt });
+      continue;
+    }
     out.push({
       runId: id,
       workflow: run.start.workflow,
@@ -74,6 +110,7 @@ export async function listRuns(stateDir: string): Promise<RunListing[]> {
       durationMs: run.end ? Date.parse(run.end.at) - Date.parse(run.start.startedAt) : null,
       failedStep: run.end?.error?.step ?? null,
       file: run.start.file,
+      ...(run.skipped > 0 ? { problem: `${run.skipped} unreadable journal line${run.skipped === 1 ? '' : 's'}` } : {}),
     });
   }
   return out;

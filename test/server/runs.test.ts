@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -68,6 +68,9 @@ describe('run manager', () => {
     const { runId, duplicate } = await m.accept(delivery(r, 1, 'd-1'));
     expect(duplicate).toBe(false);
     expect(await readdir(path.join(stateDir, 'runs', runId))).toEqual(expect.arrayContaining(['journal.jsonl', 'workflow.yaml']));
+    // They hold webhook bodies and sender headers: owner only from the moment they exist.
+    const mode = async (...parts: string[]) => ((await stat(path.join(stateDir, 'runs', ...parts))).mode & 0o777).toString(8);
+    expect([await mode(), await mode(runId), await mode(runId, 'journal.jsonl'), await mode(runId, 'workflow.yaml')]).toEqual(['700', '700', '600', '600']);
     const [first] = await entries(runId);
     expect(first).toMatchObject({ t: 'run', runId, workflow: 'slow', trigger: { body: { n: 1 } }, hook: { path: '/hooks/slow', delivery: 'd-1' } });
     await until(() => release.length === 1);

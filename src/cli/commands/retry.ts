@@ -3,7 +3,8 @@ import { resumeStateFrom, shapeOf } from '../../engine/run.js';
 import { firstSourceChange, sourceChangedError } from '../../engine/sources.js';
 import { builtinRegistry } from '../../providers/index.js';
 import { resolveStateDir } from '../../store/paths.js';
-import { incompatibilities, loadRun, stateOf } from '../../store/runs.js';
+import { acquireRunLock } from '../../store/lock.js';
+import { incompatibilities, loadRun, readRun, stateOf } from '../../store/runs.js';
 import { loadWorkflow } from '../../workflow/validate.js';
 import type { Command } from '../run-command.js';
 import { executeRun, resolveSecrets } from './run.js';
@@ -16,30 +17,41 @@ export const retryCommand: Command = {
     if (positionals.length !== 1 || runId === undefined) throw new UsageError(`name one run id\nUsage: ${this.usage}`);
     const stateDirFlag = values['state-dir'] as string | undefined;
     const stateDir = resolveStateDir(stateDirFlag, io.env, io.cwd);
-    const run = await loadRun(stateDir, runId);
-    if (!run) throw new UsageError(`no run \`${runId}\` in ${stateDir} (\`ferry runs\` lists them)`, 'FERRY_RUN_NOT_FOUND');
-    const state = stateOf(run);
-    if (state === 'succeeded') {
-      io.stderr(`run ${runId} already succeeded; nothing to retry\n`);
-      return 0;
+    const found = await readRun(stateDir, runId);
+    if (!found) throw new UsageError(`no run \`${runId}\` in ${stateDir} (\`ferry runs\` lists them)`, 'FERRY_RUN_NOT_FOUND');
+    if ('corrupt' in found) throw new UsageError(`run ${runId} cannot be resumed: its journal is corrupt (${found.corrupt}); start a new run with \`ferry run\``, 'FERRY_RUN_CORRUPT');
+    // The lock first, the journal after: a retry that raced another one reads what that one did.
+    const lock = acquireRunLock(stateDir, runId);
+    try {
+      const run = await loadRun(stateDir, runId);
+      if (!run) throw new UsageError(`run ${runId} in ${stateDir} can no longer be read`, 'FERRY_RUN_NOT_FOUND');
+      const state = stateOf(run);
+      if (state === 'succeeded') {
+        io.stderr(`run ${runId} already succeeded; nothing to retry\n`);
+        return 0;
+      }
+      if (state === 'running') throw new UsageError(`run ${runId} is still running (pid alive); stop it before retrying`, 'FERRY_RUN_BUSY');
+      // The workflow as it is now on disk: a fixed file is picked up.
+      const workflow = await loadWorkflow(run.start.file, builtinRegistry());
+      const problems = incompatibilities(run, shapeOf(workflow.steps));
+      if (problems.length > 0) {
+        throw new UsageError(`${run.start.file} changed in a way this run cannot resume from:\n  ${problems.join('\n  ')}\nStart a new run with \`ferry run\` instead.`, 'FERRY_RETRY_INCOMPATIBLE');
+      }
+      // Loop files are resumed by row position: a changed file would skip or repeat rows.
+      const resume = resumeStateFrom(run.entries);
+      const changed = await firstSourceChange(resume.sources?.values() ?? []);
+      if (changed !== undefined) throw new UsageError(sourceChangedError(changed, runId).message, 'FERRY_LOOP_FILE_CHANGED');
+      // A run is resumed where it started: a sandbox run in the sandbox, a live run live.
+      const sandbox = run.start.mode === 'sandbox';
+      const secrets = resolveSecrets(workflow, io.env, sandbox, `then retry again (run ${runId} is a live run: a retry sends to the real providers, as the run did)`);
+      if (values.quiet !== true) io.stderr(`resuming run ${runId} of ${run.start.workflow}${sandbox ? ' in the sandbox, where it started (--sandbox)' : ''}\n`);
+      return await executeRun(
+        workflow,
+        { runId, inputs: run.start.inputs, trigger: run.start.trigger, secrets, sandbox, stateDirFlag, values, resume, lock },
+        io,
+      );
+    } finally {
+      lock.release();
     }
-    if (state === 'running') throw new UsageError(`run ${runId} is still running (pid alive); stop it before retrying`, 'FERRY_RUN_BUSY');
-    // The workflow as it is now on disk: a fixed file is picked up.
-    const workflow = await loadWorkflow(run.start.file, builtinRegistry());
-    const problems = incompatibilities(run, shapeOf(workflow.steps));
-    if (problems.length > 0) {
-      throw new UsageError(`${run.start.file} changed in a way this run cannot resume from:\n  ${problems.join('\n  ')}\nStart a new run with \`ferry run\` instead.`, 'FERRY_RETRY_INCOMPATIBLE');
-    }
-    // Loop files are resumed by row position: a changed file would skip or repeat rows.
-    const resume = resumeStateFrom(run.entries);
-    const changed = await firstSourceChange(resume.sources?.values() ?? []);
-    if (changed !== undefined) throw new UsageError(sourceChangedError(changed, runId).message, 'FERRY_LOOP_FILE_CHANGED');
-    const secrets = resolveSecrets(workflow, io.env, false);
-    if (values.quiet !== true) io.stderr(`resuming run ${runId} of ${run.start.workflow}\n`);
-    return executeRun(
-      workflow,
-      { runId, inputs: run.start.inputs, trigger: run.start.trigger, secrets, sandbox: false, stateDirFlag, values, resume },
-      io,
-    );
   },
 };

@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../../errors.js';
+import { UsageError, type FerryError } from '../../errors.js';
 import { checkInputs } from '../../engine/inputs.js';
 import { defaultLimiter, runWorkflow, type ResumeState } from '../../engine/run.js';
 import { newRunId } from '../../engine/run-id.js';
 import { FileJournal } from '../../store/journal.js';
+import { acquireRunLock, type RunLock } from '../../store/lock.js';
 import { JOURNAL_FILE, resolveStateDir, runDir } from '../../store/paths.js';
 import type { RunSummary, TriggerData } from '../../engine/types.js';
 import { builtinRegistry } from '../../providers/index.js';
@@ -63,7 +64,7 @@ async function readJson(file: string, flag: string): Promise<unknown> {
 }
 
 /** Declared secrets from the environment; placeholders in sandbox and dry-run mode. */
-export function resolveSecrets(workflow: Workflow, env: Record<string, string | undefined>, placeholders: boolean): Record<string, string> {
+export function resolveSecrets(workflow: Workflow, env: Record<string, string | undefined>, placeholders: boolean, hint = 'or try the run with --sandbox'): Record<string, string> {
   const secrets: Record<string, string> = {};
   const missing: string[] = [];
   for (const name of workflow.secrets) {
@@ -73,7 +74,7 @@ export function resolveSecrets(workflow: Workflow, env: Record<string, string | 
     else missing.push(name);
   }
   if (missing.length > 0) {
-    throw new UsageError(`missing secret${missing.length > 1 ? 's' : ''} ${missing.map((m) => `\`${m}\``).join(', ')}: set ${missing.length > 1 ? 'them' : 'it'} in the environment (e.g. export ${missing[0]}=...), or try the run with --sandbox`, 'FERRY_SECRET_MISSING');
+    throw new UsageError(`missing secret${missing.length > 1 ? 's' : ''} ${missing.map((m) => `\`${m}\``).join(', ')}: set ${missing.length > 1 ? 'them' : 'it'} in the environment (e.g. export ${missing[0]}=...), ${hint}`, 'FERRY_SECRET_MISSING');
   }
   return secrets;
 }
@@ -140,16 +141,32 @@ export interface ExecuteOptions {
   stateDirFlag: string | undefined;
   values: Record<string, unknown>;
   resume?: ResumeState;
+  /** The run's lock when the caller took it already (`retry` takes it before reading the journal). */
+  lock?: RunLock;
 }
 
-/** Runs (or resumes) with a journal in the state dir; shared by `run` and `retry`. */
+/**
+ * Runs (or resumes) with a journal in the state dir; shared by `run` and `retry`. The run's
+ * lock is held from before its first entry to its end, so one run never has two runners.
+ */
 export async function executeRun(workflow: Workflow, options: ExecuteOptions, io: CommandIO): Promise<number> {
   const { values } = options;
   for (const value of Object.values(options.secrets)) io.redactor.add(value);
   const stateDir = resolveStateDir(options.stateDirFlag, io.env, io.cwd);
-  const journal = options.resume
-    ? new FileJournal(path.join(runDir(stateDir, options.runId), JOURNAL_FILE), io.redactor)
-    : FileJournal.create(stateDir, options.runId, workflow.source, io.redactor);
+  const lock = options.lock ?? acquireRunLock(stateDir, options.runId);
+  // A journal that cannot be written (full disk) stops the run: nothing after it would be recorded.
+  const journalStop = new AbortController();
+  const journalOptions = { onFailure: (error: FerryError) => journalStop.abort(error.code === 'FERRY_DISK_FULL' ? 'a full disk' : 'a journal write error') };
+  let journal: FileJournal;
+  try {
+    journal = options.resume
+      ? new FileJournal(path.join(runDir(stateDir, options.runId), JOURNAL_FILE), io.redactor, journalOptions)
+      : FileJournal.create(stateDir, options.runId, workflow.source, io.redactor, journalOptions);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
+  const signal = io.signal ? AbortSignal.any([io.signal, journalStop.signal]) : journalStop.signal;
   let sandbox: CliSandbox | undefined;
   let summary: RunSummary;
   const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true }, defaultLimiter());
@@ -165,8 +182,9 @@ export async function executeRun(workflow: Workflow, options: ExecuteOptions, io
       redactor: io.redactor,
       journal,
       stateDir,
+      mode: options.sandbox ? 'sandbox' : 'live',
       ...(options.resume ? { resume: options.resume } : {}),
-      ...(io.signal ? { signal: io.signal } : {}),
+      signal,
       ...(sandbox ? { providerOverrides: sandbox.overrides } : {}),
       observer: progress.observer,
     });
@@ -175,10 +193,12 @@ export async function executeRun(workflow: Workflow, options: ExecuteOptions, io
   } finally {
     progress.stop();
     journal.close();
+    lock.release();
     await sandbox?.close();
   }
   printSummary(summary, io, { json: values.json === true, quiet: values.quiet === true });
-  if (summary.status === 'succeeded') return 0;
+  if (journal.failure) io.stderr(`${journal.failure.message}\n`);
+  if (summary.status === 'succeeded' && !journal.failure) return 0;
   const stateFlag = options.stateDirFlag === undefined ? '' : ` --state-dir ${options.stateDirFlag}`;
   io.stderr(`resume with: ferry retry ${summary.runId}${stateFlag}\n`);
   const reason = io.signal?.aborted ? String(io.signal.reason) : undefined;

@@ -1,6 +1,6 @@
 import { UsageError } from '../../errors.js';
 import { resolveStateDir } from '../../store/paths.js';
-import { listRuns, loadRun, summarize } from '../../store/runs.js';
+import { listRuns, readRun, summarize } from '../../store/runs.js';
 import type { Command } from '../run-command.js';
 
 export const runsCommand: Command = {
@@ -19,7 +19,8 @@ export const runsCommand: Command = {
     io.stdout(`${'RUN'.padEnd(27)}${'WORKFLOW'.padEnd(22)}${'STATUS'.padEnd(12)}${'STARTED'.padEnd(26)}${'DURATION'.padEnd(10)}FAILED STEP\n`);
     for (const r of runs) {
       const duration = r.durationMs === null ? '-' : `${(r.durationMs / 1000).toFixed(1)}s`;
-      io.stdout(`${r.runId.padEnd(27)}${r.workflow.padEnd(22)}${r.status.padEnd(12)}${r.startedAt.padEnd(26)}${duration.padEnd(10)}${r.failedStep ?? ''}\n`);
+      const note = r.problem === undefined ? '' : `${r.failedStep ? '  ' : ''}(${r.status === 'corrupt' ? 'corrupt journal: ' : ''}${r.problem})`;
+      io.stdout(`${r.runId.padEnd(27)}${r.workflow.padEnd(22)}${r.status.padEnd(12)}${r.startedAt.padEnd(26)}${duration.padEnd(10)}${r.failedStep ?? ''}${note}\n`);
     }
     return 0;
   },
@@ -32,8 +33,9 @@ export const showCommand: Command = {
     const runId = positionals[0];
     if (positionals.length !== 1 || runId === undefined) throw new UsageError(`name one run id\nUsage: ${this.usage}`);
     const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
-    const run = await loadRun(stateDir, runId);
+    const run = await readRun(stateDir, runId);
     if (!run) throw new UsageError(`no run \`${runId}\` in ${stateDir} (\`ferry runs\` lists them)`, 'FERRY_RUN_NOT_FOUND');
+    if ('corrupt' in run) throw new UsageError(`run ${runId} cannot be shown: its journal is corrupt (${run.corrupt})`, 'FERRY_RUN_CORRUPT');
     const summary = summarize(run);
     if (values.json) {
       io.stdout(`${JSON.stringify(summary, null, 2)}\n`);
