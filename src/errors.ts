@@ -66,6 +66,23 @@ export class ActionInputError extends FerryError {
   }
 }
 
+/**
+ * What a provider answered, in its own words, kept beside ferry's explanation (DESIGN.md §4):
+ * it goes into the run error, the journal and `ferry show`.
+ */
+export interface ProviderAnswer {
+  status: number;
+  /** The provider's own error text: Amplitude's `error`, Segment's `error`, a JSON body's `error` or `message`. */
+  error?: string;
+  /**
+   * The answer's other structured fields, limited to what concerns the failed call or loop
+   * item: for one event of an Amplitude batch, `{ invalid_fields: ["time"] }`, not the whole batch's indexes.
+   */
+  detail?: Record<string, unknown>;
+  /** An excerpt of a body that holds no such text (HTML, plain text), cut to a readable length. */
+  body?: string;
+}
+
 /** A provider answered with an error, or could not be reached. */
 export class ProviderError extends FerryError {
   readonly provider: string;
@@ -75,16 +92,19 @@ export class ProviderError extends FerryError {
   readonly body: string | undefined;
   /** How long the provider asked us to wait (Retry-After or a documented pause), in ms. */
   readonly retryAfterMs: number | undefined;
+  /** The provider's answer as it concerns this call or item; undefined when nothing came back. */
+  readonly answer: ProviderAnswer | undefined;
   constructor(
     provider: string,
     message: string,
-    details: { status?: number | undefined; body?: string | undefined; retryAfterMs?: number | undefined; code?: string | undefined; cause?: unknown } = {},
+    details: { status?: number | undefined; body?: string | undefined; retryAfterMs?: number | undefined; code?: string | undefined; answer?: ProviderAnswer | undefined; cause?: unknown } = {},
   ) {
     super(details.code ?? (details.status === undefined ? 'FERRY_PROVIDER_NETWORK' : 'FERRY_PROVIDER_STATUS'), message, { cause: details.cause });
     this.provider = provider;
     this.status = details.status;
     this.body = details.body;
     this.retryAfterMs = details.retryAfterMs;
+    this.answer = details.answer;
   }
 }
 

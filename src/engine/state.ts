@@ -91,6 +91,7 @@ export function errorInfo(failure: RunFailedError): RunErrorInfo {
   if (failure.item && failure.item.length > 1) info.itemPath = failure.item;
   if (cause instanceof FerryError) info.code = cause.code;
   if (cause instanceof ProviderError && cause.status !== undefined) info.status = cause.status;
+  if (cause instanceof ProviderError && cause.answer !== undefined) info.provider = { name: cause.provider, ...cause.answer };
   return info;
 }
 

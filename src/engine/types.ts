@@ -1,3 +1,4 @@
+import type { ProviderAnswer } from '../errors.js';
 import type { LogLevel } from '../providers/define.js';
 
 export type StepStatus = 'succeeded' | 'failed' | 'skipped';
@@ -32,6 +33,12 @@ export interface InnerStepSummary {
   calls: CallSummary;
 }
 
+/** The provider's answer behind a run error, in its own words (DESIGN.md §4). */
+export interface ProviderAnswerInfo extends ProviderAnswer {
+  /** The provider as workflows name it: `amplitude`, `segment`, `http`. */
+  name: string;
+}
+
 export interface RunErrorInfo {
   step: string;
   /** Index of the loop item that failed (innermost loop), or null outside loops. */
@@ -41,6 +48,8 @@ export interface RunErrorInfo {
   itemPath?: number[];
   code?: string;
   status?: number;
+  /** What the provider answered: status, its error text, the detail that concerns this call or item. */
+  provider?: ProviderAnswerInfo;
 }
 
 export interface RunSummary {

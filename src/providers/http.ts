@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Agent, Dispatcher } from 'undici';
 import type * as UndiciModule from 'undici';
-import { ProviderError } from '../errors.js';
+import { ProviderError, type ProviderAnswer } from '../errors.js';
 import { escapeControls, excerpt } from '../terminal.js';
 
 // undici is loaded on the first call, not at start-up: `ferry validate` never needs it,
@@ -185,20 +185,87 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
 }
 
 const MAX_BODY_IN_ERROR = 2000;
+/** Bounds of what a run error keeps of an answer: the journal holds one per failed step. */
+const MAX_WORDS = 500;
+const MAX_DETAIL_JSON = 1000;
+const MAX_BODY_EXCERPT = 500;
+
+const cut = (text: string, max: number): string => (text.length > max ? `${text.slice(0, max)}…` : text);
 
 /**
- * A non-success answer as a ProviderError that carries status, body and the wait asked for.
- * The message quotes the provider with control characters escaped; `body` keeps the text.
+ * The provider's own words in an answer (DESIGN.md §4). A JSON object body gives its error
+ * text (`error`, `error.message` or `message`) and its other fields as `detail`, minus a
+ * `code`/`success` that only repeats the status. Another body is kept as an excerpt, or as
+ * the error text itself when the provider answers errors in plain text (`textIsError`:
+ * Amplitude's Identify and Export APIs). Texts are kept raw and bounded; they are escaped
+ * where shown and redacted where written, like every other value.
  */
-export function statusError(provider: string, answer: HttpAnswer, detail?: string, retryAfterMs?: number): ProviderError {
+export function answerOf(status: number, text: string, options: { textIsError?: boolean } = {}): ProviderAnswer {
+  const said: ProviderAnswer = { status };
+  const body = jsonObject(text);
+  if (body === undefined) {
+    const trimmed = text.trim();
+    if (trimmed !== '') {
+      if (options.textIsError) said.error = cut(trimmed, MAX_WORDS);
+      else said.body = cut(trimmed, MAX_BODY_EXCERPT);
+    }
+    return said;
+  }
+  const nested = body.error !== null && typeof body.error === 'object' ? (body.error as Record<string, unknown>) : undefined;
+  const words = [body.error, nested?.message, body.message].find((w): w is string => typeof w === 'string' && w.trim() !== '');
+  if (words !== undefined) said.error = cut(words, MAX_WORDS);
+  const detail: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) {
+    if ((key === 'code' && value === status) || (key === 'success' && value === false)) continue;
+    if (typeof value === 'string' && value === words) continue;
+    const kept = key === 'error' && nested !== undefined ? withoutMessage(nested, words) : value;
+    if (kept !== undefined) detail[key] = kept;
+  }
+  if (Object.keys(detail).length > 0 && JSON.stringify(detail).length <= MAX_DETAIL_JSON) said.detail = detail;
+  else if (Object.keys(detail).length > 0) said.body = cut(text.trim(), MAX_BODY_EXCERPT);
+  return said;
+}
+
+/** A text's JSON object, or undefined when it holds something else. */
+function jsonObject(text: string): Record<string, unknown> | undefined {
+  if (!text.trimStart().startsWith('{')) return undefined;
+  try {
+    const value = JSON.parse(text) as unknown;
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `{ error: { message, type } }`: the message is the error text already, the rest is detail. */
+function withoutMessage(error: Record<string, unknown>, words: string | undefined): Record<string, unknown> | undefined {
+  const { message, ...rest } = error;
+  if (message !== words) return error;
+  return Object.keys(rest).length > 0 ? rest : undefined;
+}
+
+/**
+ * A non-success answer as a ProviderError that carries status, body, the wait asked for and
+ * the provider's own words (`said`, read from the body by default). The message quotes the
+ * provider's error text, then ferry's explanation (`detail`), control characters escaped:
+ * `amplitude answered 400 "Invalid field values on some events": …`. Without an error text
+ * it quotes the body as before.
+ */
+export function statusError(provider: string, answer: HttpAnswer, detail?: string, retryAfterMs?: number, said: ProviderAnswer = answerOf(answer.status, answer.text)): ProviderError {
   const body = answer.text.length > MAX_BODY_IN_ERROR ? `${answer.text.slice(0, MAX_BODY_IN_ERROR)}…` : answer.text;
   const wait = retryAfterMs ?? parseRetryAfter(header(answer, 'retry-after'));
-  const quoted = detail || body;
-  return new ProviderError(provider, `${provider} answered ${answer.status}${quoted ? `: ${escapeControls(quoted)}` : ''}`, {
+  return new ProviderError(provider, answeredMessage(provider, said, detail || (said.error === undefined ? body : undefined)), {
     status: answer.status,
     body,
     retryAfterMs: wait,
+    answer: said,
   });
+}
+
+/** `<provider> answered <status> "<its words>": <ferry's explanation>`, controls escaped. */
+export function answeredMessage(provider: string, said: ProviderAnswer, explanation?: string): string {
+  const words = said.error === undefined ? '' : ` "${excerpt(said.error, 300)}"`;
+  return `${provider} answered ${said.status}${words}${explanation ? `: ${escapeControls(explanation)}` : ''}`;
 }
 
 /**
@@ -220,6 +287,7 @@ export function notReadable(provider: string, status: number, expected: string, 
     code: 'FERRY_PROVIDER_ANSWER',
     status,
     body: text.slice(0, MAX_BODY_IN_ERROR),
+    answer: text.trim() === '' ? { status } : { status, body: cut(text.trim(), MAX_BODY_EXCERPT) },
     cause,
   });
 }

@@ -125,7 +125,8 @@ steps:
       const summary = JSON.parse(result.stdout);
       expect(summary.status).toBe('failed');
       expect(summary.error).toMatchObject({ step: 'call', item: 2 });
-      expect(result.stderr).toMatch(/failed: step `call`, loop item 2: http answered 400: .*user 2 is blocked/);
+      expect(result.stderr).toMatch(/failed: step `call`, loop item 2: http answered 400 "user 2 is blocked": GET http:\/\/127.0.0.1:\d+\/2/);
+      expect(summary.error.provider).toEqual({ name: 'http', status: 400, error: 'user 2 is blocked' });
       expect(server.seen.map((s) => s.url)).toEqual(['/0', '/1', '/2']);
     } finally {
       await server.close();

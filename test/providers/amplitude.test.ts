@@ -74,6 +74,9 @@ describe('amplitude.identify_user', () => {
     const summary = await runAgainst(identify('      user_id: user_bad01'));
     expect(summary.status).toBe('failed');
     expect(summary.error?.status).toBe(400);
+    // The Identify API answers in plain text: that text is Amplitude's own words.
+    expect(summary.error?.message).toContain('amplitude answered 400 "invalid identification[0].user_id: user_bad01 is rejected"');
+    expect(summary.error?.provider).toEqual({ name: 'amplitude', status: 400, error: 'invalid identification[0].user_id: user_bad01 is rejected' });
     expect(sandbox.amplitude.requests).toHaveLength(1);
     expect(summary.steps.amp?.calls).toMatchObject({ attempts: 1, failures: { 400: 1 } });
   });
@@ -247,6 +250,13 @@ steps:
     action: amplitude.export_events
     with: { start: "${start}", end: "${end}", output: ${path.join(dir, out)} }
 `;
+
+  it("quotes the Export API's own words on a 401 beside what to check", async () => {
+    const summary = await runAgainst(exportFlow('20261101T00', '20261101T01', 'denied.ndjson').replace('secret_key: sandbox-amplitude-secret', 'secret_key: not-the-secret'));
+    expect(summary.status).toBe('failed');
+    expect(summary.error?.message).toContain('amplitude export answered 401 "Invalid credentials: the export needs HTTP Basic auth with api_key:secret_key": check api_key and secret_key');
+    expect(summary.error?.provider).toEqual({ name: 'amplitude', status: 401, error: 'Invalid credentials: the export needs HTTP Basic auth with api_key:secret_key' });
+  });
 
   it('streams a multi-hour zip of gzipped NDJSON into one NDJSON file with the exact count', async () => {
     const hours = new Map<string, object[]>();

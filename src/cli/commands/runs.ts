@@ -1,3 +1,4 @@
+import type { ProviderAnswerInfo } from '../../engine/types.js';
 import { UsageError } from '../../errors.js';
 import { resolveStateDir } from '../../store/paths.js';
 import { listRuns, readRun, summarize } from '../../store/runs.js';
@@ -43,6 +44,7 @@ export const showCommand: Command = {
     }
     io.stdout(`run       ${summary.runId}\nworkflow  ${summary.workflow} (${run.start.file})\nstatus    ${summary.state}\nstarted   ${summary.startedAt}\n`);
     if (summary.error) io.stdout(`error     step ${summary.error.step}${summary.error.item === null ? '' : `, item ${summary.error.item}`}: ${summary.error.message}\n`);
+    if (summary.error?.provider) io.stdout(`          ${describeAnswer(summary.error.provider)}\n`);
     io.stdout('steps\n');
     for (const [id, s] of Object.entries(summary.steps)) {
       const calls = s.calls ? `  ${s.calls.attempts} attempt(s) for ${s.calls.calls} call(s)${Object.keys(s.calls.failures).length ? `, failures ${JSON.stringify(s.calls.failures)}` : ''}` : '';
@@ -57,3 +59,13 @@ export const showCommand: Command = {
     return 0;
   },
 };
+
+/** The provider's own words on one line: `amplitude said: 400 Invalid field values on some events; invalid fields: time`. */
+function describeAnswer(said: ProviderAnswerInfo): string {
+  const line = (text: string): string => text.replace(/\s+/g, ' ').trim();
+  const show = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value));
+  const parts = [`${said.name} said: ${said.status}${said.error === undefined ? '' : ` ${line(said.error)}`}`];
+  for (const [key, value] of Object.entries(said.detail ?? {})) parts.push(`${key.replaceAll('_', ' ')}: ${line(Array.isArray(value) ? value.map(show).join(', ') : show(value))}`);
+  if (said.body !== undefined) parts.push(`body: ${line(said.body)}`);
+  return parts.join('; ');
+}

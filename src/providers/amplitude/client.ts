@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import type { ProviderError } from '../../errors.js';
 import type { ActionContext } from '../define.js';
-import { header, send, statusError, type HttpAnswer } from '../http.js';
+import { answerOf, header, send, statusError, type HttpAnswer } from '../http.js';
 
 export interface AmplitudeConfig {
   [field: string]: unknown;
@@ -37,22 +37,26 @@ export function exportAuth(config: AmplitudeConfig): { header: string; encoded: 
 /** Amplitude's documented pauses when a 429 carries no Retry-After (PROVIDERS.md). */
 export const THROTTLE_WAIT_MS = { events: 30_000, identify: 15_000 };
 
-/** Amplitude answers JSON with an `error` field; the message keeps the part a user acts on. */
+/**
+ * Amplitude answers JSON with an `error` field (the Identify API answers plain text): the
+ * message quotes it and adds the part a user acts on.
+ */
 export function amplitudeError(answer: HttpAnswer, throttleWaitMs: number): ProviderError {
-  let detail: string | undefined;
+  const said = answerOf(answer.status, answer.text, { textIsError: true });
+  let explanation: string | undefined;
   try {
-    const body = JSON.parse(answer.text) as { error?: string; missing_field?: string; events_with_invalid_fields?: unknown; events_with_missing_fields?: unknown };
-    const parts = [body.error];
+    const body = JSON.parse(answer.text) as { missing_field?: string; events_with_invalid_fields?: unknown; events_with_missing_fields?: unknown };
+    const parts: string[] = [];
     if (body.missing_field) parts.push(`missing field ${body.missing_field}`);
     if (body.events_with_invalid_fields) parts.push(`invalid fields ${JSON.stringify(body.events_with_invalid_fields)}`);
     if (body.events_with_missing_fields) parts.push(`missing fields ${JSON.stringify(body.events_with_missing_fields)}`);
-    detail = parts.filter(Boolean).join('; ') || undefined;
+    explanation = parts.join('; ') || undefined;
   } catch {
-    detail = answer.text.slice(0, 500) || undefined;
+    // Plain text: it is the error text, quoted as such.
   }
   // A 429 without Retry-After still asks for Amplitude's documented pause.
   const wait = answer.status === 429 && header(answer, 'retry-after') === undefined ? throttleWaitMs : undefined;
-  return statusError('amplitude', answer, detail, wait);
+  return statusError('amplitude', answer, explanation, wait, said);
 }
 
 /** One POST attempt; a non-200 answer becomes a ProviderError for the retry policy to judge. */

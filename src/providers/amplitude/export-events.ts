@@ -9,8 +9,7 @@ import type { Dispatcher } from 'undici';
 import type yauzl from 'yauzl';
 import { ActionInputError, ProviderError } from '../../errors.js';
 import { defineAction } from '../define.js';
-import { NEVER_ABORTED, networkError, notReadable, statusError, undici } from '../http.js';
-import { excerpt } from '../../terminal.js';
+import { answeredMessage, answerOf, NEVER_ABORTED, networkError, notReadable, statusError, undici } from '../http.js';
 import { exportAuth, exportUrl, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 
 const HOUR = 3_600_000;
@@ -116,11 +115,12 @@ async function download(http: Dispatcher, context: AmplitudeContext, start: numb
   const single = start === end;
   // 400 "too large" and 504 mean the range is too big: split it, unless it is one hour.
   if (!single && (res.statusCode === 504 || (res.statusCode === 400 && /size|large|exceed/i.test(text)))) throw new SplitRange();
+  // The Export API answers errors in plain text: that text is Amplitude's own words.
+  const said = answerOf(res.statusCode, text, { textIsError: true });
   if (res.statusCode === 401 || res.statusCode === 403) {
-    const said = text.trim() === '' ? '' : ` (amplitude said: ${excerpt(text.trim())})`;
-    throw new ProviderError('amplitude', `amplitude export answered ${res.statusCode}: check api_key and secret_key${said}`, { status: res.statusCode, body: text.slice(0, 500) });
+    throw new ProviderError('amplitude', answeredMessage('amplitude export', said, 'check api_key and secret_key'), { status: res.statusCode, body: text.slice(0, 500), answer: said });
   }
-  throw statusError('amplitude', { status: res.statusCode, headers: res.headers, text });
+  throw statusError('amplitude', { status: res.statusCode, headers: res.headers, text }, undefined, undefined, said);
 }
 
 /** Streams every entry of the zip (gzipped NDJSON per hour) onto `out`; returns the lines written. */

@@ -1,6 +1,6 @@
-import { ActionInputError, ProviderError } from '../../errors.js';
+import { ActionInputError, ProviderError, type ProviderAnswer } from '../../errors.js';
 import { defineAction, sharedSpec, type BatchSpec } from '../define.js';
-import { parseAnswer, type HttpAnswer } from '../http.js';
+import { answeredMessage, parseAnswer, type HttpAnswer } from '../http.js';
 import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 import { FIELD_EXAMPLES, normalizeUserProperties } from './identify-user.js';
 import { checkIds, DEFAULT_MIN_ID_LENGTH, idSchema, toMillis } from './ids.js';
@@ -76,16 +76,39 @@ interface EventsAnswer {
   throttled_events?: number[];
 }
 
-/** Indexes of the events an Amplitude 400/429 answer names, with the fields at fault. */
-function namedEvents(answer: EventsAnswer): Map<number, string[]> {
-  const named = new Map<number, string[]>();
-  for (const [kind, fields] of [['invalid', answer.events_with_invalid_fields], ['missing', answer.events_with_missing_fields]] as const) {
+/** What an Amplitude 400 says about one event of the batch: the fields at fault, by kind. */
+interface EventFaults {
+  invalid_fields?: string[];
+  missing_fields?: string[];
+}
+
+/** The events an Amplitude 400 answer names, by index, with the fields at fault. */
+function namedEvents(answer: EventsAnswer): Map<number, EventFaults> {
+  const named = new Map<number, EventFaults>();
+  for (const [kind, fields] of [['invalid_fields', answer.events_with_invalid_fields], ['missing_fields', answer.events_with_missing_fields]] as const) {
     for (const [field, indexes] of Object.entries(fields ?? {})) {
-      for (const i of indexes) named.set(i, [...(named.get(i) ?? []), `${kind} \`${field}\``]);
+      for (const i of indexes) {
+        const faults = named.get(i) ?? {};
+        (faults[kind] ??= []).push(field);
+        named.set(i, faults);
+      }
     }
   }
   return named;
 }
+
+/**
+ * One event's share of a batch answer: Amplitude's error text, with only this event's detail
+ * (`{ invalid_fields: ["time"] }`), never the other events' indexes.
+ */
+function itemError(error: ProviderError, detail: Record<string, unknown> | undefined, explanation: string, retryAfterMs?: number): ProviderError {
+  const words = error.answer?.error;
+  const said: ProviderAnswer = { status: error.status ?? 400, ...(words === undefined ? {} : { error: words }), ...(detail === undefined ? {} : { detail }) };
+  return new ProviderError('amplitude', answeredMessage('amplitude', said, explanation), { status: said.status, body: error.body, retryAfterMs, answer: said });
+}
+
+const describeFaults = (faults: EventFaults): string =>
+  [...(faults.invalid_fields ?? []).map((f) => `invalid \`${f}\``), ...(faults.missing_fields ?? []).map((f) => `missing \`${f}\``)].join(', ');
 
 /**
  * HTTP V2 takes an `events` array: concurrent events share a request. Amplitude rejects a
@@ -119,7 +142,8 @@ function eventsBatch(context: AmplitudeContext, minIdLength: number | undefined)
           const throttled = new Set(parsed.throttled_events ?? []);
           if (throttled.size === 0) throw error;
           const at = parsed.server_upload_time ?? Date.now();
-          return events.map((_, i) => (throttled.has(i) ? { ok: false as const, error, retry: { afterMs: error.retryAfterMs } } : { ok: true as const, value: { events_ingested: 1, server_upload_time: at } }));
+          const mine = itemError(error, undefined, 'this event was throttled', error.retryAfterMs);
+          return events.map((_, i) => (throttled.has(i) ? { ok: false as const, error: mine, retry: { afterMs: error.retryAfterMs } } : { ok: true as const, value: { events_ingested: 1, server_upload_time: at } }));
         }
         const named = namedEvents(parsed);
         if (named.size === 0) {
@@ -130,7 +154,7 @@ function eventsBatch(context: AmplitudeContext, minIdLength: number | undefined)
         return events.map((_, i) => {
           const faults = named.get(i);
           if (!faults) return { ok: false as const, error, retry: { afterMs: 0, free: true } };
-          return { ok: false as const, error: new ProviderError('amplitude', `amplitude answered 400: this event has ${faults.join(', ')}`, { status: 400, body: error.body }) };
+          return { ok: false as const, error: itemError(error, { ...faults }, `this event has ${describeFaults(faults)}`) };
         });
       }
       const parsed = parseAnswer('amplitude', answer);

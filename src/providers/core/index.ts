@@ -1,6 +1,6 @@
 import { defineAction, defineProvider } from '../define.js';
 import { ProviderError } from '../../errors.js';
-import { flattenHeaders, header, send, statusError } from '../http.js';
+import { answerOf, flattenHeaders, header, send, statusError } from '../http.js';
 
 const log = defineAction<{ message: unknown; level?: 'debug' | 'info' | 'warn' | 'error' }, null>({
   name: 'log',
@@ -83,9 +83,12 @@ const httpRequest = defineAction<HttpRequestInput, { status: number; headers: Re
       });
       const ok = expected ? expected.includes(answer.status) : answer.status >= 200 && answer.status < 300;
       if (!ok) {
-        const error = statusError('http', answer, `${input.method ?? 'GET'} ${url.origin}${url.pathname}${answer.text ? ` ${answer.text.slice(0, 500)}` : ''}`);
+        // A JSON body's `error`/`message` is quoted as the server's words; another body follows the URL.
+        const said = answerOf(answer.status, answer.text);
+        const where = `${input.method ?? 'GET'} ${url.origin}${url.pathname}`;
+        const error = statusError('http', answer, said.error === undefined && answer.text ? `${where} ${answer.text.slice(0, 500)}` : where, undefined, said);
         // An expected-list miss on a status that would otherwise count as success is final.
-        if (answer.status < 400) throw new ProviderError('http', error.message, { status: answer.status, body: error.body, code: 'FERRY_HTTP_UNEXPECTED_STATUS' });
+        if (answer.status < 400) throw new ProviderError('http', error.message, { status: answer.status, body: error.body, code: 'FERRY_HTTP_UNEXPECTED_STATUS', answer: said });
         throw error;
       }
       const type = header(answer, 'content-type') ?? '';
