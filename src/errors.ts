@@ -75,16 +75,26 @@ export class ProviderError extends FerryError {
   readonly body: string | undefined;
   /** How long the provider asked us to wait (Retry-After or a documented pause), in ms. */
   readonly retryAfterMs: number | undefined;
+  /** The `Retry-After` header as sent, when `retryAfterMs` was read from it. */
+  readonly retryAfterHeader: string | undefined;
   constructor(
     provider: string,
     message: string,
-    details: { status?: number | undefined; body?: string | undefined; retryAfterMs?: number | undefined; code?: string | undefined; cause?: unknown } = {},
+    details: {
+      status?: number | undefined;
+      body?: string | undefined;
+      retryAfterMs?: number | undefined;
+      retryAfterHeader?: string | undefined;
+      code?: string | undefined;
+      cause?: unknown;
+    } = {},
   ) {
     super(details.code ?? (details.status === undefined ? 'FERRY_PROVIDER_NETWORK' : 'FERRY_PROVIDER_STATUS'), message, { cause: details.cause });
     this.provider = provider;
     this.status = details.status;
     this.body = details.body;
     this.retryAfterMs = details.retryAfterMs;
+    this.retryAfterHeader = details.retryAfterHeader;
   }
 }
 

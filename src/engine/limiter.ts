@@ -1,6 +1,8 @@
 import PQueue from 'p-queue';
+import { ProviderError } from '../errors.js';
 import { flushJournals } from '../store/journal.js';
 import { Batcher } from './batcher.js';
+import { MAX_TIMER_MS, sleep } from './timers.js';
 
 export interface QueueLimits {
   /** Requests in flight at once. */
@@ -40,15 +42,37 @@ export class ProviderQueue {
     });
   }
 
-  /** Runs `fn` when a slot is free and the provider is not paused; journals are written first. */
-  add<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` when a slot is free and the provider is not paused; journals are written first.
+   * When `signal` aborts while the call still waits, the call leaves the queue unsent and
+   * rejects with FERRY_ABORTED; once started, it runs to its end (its timeout bounds it).
+   */
+  add<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#resumeIfDue();
     // Work waiting in a paused queue keeps the process alive until the pause ends.
     if (this.#resumeAt !== 0) this.#timer?.ref();
-    return this.#queue.add(() => {
+    const task = (): Promise<T> => {
       flushJournals();
       return fn();
-    }) as Promise<T>;
+    };
+    if (!signal) return this.#queue.add(task) as Promise<T>;
+    // p-queue's own signal would also race the call once started: this one only covers the wait.
+    const waiting = new AbortController();
+    const stop = (): void => {
+      waiting.abort(new ProviderError(this.provider, 'not sent: the run is stopping', { code: 'FERRY_ABORTED' }));
+      // Nothing of this run waits any more: the pause no longer holds the process (another
+      // run's calls still waiting keep it held).
+      if (this.#queue.size === 0) this.#timer?.unref();
+    };
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
+    return this.#queue.add(
+      () => {
+        signal.removeEventListener('abort', stop);
+        return task();
+      },
+      { signal: waiting.signal },
+    ) as Promise<T>;
   }
 
   get concurrency(): number {
@@ -62,6 +86,7 @@ export class ProviderQueue {
 
   /** Pauses the whole queue for `ms`; a longer pause extends the current one, a shorter one is absorbed. */
   pause(ms: number, reason: string): void {
+    if (!(ms > 0)) return;
     const until = Date.now() + ms;
     if (until <= this.#resumeAt) return;
     const wasPaused = this.#resumeAt > Date.now();
@@ -77,19 +102,20 @@ export class ProviderQueue {
     if (!wasPaused) this.#onPause?.({ provider: this.provider, waitMs: ms, reason });
   }
 
-  /** Resolves once the provider is not paused (immediately when it is running). */
-  async whenRunning(): Promise<void> {
+  /** Resolves once the provider is not paused (immediately when it is running), or when `signal` aborts. */
+  async whenRunning(signal?: AbortSignal): Promise<void> {
     // A timer may fire a millisecond before Date.now() reaches the deadline: wait again.
-    for (let left = this.pausedForMs; left > 0; left = this.pausedForMs) await new Promise((resolve) => setTimeout(resolve, left));
+    for (let left = this.pausedForMs; left > 0 && signal?.aborted !== true; left = this.pausedForMs) await sleep(left, signal);
     this.#resumeIfDue();
   }
 
   #arm(ms: number, hold: boolean): void {
+    // Past Node's timer limit a timer fires after 1 ms: arm at most the limit and re-arm.
     const timer = setTimeout(() => {
       // A timer may fire a millisecond before Date.now() reaches the deadline.
       if (this.#resumeAt !== 0 && Date.now() < this.#resumeAt) this.#arm(this.#resumeAt - Date.now(), timer.hasRef());
       else this.#resumeIfDue();
-    }, ms);
+    }, Math.min(ms, MAX_TIMER_MS));
     if (!hold) timer.unref();
     this.#timer = timer;
   }

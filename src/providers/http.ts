@@ -187,11 +187,13 @@ const MAX_BODY_IN_ERROR = 2000;
 /** A non-success answer as a ProviderError that carries status, body and the wait asked for. */
 export function statusError(provider: string, answer: HttpAnswer, detail?: string, retryAfterMs?: number): ProviderError {
   const body = answer.text.length > MAX_BODY_IN_ERROR ? `${answer.text.slice(0, MAX_BODY_IN_ERROR)}…` : answer.text;
-  const wait = retryAfterMs ?? parseRetryAfter(header(answer, 'retry-after'));
+  const fromHeader = retryAfterMs === undefined ? header(answer, 'retry-after') : undefined;
+  const wait = retryAfterMs ?? parseRetryAfter(fromHeader);
   return new ProviderError(provider, `${provider} answered ${answer.status}${detail ? `: ${detail}` : body ? `: ${body}` : ''}`, {
     status: answer.status,
     body,
     retryAfterMs: wait,
+    retryAfterHeader: wait === undefined ? undefined : fromHeader,
   });
 }
 
