@@ -4,7 +4,7 @@ import type { BatchOutcome, BatchSpec } from '../providers/define.js';
 import type { RetryPolicy } from '../workflow/types.js';
 import type { ProviderQueue } from './limiter.js';
 import { backoffMs, isRetryable, stoppedWaiting, waitTooLong, type CallStats } from './retry.js';
-import { sleep } from './timers.js';
+import { MAX_TIMER_MS, sleep } from './timers.js';
 
 export interface BatchSettings {
   /** Coalesce concurrent calls; false sends each item in its own request. */
@@ -109,7 +109,7 @@ export class Batcher {
     group.bytes += pending.size;
     const limit = Math.max(1, Math.min(spec.maxItems, settings.maxItems ?? spec.maxItems));
     if (group.items.length >= limit) this.#flush(group);
-    else group.timer ??= setTimeout(() => this.#flush(group), settings.windowMs);
+    else group.timer ??= setTimeout(() => this.#flush(group), Math.min(settings.windowMs, MAX_TIMER_MS));
   }
 
   #flush(group: Group): void {
@@ -129,10 +129,7 @@ export class Batcher {
     try {
       outcomes = await this.queue.add(() => {
         for (const p of items) p.stats.attempts++;
-        return spec.send(
-          items.map((p) => p.item),
-          first.dispatcher,
-        );
+        return spec.send(items.map((p) => p.item), first.dispatcher);
       }, first.signal);
       if (outcomes.length !== items.length) throw new ProviderError(this.queue.provider, `batch answer has ${outcomes.length} results for ${items.length} items`);
     } catch (error) {

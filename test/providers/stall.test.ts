@@ -68,6 +68,12 @@ describe('a wait longer than the provider cap', () => {
     if (status === 'failed') expect(summary.error?.message).toContain('http asked to wait 5s (Retry-After: 5); longer than the 2s this workflow allows (providers.http.max_wait)');
   });
 
+  it('refuses a `max_wait` that is not a duration, at its position in the file', () => {
+    expect(() => workflowFrom(single('http://127.0.0.1:9', 'providers:\n  http: { max_wait: soon }'), registry)).toThrow(
+      'test.yaml:4:21: `max_wait`: `soon` is not a duration',
+    );
+  });
+
   it('caps a Retry-After given as an HTTP date far in the future', async () => {
     const date = new Date(Date.now() + 400 * 86_400_000).toUTCString();
     const server = await throttling(date, okJson);
@@ -131,7 +137,7 @@ describe('a stopping run', () => {
   }
 
   it('ends a Retry-After wait at once and sends nothing more; the loop items waiting fail as interrupted', async () => {
-    const server = await throttling('600', okJson);
+    const server = await throttling('600', okJson, Infinity);
     const summary = await stopWhileWaiting(
       `
 name: stall
@@ -153,6 +159,34 @@ steps:
     const sentAfterStop = server.seen.length;
     await new Promise((r) => setTimeout(r, 50));
     expect(server.seen.length).toBe(sentAfterStop);
+  });
+
+  it('waits on the run\'s stop with many calls at once without a listener-leak warning', async () => {
+    const server = await throttling('600', okJson, Infinity);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const summary = await stopWhileWaiting(
+        `
+name: stall
+${fastRetry}
+providers: { http: { concurrency: 1 } }
+steps:
+  - id: each
+    loop: { over: <<inputs.items>>, concurrency: 40 }
+    steps:
+      - { id: get, action: http.request, with: { url: "${server.url}/<<item>>" } }
+`,
+        () => server.seen.length,
+        { items: Array.from({ length: 40 }, (_, i) => i) },
+      );
+      expect(summary.steps.each?.steps?.get).toMatchObject({ succeeded: 0, failed: 40 });
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('ends a backoff sleep at once', async () => {
