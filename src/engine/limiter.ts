@@ -11,6 +11,11 @@ export interface QueueLimits {
   rate?: { limit: number; intervalMs: number } | undefined;
 }
 
+interface Waiting {
+  reject(error: unknown): void;
+  abandoned: boolean;
+}
+
 export interface PauseEvent {
   provider: string;
   waitMs: number;
@@ -29,6 +34,10 @@ export class ProviderQueue {
   /** Ends the current pause; ref'd while calls wait in the paused queue. */
   #timer: NodeJS.Timeout | undefined;
   readonly #onPause: ((event: PauseEvent) => void) | undefined;
+  /** Calls waiting to start, by their run's stop signal. */
+  readonly #waiting = new Map<AbortSignal, { calls: Set<Waiting>; stop: () => void }>();
+  /** Calls whose run stopped while they waited: still in the p-queue, as no-ops. */
+  #abandoned = 0;
 
   constructor(provider: string, limits: QueueLimits, onPause?: (event: PauseEvent) => void) {
     if (!Number.isInteger(limits.concurrency) || limits.concurrency < 1) {
@@ -44,35 +53,78 @@ export class ProviderQueue {
 
   /**
    * Runs `fn` when a slot is free and the provider is not paused; journals are written first.
-   * When `signal` aborts while the call still waits, the call leaves the queue unsent and
-   * rejects with FERRY_ABORTED; once started, it runs to its end (its timeout bounds it).
+   * When `signal` aborts while the call still waits, the call rejects at once with
+   * FERRY_ABORTED and is never sent; once started, it runs to its end (its timeout bounds it).
    */
   add<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#resumeIfDue();
     // Work waiting in a paused queue keeps the process alive until the pause ends.
     if (this.#resumeAt !== 0) this.#timer?.ref();
-    const task = (): Promise<T> => {
-      flushJournals();
-      return fn();
-    };
-    if (!signal) return this.#queue.add(task) as Promise<T>;
-    // p-queue's own signal would also race the call once started: this one only covers the wait.
-    const waiting = new AbortController();
-    const stop = (): void => {
-      waiting.abort(new ProviderError(this.provider, 'not sent: the run is stopping', { code: 'FERRY_ABORTED' }));
-      // Nothing of this run waits any more: the pause no longer holds the process (another
-      // run's calls still waiting keep it held).
-      if (this.#queue.size === 0) this.#timer?.unref();
-    };
-    if (signal.aborted) stop();
-    else signal.addEventListener('abort', stop, { once: true });
-    return this.#queue.add(
-      () => {
-        signal.removeEventListener('abort', stop);
-        return task();
-      },
-      { signal: waiting.signal },
-    ) as Promise<T>;
+    if (!signal) {
+      return this.#queue.add(() => {
+        flushJournals();
+        return fn();
+      }) as Promise<T>;
+    }
+    if (signal.aborted) return Promise.reject(this.#notSent());
+    // Not p-queue's `signal` option: it also races a started call, and costs an AbortController
+    // and listeners per call. An abandoned call stays queued as a no-op until the queue runs.
+    return new Promise<T>((resolve, reject) => {
+      const call: Waiting = { reject, abandoned: false };
+      this.#watch(signal, call);
+      void this.#queue.add(async () => {
+        if (call.abandoned) {
+          this.#abandoned--;
+          return;
+        }
+        this.#unwatch(signal, call);
+        const run = async (): Promise<T> => {
+          flushJournals();
+          return fn();
+        };
+        await run().then(resolve, reject);
+      });
+    });
+  }
+
+  // One listener per run's signal, not per call: an AbortSignal's listeners are a list, and a
+  // loop keeps thousands of calls waiting here.
+  #watch(signal: AbortSignal, call: Waiting): void {
+    let watched = this.#waiting.get(signal);
+    if (!watched) {
+      const calls = new Set<Waiting>();
+      const stop = (): void => {
+        this.#waiting.delete(signal);
+        for (const c of calls) {
+          c.abandoned = true;
+          this.#abandoned++;
+          c.reject(this.#notSent());
+        }
+        // Nothing of this run waits any more: the pause no longer holds the process (another
+        // run's calls still waiting keep it held).
+        if (!this.#callsWaiting) this.#timer?.unref();
+      };
+      watched = { calls, stop };
+      this.#waiting.set(signal, watched);
+      signal.addEventListener('abort', stop, { once: true });
+    }
+    watched.calls.add(call);
+  }
+
+  #unwatch(signal: AbortSignal, call: Waiting): void {
+    const watched = this.#waiting.get(signal);
+    if (!watched?.calls.delete(call) || watched.calls.size > 0) return;
+    this.#waiting.delete(signal);
+    signal.removeEventListener('abort', watched.stop);
+  }
+
+  /** Calls in the queue that will be sent (abandoned ones wait there as no-ops). */
+  get #callsWaiting(): boolean {
+    return this.#queue.size > this.#abandoned;
+  }
+
+  #notSent(): ProviderError {
+    return new ProviderError(this.provider, 'not sent: the run is stopping', { code: 'FERRY_ABORTED' });
   }
 
   get concurrency(): number {
@@ -93,7 +145,7 @@ export class ProviderQueue {
     this.#resumeAt = until;
     this.#queue.pause();
     // Calls already waiting, or a hold the pause being extended had, keep the process alive.
-    const hold = this.#queue.size > 0 || this.#timer?.hasRef() === true;
+    const hold = this.#callsWaiting || this.#timer?.hasRef() === true;
     clearTimeout(this.#timer);
     // Unref'd, so that a pause alone does not keep a finished process alive; a call added
     // while it lasts refs it (see add). Without that, a call whose own wait ended a moment

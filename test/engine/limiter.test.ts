@@ -71,6 +71,20 @@ describe('a provider pause and a stopping run', () => {
     expect(sent).toEqual([]);
   });
 
+  it('sends the calls of other runs once the pause ends, and never those of the stopped run', async () => {
+    const queue = new Limiter().queue('amplitude', { concurrency: 1 });
+    queue.pause(100, '429');
+    const mine = new AbortController();
+    const sent: string[] = [];
+    const waiting = queue.add(async () => void sent.push('mine'), mine.signal);
+    const others = [queue.add(async () => void sent.push('other'), new AbortController().signal), queue.add(async () => void sent.push('plain'))];
+    mine.abort('SIGTERM');
+    await expect(waiting).rejects.toMatchObject({ code: 'FERRY_ABORTED' });
+    await Promise.all(others);
+    await queue.add(async () => void sent.push('later'), mine.signal).catch(() => sent.push('later refused'));
+    expect(sent).toEqual(['other', 'plain', 'later refused']);
+  });
+
   it('does not start a call whose run stopped before it was added', async () => {
     const queue = new Limiter().queue('amplitude', { concurrency: 1 });
     const stop = new AbortController();
