@@ -94,10 +94,20 @@ export class ProviderError extends FerryError {
   readonly retryAfterMs: number | undefined;
   /** The provider's answer as it concerns this call or item; undefined when nothing came back. */
   readonly answer: ProviderAnswer | undefined;
+  /** The `Retry-After` header as sent, when `retryAfterMs` was read from it. */
+  readonly retryAfterHeader: string | undefined;
   constructor(
     provider: string,
     message: string,
-    details: { status?: number | undefined; body?: string | undefined; retryAfterMs?: number | undefined; code?: string | undefined; answer?: ProviderAnswer | undefined; cause?: unknown } = {},
+    details: {
+      status?: number | undefined;
+      body?: string | undefined;
+      retryAfterMs?: number | undefined;
+      retryAfterHeader?: string | undefined;
+      code?: string | undefined;
+      answer?: ProviderAnswer | undefined;
+      cause?: unknown;
+    } = {},
   ) {
     super(details.code ?? (details.status === undefined ? 'FERRY_PROVIDER_NETWORK' : 'FERRY_PROVIDER_STATUS'), message, { cause: details.cause });
     this.provider = provider;
@@ -105,6 +115,7 @@ export class ProviderError extends FerryError {
     this.body = details.body;
     this.retryAfterMs = details.retryAfterMs;
     this.answer = details.answer;
+    this.retryAfterHeader = details.retryAfterHeader;
   }
 }
 

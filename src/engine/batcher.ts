@@ -3,7 +3,8 @@ import { ProviderError } from '../errors.js';
 import type { BatchOutcome, BatchSpec } from '../providers/define.js';
 import type { RetryPolicy } from '../workflow/types.js';
 import type { ProviderQueue } from './limiter.js';
-import { backoffMs, isRetryable, type CallStats } from './retry.js';
+import { backoffMs, isRetryable, stoppedWaiting, waitTooLong, type CallStats } from './retry.js';
+import { MAX_TIMER_MS, sleep } from './timers.js';
 
 export interface BatchSettings {
   /** Coalesce concurrent calls; false sends each item in its own request. */
@@ -14,11 +15,15 @@ export interface BatchSettings {
   maxItems: number | undefined;
 }
 
-/** One call's side of a batch: its run's settings, dispatcher, retry policy and stats. */
+/** One call's side of a batch: its run's settings, dispatcher, retry policy, wait cap, stop and stats. */
 export interface BatchCall {
   settings: BatchSettings;
   dispatcher: Dispatcher;
   policy: RetryPolicy;
+  /** The longest wait the provider may ask for; a longer one fails the item. */
+  maxWaitMs: number;
+  /** The run's stop: an item still waiting (queue, pause, backoff) fails unsent. */
+  signal: AbortSignal;
   stats: CallStats;
 }
 
@@ -58,6 +63,8 @@ export class Batcher {
         settings,
         dispatcher: call.dispatcher,
         policy: call.policy,
+        maxWaitMs: call.maxWaitMs,
+        signal: call.signal,
         stats: call.stats,
         item,
         // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
@@ -102,7 +109,7 @@ export class Batcher {
     group.bytes += pending.size;
     const limit = Math.max(1, Math.min(spec.maxItems, settings.maxItems ?? spec.maxItems));
     if (group.items.length >= limit) this.#flush(group);
-    else group.timer ??= setTimeout(() => this.#flush(group), settings.windowMs);
+    else group.timer ??= setTimeout(() => this.#flush(group), Math.min(settings.windowMs, MAX_TIMER_MS));
   }
 
   #flush(group: Group): void {
@@ -115,14 +122,15 @@ export class Batcher {
     void this.#dispatch(group.spec, items);
   }
 
-  /** Sends `items` (all of one group, so one dispatcher) as one request. */
+  /** Sends `items` (all of one group, so one run: one dispatcher and one stop signal) as one request. */
   async #dispatch(spec: BatchSpec<unknown, unknown>, items: Pending[]): Promise<void> {
     let outcomes: BatchOutcome<unknown>[];
+    const first = items[0] as Pending;
     try {
       outcomes = await this.queue.add(() => {
         for (const p of items) p.stats.attempts++;
-        return spec.send(items.map((p) => p.item), (items[0] as Pending).dispatcher);
-      });
+        return spec.send(items.map((p) => p.item), first.dispatcher);
+      }, first.signal);
       if (outcomes.length !== items.length) throw new ProviderError(this.queue.provider, `batch answer has ${outcomes.length} results for ${items.length} items`);
     } catch (error) {
       this.#wholeFailure(spec, items, error);
@@ -164,7 +172,10 @@ export class Batcher {
   #retry(spec: BatchSpec<unknown, unknown>, items: Pending[], error: unknown, afterMs: number | undefined, free: boolean): void {
     const again: Pending[] = [];
     for (const p of items) {
-      if (!free && p.stats.attempts >= p.policy.attempts) p.reject(error);
+      // A wait over the run's cap fails the item at once, and does not pause the queue.
+      const tooLong = afterMs === undefined ? undefined : waitTooLong(error, p.maxWaitMs);
+      if (tooLong) p.reject(tooLong);
+      else if (!free && p.stats.attempts >= p.policy.attempts) p.reject(error);
       else again.push(p);
     }
     if (again.length === 0) return;
@@ -178,12 +189,13 @@ export class Batcher {
       wait = free ? 0 : backoffMs(first.stats.attempts, first.policy);
     }
     const started = Date.now();
-    setTimeout(() => {
+    void sleep(wait, first.signal).then(() => {
       for (const p of again) {
         p.stats.waitedMs += Date.now() - started;
-        this.#enqueue(spec, p);
+        if (p.signal.aborted) p.reject(stoppedWaiting(this.queue.provider, error));
+        else this.#enqueue(spec, p);
       }
-    }, wait);
+    });
   }
 }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { FerryError, ProviderError, RunFailedError } from '../errors.js';
 import { sharedAgent } from '../providers/http.js';
@@ -52,6 +53,9 @@ export class Run {
     this.limiter = options.limiter ?? defaultLimiter();
     this.dispatcher = options.dispatcher ?? sharedAgent();
     this.signal = options.signal ?? new AbortController().signal;
+    // Every call waiting in a queue, a pause or a backoff listens for the stop: a loop has
+    // many at once, and each removes its listener when its wait ends.
+    setMaxListeners(0, this.signal);
     this.journal = options.journal ?? noJournal;
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
   }

@@ -5,7 +5,7 @@ import type { ActionContext, BatchSpec, LogLevel } from '../providers/define.js'
 import { NEVER_ABORTED } from '../providers/http.js';
 import type { RegisteredAction } from '../providers/registry.js';
 import type { TemplateContext } from '../template/compile.js';
-import { parseDuration, type ActionStep, type LoopStep, type RetryPolicy, type Step } from '../workflow/types.js';
+import { DEFAULT_MAX_WAIT_MS, parseDuration, type ActionStep, type LoopStep, type RetryPolicy, type Step } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
 import type { ProviderQueue } from './limiter.js';
 import { stepKey } from './resume.js';
@@ -91,7 +91,9 @@ function finish(step: Step, scope: ItemScope, run: Run, summary: StepSummary): v
 }
 
 function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: StepSummary): never {
-  const failure = error instanceof RunFailedError ? error : asRunFailure(step, scope.item, error);
+  // A call cut short by the run's stop fails as the interruption, not as the provider's answer.
+  const stopped = run.signal.aborted && error instanceof FerryError && error.code === 'FERRY_ABORTED';
+  const failure = error instanceof RunFailedError ? error : stopped ? interruption(run) : asRunFailure(step, scope.item, error);
   summary.error = failure.message;
   // An interruption is not the step's fault: the first real failure stays the run's error.
   if (!run.signal.aborted) run.failure ??= failure;
@@ -285,6 +287,8 @@ export interface StepRuntime {
   readonly policy: RetryPolicy;
   readonly baseDir: string;
   readonly timeoutMs: number;
+  /** The provider block's `max_wait`: the longest pause a call may wait for. */
+  readonly maxWaitMs: number;
   readonly batch: BatchSettings;
 }
 
@@ -309,6 +313,7 @@ function stepRuntime(step: ActionStep, run: Run): StepRuntime {
     policy: step.retry ?? run.workflow.retry,
     baseDir: path.dirname(run.workflow.file),
     timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
+    maxWaitMs: settings?.maxWaitMs ?? DEFAULT_MAX_WAIT_MS,
     batch,
   };
 }
@@ -359,7 +364,8 @@ class CallContext implements ActionContext {
     const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
     const run = this.#run;
     try {
-      return await callWithRetry(() => attempt(run.dispatcher), { policy: this.#shared.policy, queue: this.#shared.queue, signal: run.signal, stats });
+      const { policy, queue, maxWaitMs } = this.#shared;
+      return await callWithRetry(() => attempt(run.dispatcher), { policy, queue, maxWaitMs, signal: run.signal, stats });
     } finally {
       addStats(this.#calls, stats);
     }
@@ -367,9 +373,10 @@ class CallContext implements ActionContext {
 
   async batch<Item, Result>(spec: BatchSpec<Item, Result>, entry: Item): Promise<Result> {
     const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
-    const { queue, batch, policy } = this.#shared;
+    const { queue, batch, policy, maxWaitMs } = this.#shared;
+    const run = this.#run;
     try {
-      return await this.#run.limiter.batcher(queue).add(spec, entry, { settings: batch, dispatcher: this.#run.dispatcher, policy, stats });
+      return await run.limiter.batcher(queue).add(spec, entry, { settings: batch, dispatcher: run.dispatcher, policy, maxWaitMs, signal: run.signal, stats });
     } finally {
       addStats(this.#calls, stats);
     }

@@ -253,11 +253,13 @@ function withoutMessage(error: Record<string, unknown>, words: string | undefine
  */
 export function statusError(provider: string, answer: HttpAnswer, detail?: string, retryAfterMs?: number, said: ProviderAnswer = answerOf(answer.status, answer.text)): ProviderError {
   const body = answer.text.length > MAX_BODY_IN_ERROR ? `${answer.text.slice(0, MAX_BODY_IN_ERROR)}…` : answer.text;
-  const wait = retryAfterMs ?? parseRetryAfter(header(answer, 'retry-after'));
+  const fromHeader = retryAfterMs === undefined ? header(answer, 'retry-after') : undefined;
+  const wait = retryAfterMs ?? parseRetryAfter(fromHeader);
   return new ProviderError(provider, answeredMessage(provider, said, detail || (said.error === undefined ? body : undefined)), {
     status: answer.status,
     body,
     retryAfterMs: wait,
+    retryAfterHeader: wait === undefined ? undefined : fromHeader,
     answer: said,
   });
 }

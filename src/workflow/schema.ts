@@ -37,6 +37,12 @@ export const commonProviderProperties: Record<string, JsonSchema> = {
     },
     examples: [{ limit: 20, interval: '1s' }],
   },
+  max_wait: {
+    $ref: '#/definitions/duration',
+    description:
+      'The longest pause this workflow accepts when the provider asks to wait (`Retry-After`, Amplitude\'s throttling pause). A longer demand fails the call at once and the run stops, to be resumed with `ferry retry`. Default `15m`.',
+    examples: ['2m'],
+  },
   base_url: {
     type: 'string',
     description: 'Replaces every host of this provider (ingestion and export), e.g. a local emulator. May be a template.',

@@ -36,6 +36,8 @@ export interface ProviderSettings {
   config: CompiledValue;
   concurrency: number | undefined;
   rate: { limit: number; intervalMs: number } | undefined;
+  /** `max_wait`: the longest pause this workflow accepts from the provider, in ms. */
+  maxWaitMs: number | undefined;
 }
 
 export interface RetryPolicy {
@@ -88,6 +90,8 @@ export interface LoopStep extends StepBase {
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, initialMs: 500, factor: 2, maxMs: 30_000, jitter: 'full' };
 export const DEFAULT_TIMEOUT_MS = 30_000;
+/** A provider that asks for a longer pause fails the call instead: the run is retried later. */
+export const DEFAULT_MAX_WAIT_MS = 15 * 60_000;
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 

@@ -178,12 +178,13 @@ function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, re
 
   const providers: Record<string, ProviderSettings> = {};
   for (const [name, block] of Object.entries(obj(data.providers))) {
-    const { concurrency, rate, ...config } = obj(block);
+    const { concurrency, rate, max_wait: maxWait, ...config } = obj(block);
     const rateObj = obj(rate);
     providers[name] = {
       config: compileAt(walk, config, ['providers', name], { ...topScope, where: 'provider' }),
       concurrency: typeof concurrency === 'number' ? concurrency : undefined,
       rate: typeof rateObj.limit === 'number' ? { limit: rateObj.limit, intervalMs: durationOr(rateObj.interval, 1000) } : undefined,
+      maxWaitMs: typeof maxWait === 'string' ? parseDuration(maxWait) : undefined,
     };
   }
 
