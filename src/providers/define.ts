@@ -75,9 +75,29 @@ export interface ActionDefinition<Input = unknown, Output = unknown, Config = Re
   input: JsonSchema;
   /** JSON Schema of the output, for docs and `ferry actions`. */
   output?: JsonSchema;
-  /** Checks beyond the schema that need code (e.g. parsing a JSON string); throw ActionInputError. */
+  /**
+   * Checks of input values beyond the schema, declared once for both places they run: a run
+   * applies them to the rendered inputs before `prepare`, `ferry validate` to the values
+   * written in the file without templates, so a bad literal is found before anything runs.
+   */
+  checks?: readonly InputCheck<Input>[];
+  /** Turns checked inputs into what `run` sends (e.g. parsing a JSON string); may throw ActionInputError. */
   prepare?(input: Input): Input;
   run(input: Input, context: ActionContext<Config>): Promise<Output>;
+}
+
+/** One check of an action's inputs that the JSON Schema cannot say (see `ActionDefinition.checks`). */
+export interface InputCheck<Input> {
+  /**
+   * The inputs the check reads. It runs when at least one of them is given; `ferry validate`
+   * runs it only when none of them is a template, and it then sees only these inputs.
+   */
+  reads: readonly string[];
+  /**
+   * Throws an ActionInputError naming the field at fault. The inputs it receives match the
+   * schema's `properties`, but required ones may be missing (validate passes literals only).
+   */
+  check(input: Partial<Input>): void;
 }
 
 export interface ProviderDefinition {

@@ -14,6 +14,11 @@ export interface RegisteredAction {
   definition: ActionDefinition;
   /** Checks rendered inputs; throws ActionInputError naming the field. */
   check(input: unknown): unknown;
+  /**
+   * The problems the action's `checks` find in the inputs a workflow file writes without
+   * templates (`literal`); a check that reads an input in `templated` waits for the run.
+   */
+  checkLiterals(literal: Readonly<Record<string, unknown>>, templated: ReadonlySet<string>): ActionInputError[];
 }
 
 /** Providers and their actions, with every input schema compiled once at registration. */
@@ -36,7 +41,15 @@ export class Registry {
       // Compiled on first use: `ferry validate` checks inputs through the workflow schema
       // and never pays for these.
       let validate: ValidateFunction | undefined;
-      this.#actions.set(fullName, { fullName, provider, definition, check: (input) => checkInput(fullName, (validate ??= this.#ajv.compile(definition.input)), definition, input) });
+      let validateProperties: ValidateFunction | undefined;
+      this.#actions.set(fullName, {
+        fullName,
+        provider,
+        definition,
+        check: (input) => checkInput(fullName, (validate ??= this.#ajv.compile(definition.input)), definition, input),
+        checkLiterals: (literal, templated) =>
+          literalProblems(definition, literal, templated, (picked) => (validateProperties ??= this.#ajv.compile({ type: 'object', properties: definition.input.properties ?? {} }))(picked)),
+      });
     }
   }
 
@@ -63,7 +76,31 @@ function checkInput(fullName: string, validate: ValidateFunction, definition: Ac
     const field = error ? fieldOf(error) : '';
     throw new ActionInputError(`${fullName}: ${describeInputError(error)}`, field);
   }
+  const given = input as Record<string, unknown>;
+  for (const { reads, check } of definition.checks ?? []) if (reads.some((field) => given[field] !== undefined)) check(given);
   return definition.prepare ? definition.prepare(input) : input;
+}
+
+function literalProblems(
+  definition: ActionDefinition,
+  literal: Readonly<Record<string, unknown>>,
+  templated: ReadonlySet<string>,
+  matchesProperties: (input: Record<string, unknown>) => boolean,
+): ActionInputError[] {
+  const problems: ActionInputError[] = [];
+  for (const { reads, check } of definition.checks ?? []) {
+    if (reads.some((field) => templated.has(field))) continue;
+    const picked = Object.fromEntries(reads.filter((field) => literal[field] !== undefined).map((field) => [field, literal[field]]));
+    // A value of the wrong type is the schema's to report; the check expects the right one.
+    if (Object.keys(picked).length === 0 || !matchesProperties(picked)) continue;
+    try {
+      check(picked);
+    } catch (error) {
+      if (!(error instanceof ActionInputError)) throw error;
+      problems.push(error);
+    }
+  }
+  return problems;
 }
 
 function fieldOf(error: ErrorObject): string {

@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { errorMessage, type WorkflowIssue } from '../errors.js';
 import type { Registry } from '../providers/registry.js';
 import type { CompiledValue } from '../template/value.js';
-import { locate, parseSource, type YamlPath } from '../workflow/load.js';
+import { locate, parseSource, readSource, type YamlPath } from '../workflow/load.js';
 import { validateSource } from '../workflow/validate.js';
 import type { Route, ServedWorkflow } from './handler.js';
 import { STANDARD_SECRET_PREFIX, standardKey } from './signature.js';
@@ -47,13 +46,12 @@ export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRout
   const owners = new Map<string, string>();
   for (const file of options.files) {
     const abs = path.resolve(options.cwd, file);
-    let text: string;
-    try {
-      text = await readFile(abs, 'utf8');
-    } catch (error) {
-      out.issues.push({ file, line: 1, col: 1, code: 'FERRY_FILE_UNREADABLE', message: `cannot read file: ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}` });
+    const read = await readSource(abs, file);
+    if ('issue' in read) {
+      out.issues.push(read.issue);
       continue;
     }
+    const { text } = read;
     const { workflow, issues } = validateSource(abs, text, options.registry);
     out.issues.push(...issues.map((i) => ({ ...i, file })));
     if (!workflow) continue;

@@ -1,9 +1,10 @@
 import { createRequire } from 'node:module';
 import type HandlebarsModule from 'handlebars';
 import { TemplateError } from '../errors.js';
-import { builtinHelpers, helpers, isKnownHelper, lenientHelpers } from './helpers.js';
+import { MAX_TEMPLATE_LENGTH } from '../limits.js';
+import { arityProblem, builtinHelpers, helpers, isKnownHelper, lenientHelpers } from './helpers.js';
 import { plainProgram } from './plain-parse.js';
-import { isPath, parseMessage, pathNode, split, stringLiteral, syntaxError, templateErrorOffset, toHandlebars, type AstNode, type CallNode, type PathNode, type Segment } from './source.js';
+import { isPath, nestingError, parseMessage, pathNode, split, stringLiteral, syntaxError, templateErrorOffset, toHandlebars, type AstNode, type CallNode, type PathNode, type Segment } from './source.js';
 
 export { templateErrorOffset };
 
@@ -190,13 +191,19 @@ interface Inspected {
 
 /** inspectTemplate without the error wrapping of `render`; `plain`: try plain-parse.ts before Handlebars. */
 function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
+  const broken = (error: TemplateError): Inspected => ({ refs: [], helpersUsed: [], errors: [error], whole: false });
+  if (source.length > MAX_TEMPLATE_LENGTH) {
+    return broken(syntaxError(`a string with templates holds at most ${MAX_TEMPLATE_LENGTH} characters, this one ${source.length}; build long text in several steps, or send data as a value (\`<<json ...>>\`)`, source, 0, 'FERRY_TEMPLATE_TOO_LONG'));
+  }
   let segments: Segment[];
   try {
     segments = split(source);
   } catch (error) {
-    if (error instanceof TemplateError) return { refs: [], helpersUsed: [], errors: [error], whole: false };
+    if (error instanceof TemplateError) return broken(error);
     throw error;
   }
+  const deep = nestingError(source, segments);
+  if (deep) return broken(deep);
   const { hbSource, starts } = toHandlebars(segments);
   const plainAst = plain ? plainProgram(segments, hbSource, starts) : undefined;
   let program: AstNode;
@@ -212,9 +219,15 @@ function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
     const loc = node.loc?.start;
     if (!loc) return 0;
     const hbOffset = (lineStarts[loc.line - 1] ?? 0) + loc.column;
-    let offset = 0;
-    for (const s of starts) if (s.hbOffset <= hbOffset) offset = s.offset;
-    return offset;
+    // The last expression starting at or before it (binary search: a template may hold thousands).
+    let lo = 0;
+    let hi = starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((starts[mid] as { hbOffset: number }).hbOffset <= hbOffset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === 0 ? 0 : (starts[lo - 1] as { offset: number }).offset;
   };
 
   const refs: TemplateRef[] = [];
@@ -239,10 +252,13 @@ function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
     if (lenient || lenientHere) return n;
     return { type: 'SubExpression', path: pathNode('__req'), params: [n, stringLiteral(n.original)], loc: n.loc } as AstNode;
   };
-  const visitCall = (n: CallNode, scoped: boolean, record: boolean): void => {
+  // Blocks check their one argument themselves (BLOCK_ARGUMENT); `arity` is for the others.
+  const visitCall = (n: CallNode, scoped: boolean, record: boolean, arity = true): void => {
     const name = isPath(n.path) ? n.path.original : '';
     if (name.startsWith('__')) fail(`unknown helper \`${name}\``, n);
     else if (record) helpersUsed.push({ name, offset: offsetOf(n) });
+    const wrongCount = arity ? arityProblem(name, n.params.length) : undefined;
+    if (wrongCount !== undefined) errors.push(syntaxError(wrongCount, source, offsetOf(n), 'FERRY_TEMPLATE_ARITY'));
     const lenientArgs = lenientHelpers.has(name);
     n.params = n.params.map((p) => visitValue(p, lenientArgs, scoped));
     for (const pair of n.hash?.pairs ?? []) pair.value = visitValue(pair.value, lenientArgs, scoped);
@@ -272,7 +288,7 @@ function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
         // Handlebars only notices a missing argument when the block renders.
         const argument = BLOCK_ARGUMENT[name];
         if (argument && b.params.length !== 1) fail(`\`<<#${name}>>\` takes exactly one argument, ${argument[0]}: \`<<#${name} ${argument[1]}>>...<</${name}>>\``, b);
-        visitCall(b, scoped, known);
+        visitCall(b, scoped, known, false);
         const inner = scoped || name === 'each' || name === 'with';
         visitProgram(b.program as AstNode, inner, false);
         visitProgram(b.inverse as AstNode, scoped, false);

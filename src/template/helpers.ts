@@ -36,3 +36,43 @@ export const builtinHelpers = new Set(['if', 'unless', 'each', 'with', 'lookup']
 export function isKnownHelper(name: string): boolean {
   return Object.hasOwn(helpers, name) || builtinHelpers.has(name);
 }
+
+/**
+ * How many arguments each helper takes, `[least, most]`, and a call to show: Handlebars
+ * calls a helper with whatever it is given (`<<json>>` alone would print the whole run
+ * context), so validation checks the count.
+ */
+export const helperArity: Record<string, { args: readonly [number, number]; example: string }> = {
+  json: { args: [1, 2], example: 'json user.traits' },
+  default: { args: [2, 2], example: 'default user.phone "n/a"' },
+  eq: { args: [2, 2], example: 'eq user.plan "pro"' },
+  ne: { args: [2, 2], example: 'ne user.plan "free"' },
+  and: { args: [2, Infinity], example: 'and user.email user.consent' },
+  or: { args: [2, Infinity], example: 'or user.email user.phone' },
+  not: { args: [1, 1], example: 'not user.deleted' },
+  length: { args: [1, 1], example: 'length inputs.users' },
+  lower: { args: [1, 1], example: 'lower user.email' },
+  upper: { args: [1, 1], example: 'upper user.country' },
+  now: { args: [0, 0], example: 'now' },
+  uuid: { args: [0, 0], example: 'uuid' },
+  lookup: { args: [2, 2], example: 'lookup user.traits "plan"' },
+  if: { args: [1, 1], example: '#if user.email' },
+  unless: { args: [1, 1], example: '#unless user.email' },
+  each: { args: [1, 1], example: '#each inputs.users' },
+  with: { args: [1, 1], example: '#with user.traits' },
+};
+
+/** "helper `json` takes 1 or 2 arguments, got 0: …", or undefined when `count` fits. */
+export function arityProblem(name: string, count: number): string | undefined {
+  const arity = Object.hasOwn(helperArity, name) ? helperArity[name] : undefined;
+  if (!arity) return undefined;
+  const [least, most] = arity.args;
+  if (count >= least && count <= most) return undefined;
+  const plural = (n: number): string => (n === 1 ? 'argument' : 'arguments');
+  const takes =
+    most === 0 ? 'no arguments'
+    : least === most ? `${least} ${plural(least)}`
+    : most === Infinity ? `at least ${least} ${plural(least)}`
+    : `${least} or ${most} arguments`;
+  return `helper \`${name}\` takes ${takes}, got ${count}: write \`<<${arity.example}>>\``;
+}

@@ -21,6 +21,8 @@ const TOKEN = /(?:([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)|"([^"\\{
 export function plainProgram(segments: readonly Segment[], hbSource: string, starts: readonly { hbOffset: number }[]): AstNode | undefined {
   const body: AstNode[] = [];
   let expr = 0;
+  // Expressions come in source order: lines are counted once, from one to the next.
+  const at = { offset: 0, line: 1, lineStart: 0 };
   for (const seg of segments) {
     if (seg.exprOffset === undefined) {
       // `{{` in text is escaped, `\` may escape a mustache, a brace next to a mustache makes
@@ -29,7 +31,7 @@ export function plainProgram(segments: readonly Segment[], hbSource: string, sta
       body.push({ type: 'ContentStatement', value: seg.text, original: seg.text });
       continue;
     }
-    const loc = position(hbSource, (starts[expr++] as { hbOffset: number }).hbOffset);
+    const loc = position(hbSource, (starts[expr++] as { hbOffset: number }).hbOffset, at);
     const items = expression(seg.text, loc);
     const [path, ...params] = items ?? [];
     if (path?.type !== 'PathExpression') return undefined;
@@ -62,13 +64,12 @@ function expression(text: string, loc: AstNode['loc']): AstNode[] | undefined {
   }
 }
 
-/** Handlebars' position of an offset: 1-based line, 0-based column. */
-function position(text: string, offset: number): { start: { line: number; column: number } } {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
-    line++;
-    lineStart = i + 1;
+/** Handlebars' position of an offset (1-based line, 0-based column), counting on from `from`, which it moves there. */
+function position(text: string, offset: number, from: { offset: number; line: number; lineStart: number }): { start: { line: number; column: number } } {
+  for (let i = text.indexOf('\n', from.offset); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
+    from.line++;
+    from.lineStart = i + 1;
   }
-  return { start: { line, column: offset - lineStart } };
+  from.offset = offset;
+  return { start: { line: from.line, column: offset - from.lineStart } };
 }

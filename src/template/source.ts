@@ -1,4 +1,5 @@
 import { TemplateError } from '../errors.js';
+import { MAX_BLOCK_DEPTH, MAX_SUBEXPRESSION_DEPTH } from '../limits.js';
 
 // A template's source on its way to Handlebars: `<<...>>` segments, the Handlebars text they
 // become (and where each expression starts in it), syntax errors, and the AST node shapes
@@ -42,10 +43,44 @@ export function split(source: string): Segment[] {
   return segments;
 }
 
-export function syntaxError(message: string, source: string, offset: number): TemplateError {
-  const error = new TemplateError('FERRY_TEMPLATE_SYNTAX', message, source);
+export function syntaxError(message: string, source: string, offset: number, code = 'FERRY_TEMPLATE_SYNTAX'): TemplateError {
+  const error = new TemplateError(code, message, source);
   (error as TemplateError & { offset: number }).offset = offset;
   return error;
+}
+
+/**
+ * The first place where blocks or sub-expressions nest deeper than the limits, found by a
+ * linear scan before Handlebars sees the template: its parser and compiler take quadratic
+ * time on nested blocks and recurse once per level.
+ */
+export function nestingError(source: string, segments: readonly Segment[]): TemplateError | undefined {
+  let blocks = 0;
+  for (const seg of segments) {
+    if (seg.exprOffset === undefined) continue;
+    const head = /^~?\s*([#/^]?)\s*(\S?)/.exec(seg.text);
+    // `<<#x>>` and `<<^x>>` open a block, `<</x>>` closes one; a bare `<<^>>` is `else`.
+    if (head?.[1] === '#' || (head?.[1] === '^' && head[2] !== '' && head[2] !== '~')) blocks++;
+    else if (head?.[1] === '/') blocks = Math.max(0, blocks - 1);
+    if (blocks > MAX_BLOCK_DEPTH) {
+      return syntaxError(`blocks nest more than ${MAX_BLOCK_DEPTH} deep here; split the template, or compute the value in an earlier step`, source, seg.exprOffset, 'FERRY_TEMPLATE_TOO_DEEP');
+    }
+    let depth = 0;
+    let quote: string | undefined;
+    for (let i = 0; i < seg.text.length; i++) {
+      const ch = seg.text[i];
+      if (quote !== undefined) {
+        if (ch === quote) quote = undefined;
+      } else if (ch === '"' || ch === "'") {
+        quote = ch;
+      } else if (ch === ')') {
+        depth--;
+      } else if (ch === '(' && ++depth > MAX_SUBEXPRESSION_DEPTH) {
+        return syntaxError(`sub-expressions \`(…)\` nest more than ${MAX_SUBEXPRESSION_DEPTH} deep here; split the expression over several steps`, source, seg.exprOffset + 2 + i, 'FERRY_TEMPLATE_TOO_DEEP');
+      }
+    }
+  }
+  return undefined;
 }
 
 export function templateErrorOffset(error: TemplateError): number {

@@ -3,8 +3,12 @@ import type { YamlPath } from './load.js';
 
 /** What a template may read at its place in the workflow. */
 export interface Scope {
-  /** Steps that ran before this point (siblings before it and everything visible outside). */
-  steps: Set<string>;
+  /**
+   * The pre-order position of the step this template belongs to: a step with a smaller
+   * position in this loop or one around it ran before (one number per step instead of a copy
+   * of the set of earlier steps keeps validation linear in the number of steps).
+   */
+  order: number;
   /** Ids of the loops around this point, outermost first. */
   loops: string[];
   /** Item names (`as`) of the loops around this point. */
@@ -22,7 +26,7 @@ export interface ReferenceProblem {
 interface Known {
   secrets: Set<string>;
   inputs: Set<string> | undefined;
-  allSteps: Map<string, { path: YamlPath; loop: string | undefined }>;
+  allSteps: Map<string, { path: YamlPath; loop: string | undefined; order: number }>;
   /** Loop item names (`as`) and the loop that defines each. */
   loopItems: Map<string, string>;
 }
@@ -53,12 +57,12 @@ export function checkReferences(refs: readonly TemplateRef[], scope: Scope, know
           add(ref, 'FERRY_REF_LATER_STEP', `step \`${second}\` is the loop this template runs in, and a loop has no output until it ends; read it after the loop, or use the item and \`loop.index\` inside`);
           break;
         }
-        if (scope.steps.has(second)) {
+        const other = known.allSteps.get(second);
+        if (other && other.order < scope.order && (other.loop === undefined || scope.loops.includes(other.loop))) {
           const third = ref.parts[2];
           if (third !== undefined && third !== 'output' && third !== 'status') add(ref, 'FERRY_REF_STEP_FIELD', `a step exposes \`output\` and \`status\`; did you mean \`steps.${second}.output.${ref.parts.slice(2).join('.')}\`?`);
           break;
         }
-        const other = known.allSteps.get(second);
         if (!other) add(ref, 'FERRY_REF_UNKNOWN_STEP', `there is no step \`${second}\``);
         else if (other.loop && !scope.loops.includes(other.loop)) add(ref, 'FERRY_REF_INNER_STEP', `step \`${second}\` runs inside loop \`${other.loop}\`; outside it, read \`steps.${other.loop}.output.items\``);
         else add(ref, 'FERRY_REF_LATER_STEP', `step \`${second}\` runs later; a step can only read the steps before it`);

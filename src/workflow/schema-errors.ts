@@ -89,13 +89,20 @@ export function schemaIssues(errors: ErrorObject[], report: Reporter): void {
   // mismatch there reads as "X or a <<template>>".
   const templateAnyOf = errors.filter((e) => e.keyword === 'anyOf' && hasTemplateBranch(e.schema === undefined ? undefined : { anyOf: e.schema }));
   const skip = new Set<ErrorObject>();
+  // Grouped once: a file may hold tens of thousands of mistakes, each looked up here.
+  const atPath = new Map<string, ErrorObject[]>();
+  for (const e of errors) {
+    const list = atPath.get(e.instancePath);
+    if (list) list.push(e);
+    else atPath.set(e.instancePath, [e]);
+  }
   // A value of the wrong type fails every other keyword too (a list has no `over`); the
   // type is the one mistake to report there. Type errors of one anyOf branch do not count.
   const wrongType = new Set(errors.filter((e) => e.keyword === 'type' && !/\/(anyOf|oneOf)\/|\/definitions\/template\//.test(e.schemaPath)).map((e) => e.instancePath));
   for (const any of templateAnyOf) {
     skip.add(any);
     const branch0 = `${any.schemaPath.replace(/\/anyOf$/, '')}/anyOf/0/`;
-    const inner = errors.filter((e) => e.instancePath === any.instancePath && e.schemaPath.startsWith(branch0));
+    const inner = (atPath.get(any.instancePath) ?? []).filter((e) => e.schemaPath.startsWith(branch0));
     if (inner.length > 0 && inner.every((e) => e.keyword === 'type')) {
       for (const e of inner) skip.add(e);
       wrongType.add(any.instancePath);
@@ -105,14 +112,14 @@ export function schemaIssues(errors: ErrorObject[], report: Reporter): void {
     }
   }
   // `wiht:` both misses `with` and is an unknown key; "did you mean `with`?" says all of it.
-  const misspelt = new Set<string>();
-  for (const e of errors) {
-    if (e.keyword !== 'additionalProperties') continue;
-    const allowed = Object.keys(((e.parentSchema as JsonSchema | undefined)?.properties as object | undefined) ?? {});
-    const suggestion = closest(String((e.params as { additionalProperty: unknown }).additionalProperty), allowed);
-    if (suggestion) misspelt.add(`${e.instancePath}/${suggestion}`);
-  }
+  const misspelt = (instancePath: string, missing: string): boolean =>
+    (atPath.get(instancePath) ?? []).some((e) => {
+      if (e.keyword !== 'additionalProperties') return false;
+      const allowed = Object.keys(((e.parentSchema as JsonSchema | undefined)?.properties as object | undefined) ?? {});
+      return closest(String((e.params as { additionalProperty: unknown }).additionalProperty), allowed) === missing;
+    });
   for (const error of errors) {
+    if (report.full) break;
     if (skip.has(error) || error.keyword === 'if' || error.schemaPath.startsWith(`${TEMPLATE_REF}/`) || error.schemaPath.includes('/definitions/template/')) continue;
     if (error.keyword !== 'type' && wrongType.has(error.instancePath) && error.propertyName === undefined) continue;
     const p = pointerToPath(error.instancePath);
@@ -132,7 +139,7 @@ export function schemaIssues(errors: ErrorObject[], report: Reporter): void {
       }
       case 'required': {
         const missing = String(params.missingProperty);
-        if (error.schemaPath.includes('/oneOf/') || misspelt.has(`${error.instancePath}/${missing}`)) break;
+        if (error.schemaPath.includes('/oneOf/') || misspelt(error.instancePath, missing)) break;
         const whose = typeof p.at(-1) === 'number' && p.includes('steps') ? 'this step' : what;
         let hint = missing === 'action' ? ' (an action step has `action` and `with`; a loop step has `loop` and `steps`)' : '';
         if (missing === 'with') {

@@ -1,15 +1,16 @@
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import { WorkflowError, type WorkflowIssue } from '../errors.js';
-import type { Registry } from '../providers/registry.js';
+import type { RegisteredAction, Registry } from '../providers/registry.js';
 import { inspectTemplate, isTemplate, templateErrorOffset, type CompiledTemplate, type TemplateRef } from '../template/compile.js';
-import { compileValue, type TemplateSite } from '../template/value.js';
-import { locate, parseSource, Reporter, sourceData, type SourceDocument, type YamlPath } from './load.js';
+import { compileValue, hasTemplates, type TemplateSite } from '../template/value.js';
+import { locate, parseSource, readSource, Reporter, sourceData, tooLarge, type SourceDocument, type YamlPath } from './load.js';
 import { inputSchemaProblem } from './input-schema.js';
 import { buildWorkflowSchema, type JsonSchema } from './schema.js';
 import { schemaIssues } from './schema-errors.js';
 import { DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, parseDuration, type ProviderSettings, type RetryPolicy, type Step, type Trigger, type Workflow } from './types.js';
 import { checkReferences, type Scope } from './references.js';
+import { MAX_FILE_BYTES, MAX_INPUT_SCHEMA_NODES, MAX_LOOP_DEPTH, MAX_STEPS } from '../limits.js';
 import { validateWorkflow as precompiled, workflowSchemaJson as precompiledSchema, type StandaloneValidator } from './validators.generated.js';
 
 export interface ValidationResult {
@@ -47,6 +48,10 @@ export function workflowSchema(registry: Registry): { schema: JsonSchema; valida
 
 /** Validates workflow text and, when it is valid, builds the runnable workflow. */
 export function validateSource(file: string, text: string, registry: Registry): ValidationResult {
+  // Text handed in directly (not through readSource) meets the same bound before it is parsed.
+  if (text.length > MAX_FILE_BYTES || Buffer.byteLength(text) > MAX_FILE_BYTES) {
+    return { workflow: undefined, issues: [{ file, line: 1, col: 1, code: 'FERRY_FILE_TOO_LARGE', message: tooLarge(Buffer.byteLength(text)) }] };
+  }
   const { source, issues } = parseSource(file, text);
   if (issues.length > 0) return { workflow: undefined, issues: sortIssues(issues) };
   const data = sourceData(source);
@@ -114,8 +119,10 @@ interface Walk {
   /** Declared input names, or undefined when no trigger declares inputs. */
   inputs: Set<string> | undefined;
   /** Every step id with its path, to tell "later step" and "inside a loop" apart. */
-  allSteps: Map<string, { path: YamlPath; loop: string | undefined }>;
+  allSteps: Map<string, { path: YamlPath; loop: string | undefined; order: number }>;
   loopItems: Map<string, string>;
+  /** Steps counted so far in pre-order, by collectSteps and again by buildSteps. */
+  counted: number;
 }
 
 function compileAt(walk: Walk, value: unknown, p: YamlPath, scope: Scope, lenient = false, sites: TemplateSite[] = []): ReturnType<typeof compileValue> {
@@ -146,9 +153,11 @@ function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, re
     inputs: anyInputs ? new Set(declaredInputs) : undefined,
     allSteps: new Map(),
     loopItems: new Map(),
+    counted: 0,
   };
   collectSteps(arr(data.steps), ['steps'], undefined, walk);
-  const topScope: Scope = { steps: new Set(), loops: [], items: [], where: 'workflow' };
+  walk.counted = 0;
+  const topScope: Scope = { order: 0, loops: [], items: [], where: 'workflow' };
 
   const triggers: Trigger[] = [];
   let manual = 0;
@@ -205,10 +214,28 @@ function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, re
 }
 
 function checkInputSchemas(inputs: Record<string, unknown>, p: YamlPath, walk: Walk): void {
+  if (countNodes(inputs) > MAX_INPUT_SCHEMA_NODES) {
+    walk.report.at(p, 'FERRY_INPUT_SCHEMA_TOO_LARGE', `the inputs of a trigger are described by at most ${MAX_INPUT_SCHEMA_NODES} keys and list items; a run compiles them before it starts. Declare fewer inputs, or take a large object as one input of \`type: object\``);
+    return;
+  }
   for (const [name, schema] of Object.entries(inputs)) {
     const problem = inputSchemaProblem(obj(schema));
     if (problem !== undefined) walk.report.at([...p, name], 'FERRY_INPUT_SCHEMA', `input \`${name}\` is not a valid JSON Schema: ${problem}`);
   }
+}
+
+/** Keys and list items at every level, counted without recursion. */
+function countNodes(value: unknown): number {
+  let count = 0;
+  const stack = [value];
+  while (stack.length > 0 && count <= MAX_INPUT_SCHEMA_NODES) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    const children = Array.isArray(v) ? v : Object.values(v);
+    count += children.length;
+    if (count <= MAX_INPUT_SCHEMA_NODES) for (const child of children) stack.push(child);
+  }
+  return count;
 }
 
 function collectSteps(steps: unknown[], p: YamlPath, loop: string | undefined, walk: Walk): void {
@@ -216,12 +243,14 @@ function collectSteps(steps: unknown[], p: YamlPath, loop: string | undefined, w
     const step = obj(s);
     const id = str(step.id);
     const at = [...p, i];
+    const order = walk.counted++;
+    if (order === MAX_STEPS) walk.report.at(at, 'FERRY_TOO_MANY_STEPS', `a workflow has at most ${MAX_STEPS} steps, loops and the steps inside them included; split it into several workflows, or loop over data instead of writing a step per item`);
     if (id !== undefined) {
       const first = walk.allSteps.get(id);
       if (first) {
         walk.report.at([...at, 'id'], 'FERRY_STEP_DUPLICATE', `duplicate step id \`${id}\` (first used at line ${locate(walk.source, [...first.path, 'id']).line}); step ids are unique in a workflow, loops included`);
       } else {
-        walk.allSteps.set(id, { path: at, loop });
+        walk.allSteps.set(id, { path: at, loop, order });
       }
     }
     if (step.loop !== undefined && id !== undefined) walk.loopItems.set(str(obj(step.loop).as) ?? 'item', id);
@@ -233,12 +262,11 @@ const RESERVED_NAMES = new Set(['inputs', 'trigger', 'steps', 'env', 'secrets', 
 
 function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk, providerBlocks: string[]): Step[] {
   const steps: Step[] = [];
-  const seen = new Set(scope.steps);
   stepsData.forEach((s, i) => {
     const data = obj(s);
     const at = [...p, i];
     const id = str(data.id) ?? `#${i}`;
-    const stepScope: Scope = { ...scope, steps: new Set(seen), where: `step \`${id}\`` };
+    const stepScope: Scope = { ...scope, order: walk.counted++, where: `step \`${id}\`` };
     const line = locate(walk.source, at).line;
     const cond =
       data.if === undefined ? undefined
@@ -254,7 +282,8 @@ function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk,
       const fileText = str(loop.file);
       const fileTemplate = fileText !== undefined && isTemplate(fileText) ? compileAt(walk, fileText, [...at, 'loop', 'file'], stepScope) : undefined;
       const file = fileText === undefined || fileTemplate ? undefined : path.resolve(path.dirname(path.resolve(walk.source.file)), fileText);
-      const inner: Scope = { steps: new Set(seen), loops: [...scope.loops, id], items: [...scope.items, as], where: `step \`${id}\`` };
+      const inner: Scope = { order: stepScope.order, loops: [...scope.loops, id], items: [...scope.items, as], where: `step \`${id}\`` };
+      if (inner.loops.length === MAX_LOOP_DEPTH + 1) walk.report.at([...at, 'loop'], 'FERRY_LOOP_TOO_DEEP', `loops nest at most ${MAX_LOOP_DEPTH} deep; read the inner data with its own workflow, or flatten it into one list`);
       steps.push({
         kind: 'loop',
         id,
@@ -275,6 +304,7 @@ function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk,
       if (registered && providerName && required.length > 0 && !providerBlocks.includes(providerName)) {
         walk.report.at([...at, 'action'], 'FERRY_PROVIDER_MISSING', `\`${action}\` needs a \`providers.${providerName}\` block with ${required.map((r) => `\`${r}\``).join(', ')}`);
       }
+      if (registered) checkLiterals(walk, registered, data.with, [...at, 'with']);
       const withSites: TemplateSite[] = [];
       steps.push({
         kind: 'action',
@@ -288,9 +318,21 @@ function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk,
         timeoutMs: data.timeout === undefined ? undefined : durationOr(data.timeout, DEFAULT_TIMEOUT_MS),
       });
     }
-    if (str(data.id)) seen.add(data.id as string);
   });
   return steps;
+}
+
+/** The action's own checks (the ones a run applies) on the inputs written without templates. */
+function checkLiterals(walk: Walk, action: RegisteredAction, given: unknown, p: YamlPath): void {
+  const literal: Record<string, unknown> = {};
+  const templated = new Set<string>();
+  for (const [name, value] of Object.entries(obj(given))) {
+    if (hasTemplates(value)) templated.add(name);
+    else literal[name] = value;
+  }
+  for (const problem of action.checkLiterals(literal, templated)) {
+    walk.report.at([...p, ...problem.field.split('/').filter(Boolean)], problem.code, `\`${action.fullName}\`: ${problem.message}`);
+  }
 }
 
 function compileCondition(walk: Walk, value: unknown, p: YamlPath, scope: Scope): CompiledTemplate | boolean | undefined {
@@ -304,12 +346,7 @@ function compileCondition(walk: Walk, value: unknown, p: YamlPath, scope: Scope)
 
 /** Reads, validates and compiles a workflow file; throws WorkflowError with every issue. */
 export async function loadWorkflow(file: string, registry: Registry): Promise<Workflow> {
-  const { readFile } = await import('node:fs/promises');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new WorkflowError([{ file, line: 1, col: 1, code: 'FERRY_FILE_UNREADABLE', message: `cannot read the workflow file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` }]);
-  }
-  return loadWorkflowText(file, text, registry);
+  const read = await readSource(file);
+  if ('issue' in read) throw new WorkflowError([read.issue]);
+  return loadWorkflowText(file, read.text, registry);
 }

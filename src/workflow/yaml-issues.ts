@@ -1,5 +1,6 @@
 import { isAlias, isMap, isPair, isScalar, isSeq, type Document, type LineCounter, type Node, type YAMLError } from 'yaml';
 import type { WorkflowIssue } from '../errors.js';
+import { MAX_ISSUES } from '../limits.js';
 
 /**
  * Deeper than any real workflow (steps in nested loops, a JSON body), and shallow enough
@@ -37,16 +38,21 @@ export function yamlIssues(ctx: Context): WorkflowIssue[] {
 
   const issues: WorkflowIssue[] = [];
   const seen = new Set<string>();
+  const multiline = new Set(errors.filter((e) => e.code === 'MULTILINE_IMPLICIT_KEY').map((e) => e.pos[0]));
   for (const error of errors) {
+    if (issues.length > MAX_ISSUES) break;
     // An over-indented key gives both errors at the value above it; MULTILINE_IMPLICIT_KEY
     // alone knows where the key is.
-    if (error.code === 'BLOCK_AS_IMPLICIT_KEY' && errors.some((e) => e.code === 'MULTILINE_IMPLICIT_KEY' && e.pos[0] === error.pos[0])) continue;
+    if (error.code === 'BLOCK_AS_IMPLICIT_KEY' && multiline.has(error.pos[0])) continue;
     const mapped = mapError(ctx, error);
     const found = issue(mapped.offset, `FERRY_YAML_${mapped.code}`, mapped.message);
     const key = `${found.line}:${found.col}:${found.code}`;
     if (!seen.has(key)) issues.push(found);
     seen.add(key);
   }
+  duplicateKeys(ctx.doc.contents, (node) => issues.push(issue(node.range?.[0] ?? 0, 'FERRY_YAML_DUPLICATE_KEY', 'duplicate key: each key may appear once in a mapping')));
+  const over = issues[MAX_ISSUES];
+  if (over) return [...issues.slice(0, MAX_ISSUES), { ...over, code: 'FERRY_TOO_MANY_ISSUES', message: `more than ${MAX_ISSUES} problems in this file; the rest are not listed: fix these and validate again` }];
   if (issues.length > 0) return issues;
   // An alias is written `*name`: without a `*` there is none to check.
   if (!ctx.text.includes('*')) return issues;
@@ -146,6 +152,23 @@ function walk(root: unknown, visit: (node: Node, depth: number) => boolean | voi
     if (visit(node as Node, depth) === false) return;
     if (isMap(node) || isSeq(node)) for (let i = node.items.length - 1; i >= 0; i--) stack.push([node.items[i], depth + 1]);
   }
+}
+
+/**
+ * Keys repeated in one mapping, each after its first use. The YAML library can check this
+ * itself (`uniqueKeys`), but compares every key with every other: minutes for a mapping of
+ * 50,000 keys. Scalar keys are equal when their values are, as the library has it.
+ */
+function duplicateKeys(root: unknown, report: (key: Node) => void): void {
+  walk(root, (node) => {
+    if (!isMap(node)) return;
+    const keys = new Set<unknown>();
+    for (const pair of node.items) {
+      if (!isScalar(pair.key)) continue;
+      if (keys.has(pair.key.value)) report(pair.key);
+      else keys.add(pair.key.value);
+    }
+  });
 }
 
 /** Offset of the first node nested deeper than MAX_DEPTH, if any. */

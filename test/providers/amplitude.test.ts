@@ -54,9 +54,10 @@ describe('amplitude.identify_user', () => {
     expect(sandbox.amplitude.users.get('user_1001')).toMatchObject({ plan: 'pro', first_seen: '2026-01-01', logins: 1 });
   });
 
+  // Written as literals these are validate errors (test/workflow/literal-checks.test.ts); from data, the run refuses them.
   it('rejects mixing operators and plain keys before sending anything', async () => {
     const summary = await runAgainst(identify(`      user_id: user_1001
-      user_properties_json: '{"$set":{"plan":"pro"},"seats":5}'`));
+      user_properties_json: <<inputs.props>>`), { inputs: { props: '{"$set":{"plan":"pro"},"seats":5}' } });
     expect(summary.status).toBe('failed');
     expect(summary.error?.message).toMatch(/`user_properties_json` mixes operators \(\$set\) with plain keys \(seats\)/);
     expect(sandbox.amplitude.requests).toHaveLength(0);
@@ -64,7 +65,7 @@ describe('amplitude.identify_user', () => {
 
   it('reports invalid user_properties_json as an input error naming the field', async () => {
     const summary = await runAgainst(identify(`      user_id: user_1001
-      user_properties_json: '{"plan": pro}'`));
+      user_properties_json: <<inputs.props>>`), { inputs: { props: '{"plan": pro}' } });
     expect(summary.error?.message).toMatch(/invalid input: `user_properties_json` is not valid JSON/);
     expect(sandbox.amplitude.requests).toHaveLength(0);
   });
@@ -137,9 +138,9 @@ describe('amplitude.send_event', () => {
     ['anonymous', /rejects as an id/],
     ['0', /rejects as an id/],
     ['abc', /shorter than 5 characters/],
-  ])('refuses user_id %s before sending', async (id, message) => {
-    const summary = await runAgainst(event(`      user_id: "${id}"
-      event_type: x`));
+  ])('refuses user_id %s from data before sending', async (id, message) => {
+    const summary = await runAgainst(event(`      user_id: <<inputs.id>>
+      event_type: x`), { inputs: { id } });
     expect(summary.error?.message).toMatch(message);
     expect(sandbox.amplitude.requests).toHaveLength(0);
   });

@@ -41,7 +41,7 @@ describe('segment.identify_user', () => {
       traits: { plan: pro }`));
     expect(ok.status).toBe('succeeded');
     const bad = await runAgainst(flow('identify_user', `      userId: user_1001
-      traits: '{plan}'`));
+      traits: <<inputs.traits>>`), { inputs: { traits: '{plan}' } });
     expect(bad.error?.message).toMatch(/`traits` is not valid JSON/);
     expect(sandbox.segment.requests).toHaveLength(1);
   });

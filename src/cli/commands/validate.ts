@@ -1,15 +1,20 @@
-import { readFileSync } from 'node:fs';
+import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { WorkflowIssue } from '../../errors.js';
 import { builtinRegistry } from '../../providers/index.js';
+import { readSource } from '../../workflow/load.js';
 import { validateSource } from '../../workflow/validate.js';
 import type { Command } from '../run-command.js';
 
 const isWorkflowFile = (name: string): boolean => /\.ya?ml$/.test(name) && !/\.test\.ya?ml$/.test(name);
 
-/** Expands files and folders (recursively) into workflow files, sorted. */
-export async function expandPaths(inputs: string[], cwd: string): Promise<string[]> {
+/**
+ * Expands files and folders (recursively) into workflow files, sorted. In a folder, an entry
+ * named like a workflow that is not a regular file (a FIFO, a device, a link) is skipped,
+ * and `warn` is told.
+ */
+export async function expandPaths(inputs: string[], cwd: string, warn?: (message: string) => void): Promise<string[]> {
   const out: string[] = [];
   for (const input of inputs) {
     const abs = path.resolve(cwd, input);
@@ -18,12 +23,10 @@ export async function expandPaths(inputs: string[], cwd: string): Promise<string
       out.push(input); // reported as unreadable by the caller
     } else if (info.isDirectory()) {
       const entries = await readdir(abs, { recursive: true, withFileTypes: true });
-      out.push(
-        ...entries
-          .filter((e) => e.isFile() && isWorkflowFile(e.name) && !path.relative(abs, e.parentPath).split(path.sep).some((part) => part.startsWith('.') || part === 'node_modules'))
-          .map((e) => path.join(path.relative(cwd, e.parentPath) || '.', e.name))
-          .sort(),
-      );
+      const named = (e: Dirent): string => path.join(path.relative(cwd, e.parentPath) || '.', e.name);
+      const workflows = entries.filter((e) => !e.isDirectory() && isWorkflowFile(e.name) && !path.relative(abs, e.parentPath).split(path.sep).some((part) => part.startsWith('.') || part === 'node_modules'));
+      for (const e of workflows) if (!e.isFile()) warn?.(`skipping ${named(e)}: not a regular file`);
+      out.push(...workflows.filter((e) => e.isFile()).map(named).sort());
     } else {
       out.push(input);
     }
@@ -53,20 +56,22 @@ export const validateCommand: Command = {
       return 2;
     }
     const registry = builtinRegistry();
-    const files = await expandPaths(positionals, io.cwd);
+    const files = await expandPaths(positionals, io.cwd, (message) => io.stderr(`ferry validate: warning: ${message}\n`));
     const all: WorkflowIssue[] = [];
     const names = new Map<string, string>();
     for (const file of files) {
-      let text: string;
-      try {
-        // Synchronous: a workflow file reads in tens of microseconds, and an async read
-        // costs more in thread hand-offs than it could overlap with validating.
-        text = readFileSync(path.resolve(io.cwd, file), 'utf8');
-      } catch (error) {
-        all.push({ file, line: 1, col: 1, code: 'FERRY_FILE_UNREADABLE', message: `cannot read file: ${(error as NodeJS.ErrnoException).code ?? String(error)}` });
+      // Each file is read asynchronously: SIGINT/SIGTERM are handled between files, and the
+      // bounds on a file (src/limits.ts) keep validating any one of them short.
+      const read = await readSource(path.resolve(io.cwd, file), file);
+      if (io.signal?.aborted) {
+        io.stderr(`ferry validate: stopped by ${String(io.signal.reason)} before ${file}\n`);
+        return io.signal.reason === 'SIGINT' ? 130 : 143;
+      }
+      if ('issue' in read) {
+        all.push(read.issue);
         continue;
       }
-      const { workflow, issues } = validateSource(file, text, registry);
+      const { workflow, issues } = validateSource(file, read.text, registry);
       all.push(...issues);
       if (workflow) {
         // Workflow names are unique per folder: `ferry serve` and `ferry runs` key on them.

@@ -36,6 +36,20 @@ export function normalizeUserProperties(props: Record<string, unknown>, field: s
   return out;
 }
 
+/** The object a `user_properties_json` string holds. */
+function parsePropertiesJson(text: string): Record<string, unknown> {
+  let props: unknown;
+  try {
+    props = JSON.parse(text);
+  } catch (error) {
+    throw new ActionInputError(`\`user_properties_json\` is not valid JSON: ${(error as Error).message}`, 'user_properties_json');
+  }
+  if (props === null || typeof props !== 'object' || Array.isArray(props)) {
+    throw new ActionInputError('`user_properties_json` must hold a JSON object', 'user_properties_json');
+  }
+  return props as Record<string, unknown>;
+}
+
 /** Example values of Amplitude's device and location fields, shown by editors and the actions reference. */
 export const FIELD_EXAMPLES: Record<string, unknown> = {
   app_version: '2.1.0', platform: 'Web', os_name: 'iOS', os_version: '17.4', device_brand: 'Apple', device_manufacturer: 'Apple', device_model: 'iPhone15,2',
@@ -77,20 +91,15 @@ export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConf
     not: { required: ['user_properties_json', 'user_properties'] },
   },
   output: { const: 'success', description: 'Amplitude answered `success`.' },
+  checks: [
+    { reads: ['user_properties'], check: (input) => void (input.user_properties && normalizeUserProperties(input.user_properties, 'user_properties')) },
+    { reads: ['user_properties_json'], check: (input) => void (input.user_properties_json === undefined || normalizeUserProperties(parsePropertiesJson(input.user_properties_json), 'user_properties_json')) },
+  ],
   prepare(input) {
-    let props = input.user_properties;
-    if (input.user_properties_json !== undefined) {
-      try {
-        props = JSON.parse(input.user_properties_json) as Record<string, unknown>;
-      } catch (error) {
-        throw new ActionInputError(`\`user_properties_json\` is not valid JSON: ${(error as Error).message}`, 'user_properties_json');
-      }
-      if (props === null || typeof props !== 'object' || Array.isArray(props)) {
-        throw new ActionInputError('`user_properties_json` must hold a JSON object', 'user_properties_json');
-      }
-    }
+    const json = input.user_properties_json;
+    const props = json === undefined ? input.user_properties : parsePropertiesJson(json);
     const { user_properties_json: _json, ...rest } = input;
-    return props === undefined ? rest : { ...rest, user_properties: normalizeUserProperties(props, input.user_properties_json !== undefined ? 'user_properties_json' : 'user_properties') };
+    return props === undefined ? rest : { ...rest, user_properties: normalizeUserProperties(props, json !== undefined ? 'user_properties_json' : 'user_properties') };
   },
   run: (input, context) => context.batch(sharedSpec(context, 'identify', () => identifyBatch(context)), input),
 });

@@ -5,11 +5,11 @@ const BLOCKED_IDS = new Set(['anonymous', 'null', 'none', 'undefined', '0', '-1'
 
 export const DEFAULT_MIN_ID_LENGTH = 5;
 
-/** Checks user_id/device_id before sending, so a bad id is an input error, not a provider 400. */
+/**
+ * Checks the user_id/device_id given, before sending, so a bad id is an input error, not a
+ * provider 400. (That one of them is given is the input schema's `anyOf`.)
+ */
 export function checkIds(input: { user_id?: string | undefined; device_id?: string | undefined }, minIdLength = DEFAULT_MIN_ID_LENGTH): void {
-  if (input.user_id === undefined && input.device_id === undefined) {
-    throw new ActionInputError('needs `user_id` or `device_id`', 'user_id');
-  }
   for (const field of ['user_id', 'device_id'] as const) {
     const value = input[field];
     if (value === undefined) continue;

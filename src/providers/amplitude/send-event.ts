@@ -52,8 +52,12 @@ export const sendEvent = defineAction<EventInput, { events_ingested: number; ser
     type: 'object',
     properties: { events_ingested: { type: 'integer' }, server_upload_time: { type: 'integer' } },
   },
+  checks: [
+    { reads: ['user_id', 'device_id', 'min_id_length'], check: (input) => checkIds(input, input.min_id_length ?? DEFAULT_MIN_ID_LENGTH) },
+    { reads: ['time'], check: (input) => void (input.time === undefined || toMillis(input.time)) },
+    { reads: ['user_properties'], check: (input) => void (input.user_properties && normalizeUserProperties(input.user_properties, 'user_properties')) },
+  ],
   prepare(input) {
-    checkIds(input, input.min_id_length ?? DEFAULT_MIN_ID_LENGTH);
     const out: EventInput = { ...input };
     if (input.time !== undefined) out.time = toMillis(input.time);
     if (input.user_properties) out.user_properties = normalizeUserProperties(input.user_properties, 'user_properties');

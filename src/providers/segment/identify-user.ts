@@ -26,22 +26,23 @@ export const identifyUser = defineAction<IdentifyInput, { success: true }, Segme
     anyOf: needsIdentity,
   },
   output: { type: 'object', description: 'Segment accepted the call (it answers this even for an unknown write key).', properties: { success: { const: true, description: 'Always true.' } } },
+  checks: [{ reads: ['traits'], check: (input) => void (typeof input.traits === 'string' && parseTraits(input.traits)) }],
   prepare(input) {
-    let traits: Record<string, unknown> = {};
-    if (typeof input.traits === 'string') {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(input.traits);
-      } catch (error) {
-        throw new ActionInputError(`\`traits\` is not valid JSON: ${(error as Error).message}`, 'traits');
-      }
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ActionInputError('`traits` must hold a JSON object', 'traits');
-      traits = parsed as Record<string, unknown>;
-    } else if (input.traits) {
-      traits = input.traits;
-    }
+    const traits = typeof input.traits === 'string' ? parseTraits(input.traits) : (input.traits ?? {});
     const { email, name, traits: _traits, ...rest } = input;
     return { ...rest, traits: { ...traits, ...(email === undefined ? {} : { email }), ...(name === undefined ? {} : { name }) } };
   },
   run: (input, context) => sendMessage(context, 'identify', input),
 });
+
+/** The object a `traits` string holds. */
+function parseTraits(text: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ActionInputError(`\`traits\` is not valid JSON: ${(error as Error).message}`, 'traits');
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ActionInputError('`traits` must hold a JSON object', 'traits');
+  return parsed as Record<string, unknown>;
+}
