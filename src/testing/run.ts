@@ -1,10 +1,10 @@
 import { availableParallelism } from 'node:os';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage, type WorkflowIssue } from '../errors.js';
 import { Redactor } from '../engine/redact.js';
 import type { Registry } from '../providers/registry.js';
-import { locate } from '../workflow/load.js';
+import { locate, readSource } from '../workflow/load.js';
 import { validateSource } from '../workflow/validate.js';
 import type { Workflow } from '../workflow/types.js';
 import { checkCase, type Failure } from './expect.js';
@@ -101,22 +101,18 @@ async function runFile(file: string, options: RunTestsOptions, slot: ReturnType<
 
 async function loadTestFile(file: string, options: RunTestsOptions): Promise<{ test: TestFile; workflow: Workflow } | { issues: WorkflowIssue[] }> {
   const abs = path.resolve(options.cwd, file);
-  let text: string;
-  try {
-    text = await readFile(abs, 'utf8');
-  } catch (error) {
-    return { issues: [{ file, line: 1, col: 1, code: 'FERRY_FILE_UNREADABLE', message: `cannot read the test file: ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}` }] };
-  }
-  const { test, issues } = parseTestFile(file, abs, text);
+  // Read like a workflow (readSource): a FIFO or device is refused, not waited on; size and encoding are bounded.
+  const read = await readSource(abs, file);
+  if ('issue' in read) return { issues: [read.issue] };
+  const { test, issues } = parseTestFile(file, abs, read.text);
   if (!test) return { issues };
   const workflowName = path.relative(options.cwd, test.workflow);
-  let source: string;
-  try {
-    source = await readFile(test.workflow, 'utf8');
-  } catch (error) {
+  const workflowRead = await readSource(test.workflow, workflowName);
+  if ('issue' in workflowRead) {
     const { line, col } = locate(test.source, ['workflow']);
-    return { issues: [{ file, line, col, code: 'FERRY_TEST_WORKFLOW', message: `cannot read the workflow ${workflowName}: ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}` }] };
+    return { issues: [{ file, line, col, code: 'FERRY_TEST_WORKFLOW', message: `cannot read the workflow ${workflowName}: ${workflowRead.issue.message}` }] };
   }
+  const source = workflowRead.text;
   // Positions of workflow issues point into the workflow file, named as the user would.
   const checked = validateSource(test.workflow, source, options.registry);
   if (!checked.workflow) return { issues: checked.issues.map((i) => ({ ...i, file: workflowName })) };

@@ -28,6 +28,16 @@ describe('workflow paths that are not files', () => {
     expect(ran.stderr).toContain('pipe.yaml:1:1: this is a named pipe (FIFO), not a workflow file');
   });
 
+  it('refuses a FIFO named as a test case\'s workflow in `ferry test`, without waiting on it', async () => {
+    const folder = path.join(dir, 'tested');
+    await mkdir(folder);
+    execFileSync('mkfifo', [path.join(folder, 'piped.yaml')]);
+    await writeFile(path.join(folder, 'piped.test.yaml'), 'workflow: piped.yaml\ncases:\n  - name: logs\n');
+    const tested = await ferry(['test', 'piped.test.yaml'], { cwd: folder });
+    expect(tested.code).toBe(2);
+    expect(tested.stdout + tested.stderr).toContain('this is a named pipe (FIFO), not a workflow file');
+  });
+
   it('refuses /dev/zero instead of reading it forever', async () => {
     const checked = await ferry(['validate', '/dev/zero', '--format', 'json']);
     expect(checked.code).toBe(2);
