@@ -304,7 +304,15 @@ export class JournalReader implements AsyncIterable<JournalEntry> {
   /** Bytes read so far: the journal's size once the stream ended. */
   bytes = 0;
 
-  constructor(readonly file: string) {}
+  readonly #chunkBytes: number;
+
+  /** @param options.chunkBytes bytes read at a time (@default 256 KiB) */
+  constructor(
+    readonly file: string,
+    options: { chunkBytes?: number } = {},
+  ) {
+    this.#chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
+  }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<JournalEntry> {
     for await (const batch of this.batches()) yield* batch;
@@ -313,7 +321,7 @@ export class JournalReader implements AsyncIterable<JournalEntry> {
   /** The entries of each chunk of the file, for folds that want a plain loop per entry. */
   async *batches(): AsyncGenerator<JournalEntry[]> {
     let carry: Buffer[] = [];
-    for await (const chunk of createReadStream(this.file, { highWaterMark: CHUNK_BYTES }) as AsyncIterable<Buffer>) {
+    for await (const chunk of createReadStream(this.file, { highWaterMark: this.#chunkBytes }) as AsyncIterable<Buffer>) {
       this.bytes += chunk.length;
       const batch: JournalEntry[] = [];
       let from = 0;
@@ -340,7 +348,7 @@ export class JournalReader implements AsyncIterable<JournalEntry> {
       this.skipped++;
       return;
     }
-    if (isEntry(value)) into.push(value);
+    if (isJournalEntry(value)) into.push(value);
     else this.skipped++;
   }
 }
@@ -349,7 +357,7 @@ const isString = (v: unknown): v is string => typeof v === 'string';
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** The fields readers rely on, per entry type: a line that parses but lacks them is damage, not an entry. */
-function isEntry(value: unknown): value is JournalEntry {
+export function isJournalEntry(value: unknown): value is JournalEntry {
   if (!isObject(value)) return false;
   switch (value.t) {
     case 'run':
