@@ -23,36 +23,84 @@ export function stepKey(id: string, item: readonly number[]): string {
  * loop's progress mark are left out: those rows are skipped whole, so a resumed million-row
  * loop does not hold a million entries.
  */
-export function resumeStateFrom(entries: readonly JournalEntry[]): ResumeState {
-  const progress = new Map<string, number>();
-  const sources = new Map<string, SourceFingerprint>();
-  const loopsOf = new Map<string, string[]>();
-  for (const e of entries) {
-    if (e.t === 'progress') progress.set(stepKey(e.id, e.item), Math.max(progress.get(stepKey(e.id, e.item)) ?? 0, e.done));
-    // The first attempt's file is the one the progress marks count rows of.
-    if (e.t === 'source' && !sources.has(stepKey(e.id, e.item))) sources.set(stepKey(e.id, e.item), { path: e.path, size: e.size, mtimeMs: e.mtimeMs, hash: e.hash });
-    if (e.t === 'run') {
-      const walk = (shape: StepShape[], loops: string[]): void => {
-        for (const s of shape) {
-          loopsOf.set(s.id, loops);
-          if (s.steps) walk(s.steps, [...loops, s.id]);
+export function resumeStateFrom(entries: Iterable<JournalEntry>): ResumeState {
+  const fold = new ResumeFold();
+  for (const e of entries) fold.add(e);
+  return fold.result();
+}
+
+/**
+ * `resumeStateFrom` one entry at a time, for a journal read as a stream. Completed entries
+ * wait in the state until a progress mark passes them; whenever the state has doubled since
+ * the last look, the ones under the marks are dropped, so a file loop's state stays near the
+ * rows in flight instead of growing with the journal. (Marks only rise, so an entry under a
+ * mark now is under the final one too.)
+ */
+export class ResumeFold {
+  readonly #progress = new Map<string, number>();
+  readonly #sources = new Map<string, SourceFingerprint>();
+  readonly #loopsOf = new Map<string, string[]>();
+  readonly #state: ResumeState = new Map();
+  #pruneAt = 10_000;
+
+  add(e: JournalEntry): void {
+    switch (e.t) {
+      case 'step': {
+        const key = stepKey(e.id, e.item);
+        if (e.status === 'failed') this.#state.delete(key);
+        else {
+          this.#state.set(key, { status: e.status, output: e.output ?? null, ms: e.ms });
+          if (this.#state.size >= this.#pruneAt) this.#prune();
         }
-      };
-      walk(e.shape, []);
+        break;
+      }
+      case 'progress': {
+        const key = stepKey(e.id, e.item);
+        this.#progress.set(key, Math.max(this.#progress.get(key) ?? 0, e.done));
+        break;
+      }
+      case 'source': {
+        // The first attempt's file is the one the progress marks count rows of.
+        const key = stepKey(e.id, e.item);
+        if (!this.#sources.has(key)) this.#sources.set(key, { path: e.path, size: e.size, mtimeMs: e.mtimeMs, hash: e.hash });
+        break;
+      }
+      case 'run': {
+        const walk = (shape: StepShape[], loops: string[]): void => {
+          for (const s of shape) {
+            this.#loopsOf.set(s.id, loops);
+            if (s.steps) walk(s.steps, [...loops, s.id]);
+          }
+        };
+        walk(e.shape, []);
+        break;
+      }
+      default:
     }
   }
-  const below = (id: string, item: readonly number[]): boolean =>
-    (loopsOf.get(id) ?? []).some((loop, depth) => (progress.get(stepKey(loop, item.slice(0, depth))) ?? 0) > (item[depth] ?? Infinity));
-  const state: ResumeState = new Map();
-  state.progress = progress;
-  state.sources = sources;
-  for (const e of entries) {
-    if (e.t !== 'step') continue;
-    const key = stepKey(e.id, e.item);
-    if (e.status === 'failed') state.delete(key);
-    else if (progress.size === 0 || !below(e.id, e.item)) state.set(key, { status: e.status, output: e.output ?? null, ms: e.ms });
+
+  result(): ResumeState {
+    this.#prune();
+    const state = this.#state;
+    state.progress = this.#progress;
+    state.sources = this.#sources;
+    return state;
   }
-  return state;
+
+  #prune(): void {
+    if (this.#progress.size > 0) {
+      for (const key of this.#state.keys()) {
+        const at = key.lastIndexOf('@');
+        const tail = key.slice(at + 1);
+        if (this.#below(key.slice(0, at), tail === '' ? [] : tail.split('.').map(Number))) this.#state.delete(key);
+      }
+    }
+    this.#pruneAt = Math.max(10_000, this.#state.size * 2);
+  }
+
+  #below(id: string, item: readonly number[]): boolean {
+    return (this.#loopsOf.get(id) ?? []).some((loop, depth) => (this.#progress.get(stepKey(loop, item.slice(0, depth))) ?? 0) > (item[depth] ?? Infinity));
+  }
 }
 
 /** The nesting of step ids, kept in the journal to check a changed workflow on retry. */

@@ -12,7 +12,7 @@ import { errorInfo, interruption, Run } from './state.js';
 import { runSteps } from './steps.js';
 import type { RunObserver, RunSummary, TriggerData } from './types.js';
 
-export { resumeStateFrom, shapeOf, stepKey } from './resume.js';
+export { ResumeFold, resumeStateFrom, shapeOf, stepKey } from './resume.js';
 export type { ResumeState } from './resume.js';
 export { defaultLimiter, idempotencyKey } from './state.js';
 export { DEFAULT_BATCH_WINDOW_MS } from './steps.js';

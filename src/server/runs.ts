@@ -3,25 +3,25 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { Limiter } from '../engine/limiter.js';
 import type { Redactor } from '../engine/redact.js';
-import { resumeStateFrom, runWorkflow, shapeOf, type ResumeState } from '../engine/run.js';
+import { ResumeFold, runWorkflow, shapeOf, type ResumeState } from '../engine/run.js';
 import { newRunId } from '../engine/run-id.js';
 import type { RunObserver, TriggerData } from '../engine/types.js';
 import type { Registry } from '../providers/registry.js';
 import { FileJournal, type JournalEntry } from '../store/journal.js';
 import { acquireRunLock, type RunLock } from '../store/lock.js';
 import { isRunId, JOURNAL_FILE, runDir, runsDir, WORKFLOW_COPY } from '../store/paths.js';
-import { incompatibilities, loadRun, stateOf, summarize } from '../store/runs.js';
+import { startRecord, writeRunRecord, writeRunRecordQuietly, type RunHook, type RunRecord } from '../store/record.js';
+import { currentRecord, incompatibilities, loadRun, recordOf, stateOf, summarize, type RunState } from '../store/runs.js';
 import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
 
 /**
  * The `run` entry as the listener writes it. `hook` is an extra field (readers of the journal
  * ignore it) naming the path, delivery id and replay keys the run came in on: the delivery
  * index and the resume-on-start are rebuilt from it, so they need no store of their own, and
- * a key is on disk exactly when its run is.
+ * a key is on disk exactly when its run is. The run's record (`run.json`) carries it too, so
+ * that a start reads records, not journals.
  */
-export type ListenerRunEntry = Extract<JournalEntry, { t: 'run' }> & {
-  hook: { path: string; delivery: string | null; replays?: { key: string; until: number }[] };
-};
+export type ListenerRunEntry = Extract<JournalEntry, { t: 'run' }> & { hook: RunHook };
 
 export interface RunManagerOptions {
   stateDir: string;
@@ -56,6 +56,8 @@ interface Pending {
   inputs: Record<string, unknown>;
   trigger: TriggerData;
   resume: ResumeState;
+  /** The run's record so far, carried on by its journal. */
+  record: RunRecord | undefined;
 }
 
 /**
@@ -99,7 +101,8 @@ export class RunManager implements RunsService {
   /**
    * Reads the runs of the state dir: every delivery id the listener recorded goes back into the
    * index, and accepted runs of served workflows that did not finish are queued again.
-   * Returns the ids queued for resuming; nothing runs before `start()`.
+   * Returns the ids queued for resuming; nothing runs before `start()`. Only the runs' records
+   * are read, and the journals of the runs it resumes (or of runs without an up-to-date record).
    */
   async open(served: readonly ServedWorkflow[]): Promise<string[]> {
     const byFile = new Map(served.map((s) => [s.workflow.file, s]));
@@ -110,24 +113,39 @@ export class RunManager implements RunsService {
     const ids = (await readdir(runsDir(this.#options.stateDir))).filter(isRunId).sort();
     const resumed: string[] = [];
     for (const id of ids) {
-      const run = await loadRun(this.#options.stateDir, id);
-      const hook = (run?.start as Partial<ListenerRunEntry> | undefined)?.hook;
-      if (!run || !hook) continue;
+      const known = await this.#recordOf(id);
+      const hook = known?.record.hook;
+      if (!known || !hook) continue;
       const runOf = Promise.resolve(id);
       for (const { key, untilMs } of keysOf(hook.path, hook.delivery, (hook.replays ?? []).map((r) => ({ key: r.key, untilMs: r.until })))) {
         if (untilMs >= now) this.#deliveries.set(key, { run: runOf, untilMs });
       }
-      const again = byFile.get(run.start.file);
-      if (!again || stateOf(run) !== 'interrupted') continue;
+      const again = byFile.get(known.record.file);
+      if (!again || known.state !== 'interrupted') continue;
+      const folding = new ResumeFold();
+      const run = await loadRun(this.#options.stateDir, id, (entry) => folding.add(entry));
+      if (!run) continue;
       const problems = incompatibilities(run, shapeOf(again.workflow.steps));
       if (problems.length > 0) {
         this.#options.log(`run ${id} of ${run.start.workflow} not resumed: ${again.file} changed (${problems.join('; ')}); use ferry retry after fixing it`);
         continue;
       }
-      this.#waiting.set(id, { runId: id, served: again, inputs: run.start.inputs, trigger: run.start.trigger, resume: resumeStateFrom(run.entries) });
+      this.#waiting.set(id, { runId: id, served: again, inputs: run.start.inputs, trigger: run.start.trigger, resume: folding.result(), record: recordOf(run) });
       resumed.push(id);
     }
     return resumed;
+  }
+
+  /** A run's record and state; read from its journal (and written for next time) when it has no up-to-date record. */
+  async #recordOf(runId: string): Promise<{ record: RunRecord; state: RunState } | undefined> {
+    const { stateDir } = this.#options;
+    const current = currentRecord(stateDir, runId);
+    if (current) return current;
+    const run = await loadRun(stateDir, runId);
+    if (!run) return undefined;
+    const record = recordOf(run);
+    if (typeof run.lock !== 'object') writeRunRecordQuietly(stateDir, record);
+    return { record, state: stateOf(run) };
   }
 
   /** Starts running: the queued resumes first, then deliveries as they are accepted. */
@@ -145,19 +163,24 @@ export class RunManager implements RunsService {
     }
     this.#sweep(now);
     const runId = newRunId();
-    const recorded = this.#record(runId, delivery).then(() => runId);
+    const recording = this.#record(runId, delivery);
+    const recorded = recording.then(() => runId);
     // Set before the first await: a redelivery racing the original waits for it instead of starting a second run.
     for (const { key, untilMs } of keys) this.#deliveries.set(key, { run: recorded, untilMs });
     recorded.catch(() => {
       for (const { key } of keys) if (this.#deliveries.get(key)?.run === recorded) this.#deliveries.delete(key);
     });
     await recorded;
-    this.#waiting.set(runId, { runId, served: delivery.route.served, inputs: delivery.inputs, trigger: delivery.trigger, resume: new Map() });
+    const record = await recording;
+    this.#waiting.set(runId, { runId, served: delivery.route.served, inputs: delivery.inputs, trigger: delivery.trigger, resume: new Map(), record });
     this.#pump();
     return { runId, duplicate: false };
   }
 
   async summary(runId: string): Promise<object | undefined> {
+    // Another workflow's run is known by its record, without reading its journal.
+    const known = currentRecord(this.#options.stateDir, runId);
+    if (known && !this.#servedFiles.has(known.record.file)) return undefined;
     const run = await loadRun(this.#options.stateDir, runId);
     // Another workflow's run (a `ferry run`, a listener for other files) is not this listener's to show.
     if (!run || !this.#servedFiles.has(run.start.file)) return undefined;
@@ -177,7 +200,8 @@ export class RunManager implements RunsService {
     await Promise.allSettled([...this.#active.values()]);
   }
 
-  async #record(runId: string, delivery: Delivery): Promise<void> {
+  /** Writes the run's folder, workflow copy, `run` entry and record; returns the record. */
+  async #record(runId: string, delivery: Delivery): Promise<RunRecord> {
     const { stateDir, redactor } = this.#options;
     const { workflow } = delivery.route.served;
     const entry: ListenerRunEntry = {
@@ -206,9 +230,13 @@ export class RunManager implements RunsService {
       const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx', 0o600), writeFile(path.join(dir, WORKFLOW_COPY), workflow.source, { mode: 0o600 })]);
       try {
         await journal.writeFile(line);
+        // The record beside it, so that the next start finds the delivery keys without the journal.
+        const record = startRecord(entry, Buffer.byteLength(line));
+        writeRunRecord(stateDir, record, redactor);
         // The entry, then the names of the new file and folder: a 202 promises that the run
         // survives a power cut. The three syncs are independent, so they overlap.
         await Promise.all([journal.sync(), syncDir(dir), this.#runsDirSync.sync()]);
+        return record;
       } finally {
         await journal.close();
       }
@@ -250,6 +278,7 @@ export class RunManager implements RunsService {
       const journalStop = new AbortController();
       journal = new FileJournal(path.join(runDir(stateDir, pending.runId), JOURNAL_FILE), redactor, {
         onFailure: (error) => journalStop.abort(error.code === 'FERRY_DISK_FULL' ? 'a full disk' : 'a journal write error'),
+        ...(pending.record ? { record: pending.record } : {}),
       });
       // The `run` entry is already on disk: starting "as a resume" makes the engine append a
       // `resume` entry (with this pid) instead of a second `run` entry.

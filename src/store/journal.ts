@@ -1,10 +1,10 @@
-import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { closeSync, createReadStream, fchmodSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Redactor } from '../engine/redact.js';
 import type { CallSummary, RunErrorInfo, StepStatus, TriggerData } from '../engine/types.js';
 import { errorMessage, FerryError } from '../errors.js';
 import { JOURNAL_FILE, runDir, WORKFLOW_COPY } from './paths.js';
+import { endRecord, readRunRecord, resumeRecord, startRecord, writeRunRecordQuietly, type RunRecord } from './record.js';
 import { stateDirError } from './state-dir.js';
 
 /** Layout of the run's steps: the journal checks a changed workflow against it. */
@@ -77,6 +77,12 @@ export interface FileJournalOptions {
    * so the run must stop: nothing it does from then on would be recorded.
    */
   onFailure?: (error: FerryError) => void;
+  /**
+   * The run's record as its earlier attempts left it, for a journal that resumes a run: the
+   * record is carried on at the `resume` entry. @default `run.json` of the run folder, when
+   * it is up to date with the journal
+   */
+  record?: RunRecord;
 }
 
 /**
@@ -88,6 +94,9 @@ export interface FileJournalOptions {
  *
  * The file never holds a torn line that a later entry is glued onto: a write that fails half
  * way is cut back, and a file whose last line was torn by a kill gets a fresh line first.
+ *
+ * It also keeps the run's record (`run.json`, see record.ts) in step: written at the `run`,
+ * `resume` and `end` entries, each time after the journal is written up to that entry.
  */
 export class FileJournal implements RunJournal {
   readonly #fd: number;
@@ -101,6 +110,10 @@ export class FileJournal implements RunJournal {
   /** The file does not end with a newline (torn by a kill): the next write starts a new line. */
   #newline: boolean;
   #failure: FerryError | undefined;
+  /** The run's record as last written; undefined until the `run` or `resume` entry (or without a base). */
+  #record: RunRecord | undefined;
+  readonly #baseRecord: RunRecord | undefined;
+  readonly #openedSize: number;
 
   constructor(file: string, redactor?: Redactor, options: FileJournalOptions = {}) {
     try {
@@ -119,6 +132,8 @@ export class FileJournal implements RunJournal {
     this.#redactor = redactor;
     this.#onFailure = options.onFailure;
     this.#size = fstatSync(this.#fd).size;
+    this.#openedSize = this.#size;
+    this.#baseRecord = options.record;
     this.#newline = false;
     if (this.#size > 0) {
       const last = Buffer.alloc(1);
@@ -149,11 +164,35 @@ export class FileJournal implements RunJournal {
     // Without secrets this is a plain stringify; with them, the entry is walked only when its text holds one.
     this.#pending += `${this.#redactor ? this.#redactor.redactJson(entry) : JSON.stringify(entry)}\n`;
     unflushed.add(this);
+    if (entry.t === 'step') {
+      if (entry.item.length === 0 && this.#record) this.#record.steps[entry.id] = entry.status;
+    } else if (entry.t === 'run' || entry.t === 'resume' || entry.t === 'end') {
+      this.#keepRecord(entry);
+      return;
+    }
     if (this.#pending.length >= 64 * 1024) this.#flushQuietly();
     else if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => this.#flushQuietly());
     }
+  }
+
+  /** Writes the journal up to `entry`, then the record that says what `entry` changed. */
+  #keepRecord(entry: Extract<JournalEntry, { t: 'run' | 'resume' | 'end' }>): void {
+    this.#flushQuietly();
+    if (this.#failure) return;
+    if (entry.t === 'run') this.#record = startRecord(entry, this.#size);
+    else if (entry.t === 'resume') {
+      const base = this.#baseRecord ?? this.#currentRecord();
+      this.#record = base && resumeRecord(base, entry.pid, this.#size);
+    } else if (this.#record) this.#record = endRecord(this.#record, entry, this.#size);
+    if (this.#record) writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor);
+  }
+
+  /** `run.json` as this journal found it, if it was up to date with the journal then. */
+  #currentRecord(): RunRecord | undefined {
+    const record = readRunRecord(stateDirOf(this.path), path.basename(path.dirname(this.path)));
+    return record?.journalBytes === this.#openedSize ? record : undefined;
   }
 
   /** Writes what is pending; throws (and reports through `onFailure`) when it cannot. */
@@ -210,6 +249,11 @@ export class FileJournal implements RunJournal {
   close(): void {
     try {
       this.#flushQuietly();
+      // Entries after `end` (none today) would leave the record behind the journal.
+      if (this.#record && !this.#failure && this.#record.journalBytes !== this.#size) {
+        this.#record = { ...this.#record, journalBytes: this.#size };
+        writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor);
+      }
     } finally {
       unflushed.delete(this);
       closeSync(this.#fd);
@@ -234,33 +278,86 @@ function journalWriteError(error: unknown, file: string): FerryError {
 export const noJournal: RunJournal = { append: () => undefined, close: () => undefined };
 
 /**
- * Reads a journal. A line that does not parse or is not a journal entry — the torn last line
- * of a killed process, or damage — is skipped and counted, never fatal.
+ * Reads a journal into memory. A line that does not parse or is not a journal entry — the torn
+ * last line of a killed process, or damage — is skipped and counted, never fatal. For journals
+ * of any size, `JournalReader` streams the same entries.
  */
 export async function readJournal(file: string): Promise<{ entries: JournalEntry[]; skipped: number }> {
-  const text = await readFile(file, 'utf8');
+  const reader = new JournalReader(file);
   const entries: JournalEntry[] = [];
-  let skipped = 0;
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
+  for await (const batch of reader.batches()) for (const entry of batch) entries.push(entry);
+  return { entries, skipped: reader.skipped };
+}
+
+/** Bytes read from the file at a time: what the reader holds besides the line being parsed. */
+const CHUNK_BYTES = 256 * 1024;
+
+/**
+ * A journal as a stream of entries, read line by line, so a million-item run never sits in
+ * memory: only one chunk of the file and the line being parsed do. Lines are told apart the
+ * way `readJournal` always did: split at `\n`, empty lines ignored, anything that is not a
+ * valid entry counted in `skipped`.
+ */
+export class JournalReader implements AsyncIterable<JournalEntry> {
+  /** Lines that were not entries, so far. */
+  skipped = 0;
+  /** Bytes read so far: the journal's size once the stream ended. */
+  bytes = 0;
+
+  readonly #chunkBytes: number;
+
+  /** @param options.chunkBytes bytes read at a time (@default 256 KiB) */
+  constructor(
+    readonly file: string,
+    options: { chunkBytes?: number } = {},
+  ) {
+    this.#chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<JournalEntry> {
+    for await (const batch of this.batches()) yield* batch;
+  }
+
+  /** The entries of each chunk of the file, for folds that want a plain loop per entry. */
+  async *batches(): AsyncGenerator<JournalEntry[]> {
+    let carry: Buffer[] = [];
+    for await (const chunk of createReadStream(this.file, { highWaterMark: this.#chunkBytes }) as AsyncIterable<Buffer>) {
+      this.bytes += chunk.length;
+      const batch: JournalEntry[] = [];
+      let from = 0;
+      for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, from)) {
+        const line = carry.length === 0 ? chunk.toString('utf8', from, nl) : Buffer.concat([...carry, chunk.subarray(from, nl)]).toString('utf8');
+        carry = [];
+        this.#parse(line, batch);
+        from = nl + 1;
+      }
+      if (from < chunk.length) carry.push(chunk.subarray(from));
+      if (batch.length > 0) yield batch;
+    }
+    const last: JournalEntry[] = [];
+    if (carry.length > 0) this.#parse(Buffer.concat(carry).toString('utf8'), last);
+    if (last.length > 0) yield last;
+  }
+
+  #parse(line: string, into: JournalEntry[]): void {
+    if (line === '') return;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch {
-      skipped++;
-      continue;
+      this.skipped++;
+      return;
     }
-    if (isEntry(value)) entries.push(value);
-    else skipped++;
+    if (isJournalEntry(value)) into.push(value);
+    else this.skipped++;
   }
-  return { entries, skipped };
 }
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** The fields readers rely on, per entry type: a line that parses but lacks them is damage, not an entry. */
-function isEntry(value: unknown): value is JournalEntry {
+export function isJournalEntry(value: unknown): value is JournalEntry {
   if (!isObject(value)) return false;
   switch (value.t) {
     case 'run':

@@ -1,10 +1,13 @@
+import { statSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
-import type { InnerStepSummary, RunErrorInfo, RunSummary, StepSummary } from '../engine/types.js';
-import { readJournal, type JournalEntry, type StepShape } from './journal.js';
+import type { RunErrorInfo, RunSummary, StepSummary } from '../engine/types.js';
+import { RunFold } from './fold.js';
+import { JournalReader, type JournalEntry, type StepShape } from './journal.js';
 import { isLikelyFerry, lockHolder, type LockHolder } from './lock.js';
 import { isRunId, JOURNAL_FILE, runDir, runsDir } from './paths.js';
+import { endRecord, readRunRecord, startRecord, writeRunRecordQuietly, type RunRecord } from './record.js';
 
 export type RunState = 'succeeded' | 'failed' | 'interrupted' | 'running';
 
@@ -24,13 +27,16 @@ export interface RunListing {
 
 export interface LoadedRun {
   runId: string;
-  entries: JournalEntry[];
   start: Extract<JournalEntry, { t: 'run' }>;
   end: Extract<JournalEntry, { t: 'end' }> | undefined;
   /** Lines that did not parse (a torn last line after a kill). */
   skipped: number;
   /** Who holds the run's lock now: a live holder, none, or a stale lock left by a dead process. */
   lock: LockHolder | 'none' | 'stale';
+  /** The journal folded into steps and per-loop counts (see RunFold). */
+  fold: RunFold;
+  /** The journal's size as it was read. */
+  journalBytes: number;
 }
 
 /** A run folder whose journal cannot be read as a run. */
@@ -39,21 +45,25 @@ export interface CorruptRun {
   corrupt: string;
 }
 
-export async function loadRun(stateDir: string, runId: string): Promise<LoadedRun | undefined> {
-  const run = await readRun(stateDir, runId);
+/** Called with every entry of the journal, in order, while a run is read (e.g. to fold its resume state). */
+export type EntryVisitor = (entry: JournalEntry) => void;
+
+export async function loadRun(stateDir: string, runId: string, visit?: EntryVisitor): Promise<LoadedRun | undefined> {
+  const run = await readRun(stateDir, runId, visit);
   return run && 'corrupt' in run ? undefined : run;
 }
 
 /**
- * Reads one run; `undefined` when there is no such run folder. A journal that is missing,
- * empty, unreadable or has no `run` entry gives a CorruptRun naming the problem.
+ * Reads one run, streaming its journal; `undefined` when there is no such run folder. A
+ * journal that is missing, empty, unreadable or has no `run` entry gives a CorruptRun naming
+ * the problem. `visit` sees every entry once, but only of a journal that is a run.
  */
-export async function readRun(stateDir: string, runId: string): Promise<LoadedRun | CorruptRun | undefined> {
+export async function readRun(stateDir: string, runId: string, visit?: EntryVisitor): Promise<LoadedRun | CorruptRun | undefined> {
   if (!isRunId(runId)) return undefined;
   const dir = runDir(stateDir, runId);
-  let journal: { entries: JournalEntry[]; skipped: number };
+  let read: Awaited<ReturnType<typeof foldJournal>>;
   try {
-    journal = await readJournal(path.join(dir, JOURNAL_FILE));
+    read = await foldJournal(path.join(dir, JOURNAL_FILE), visit);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
@@ -64,18 +74,49 @@ export async function readRun(stateDir: string, runId: string): Promise<LoadedRu
     }
     return { runId, corrupt: `${JOURNAL_FILE} cannot be read (${code ?? errorMessage(error)})` };
   }
-  const start = journal.entries.find((e): e is Extract<JournalEntry, { t: 'run' }> => e.t === 'run');
-  if (!start) {
-    const problem = journal.entries.length === 0 && journal.skipped === 0 ? `${JOURNAL_FILE} is empty` : `${JOURNAL_FILE} has no readable \`run\` entry (${journal.skipped} unreadable line${journal.skipped === 1 ? '' : 's'})`;
+  const { fold, entries, skipped, bytes } = read;
+  if (!fold) {
+    const problem = entries === 0 && skipped === 0 ? `${JOURNAL_FILE} is empty` : `${JOURNAL_FILE} has no readable \`run\` entry (${skipped} unreadable line${skipped === 1 ? '' : 's'})`;
     return { runId, corrupt: problem };
   }
   // Only the end of the latest attempt counts: a retry appends `resume` after an old `end`.
-  let end: Extract<JournalEntry, { t: 'end' }> | undefined;
-  for (const e of journal.entries) {
-    if (e.t === 'end') end = e;
-    else if (e.t === 'resume') end = undefined;
+  const end = fold.end;
+  return { runId, start: fold.start, end, skipped, lock: end ? 'none' : lockHolder(stateDir, runId), fold, journalBytes: bytes };
+}
+
+/**
+ * One pass over a journal whose first entry is its `run` entry (every journal ferry writes);
+ * a damaged one whose `run` entry comes later is read twice, so that every entry is folded
+ * against the run's steps.
+ */
+async function foldJournal(file: string, visit: EntryVisitor | undefined): Promise<{ fold: RunFold | undefined; entries: number; skipped: number; bytes: number }> {
+  let reader = new JournalReader(file);
+  let fold: RunFold | undefined;
+  let start: Extract<JournalEntry, { t: 'run' }> | undefined;
+  let entries = 0;
+  scan: for await (const batch of reader.batches()) {
+    for (const e of batch) {
+      if (entries++ === 0 && e.t === 'run') fold = new RunFold(e);
+      if (fold) {
+        fold.add(e);
+        visit?.(e);
+      } else if (e.t === 'run') {
+        start = e;
+        break scan;
+      }
+    }
   }
-  return { runId, entries: journal.entries, start, end, skipped: journal.skipped, lock: end ? 'none' : lockHolder(stateDir, runId) };
+  if (start) {
+    reader = new JournalReader(file);
+    fold = new RunFold(start);
+    for await (const batch of reader.batches()) {
+      for (const e of batch) {
+        fold.add(e);
+        visit?.(e);
+      }
+    }
+  }
+  return { fold, entries, skipped: reader.skipped, bytes: reader.bytes };
 }
 
 /**
@@ -85,76 +126,116 @@ export async function readRun(stateDir: string, runId: string): Promise<LoadedRu
  */
 export function stateOf(run: LoadedRun): RunState {
   if (run.end) return run.end.interrupted ? 'interrupted' : run.end.status;
-  if (run.lock === 'stale') return 'interrupted';
-  if (run.lock !== 'none') return run.lock.pid === process.pid ? 'interrupted' : 'running';
-  // No lock: recorded by the listener and waiting for a slot, or written by an older ferry.
-  const last = [...run.entries].reverse().find((e) => e.t === 'run' || e.t === 'resume') as { pid: number } | undefined;
-  return last && last.pid !== process.pid && isLikelyFerry(last.pid) ? 'running' : 'interrupted';
+  return unfinished(run.lock, run.fold.pid);
 }
 
-export async function listRuns(stateDir: string): Promise<RunListing[]> {
+/** The state of a run that has no end, from its lock and the pid of its latest attempt. */
+function unfinished(lock: LoadedRun['lock'], pid: number): RunState {
+  if (lock === 'stale') return 'interrupted';
+  if (lock !== 'none') return lock.pid === process.pid ? 'interrupted' : 'running';
+  // No lock: recorded by the listener and waiting for a slot, or written by an older ferry.
+  return pid !== process.pid && isLikelyFerry(pid) ? 'running' : 'interrupted';
+}
+
+/** The record (`run.json`) that says what the journal says, for a run read from its journal. */
+export function recordOf(run: LoadedRun): RunRecord {
+  const record = startRecord(run.start, run.journalBytes);
+  record.pid = run.fold.pid;
+  record.skipped = run.skipped;
+  for (const [id, e] of run.fold.top) record.steps[id] = e.status;
+  return run.end ? endRecord(record, run.end, run.journalBytes) : record;
+}
+
+/**
+ * A run's record when it is up to date with its journal, with the run's state. A record of
+ * a run whose live runner holds the lock is up to date by definition (its journal grows);
+ * any other record must have been written at the journal's current size.
+ */
+export function currentRecord(stateDir: string, runId: string): { record: RunRecord; state: RunState } | undefined {
+  const record = readRunRecord(stateDir, runId);
+  if (!record) return undefined;
+  let size: number;
+  try {
+    size = statSync(path.join(runDir(stateDir, runId), JOURNAL_FILE)).size;
+  } catch {
+    return undefined;
+  }
+  if (record.status !== 'running') return size === record.journalBytes ? { record, state: record.status } : undefined;
+  const lock = lockHolder(stateDir, runId);
+  if (typeof lock === 'object' && lock.pid !== process.pid) return { record, state: 'running' };
+  return size === record.journalBytes ? { record, state: unfinished(lock, record.pid) } : undefined;
+}
+
+/** Which runs `ferry runs` lists; every filter is answered from the runs' records. */
+export interface RunFilter {
+  status?: RunListing['status'];
+  workflow?: string;
+  /** At most this many, newest first. */
+  limit?: number;
+}
+
+/**
+ * Lists runs, newest first, from their records (`run.json`): no journal is read for a run
+ * whose record is up to date. A run without one (written by an older ferry, or whose record
+ * fell behind) is read from its journal, and its record is written for next time.
+ */
+export async function listRuns(stateDir: string, filter: RunFilter = {}): Promise<RunListing[]> {
   const ids = (await readdir(runsDir(stateDir)).catch(() => [] as string[])).filter(isRunId).sort().reverse();
   const out: RunListing[] = [];
   for (const id of ids) {
-    const run = await readRun(stateDir, id);
-    if (!run) continue;
-    if ('corrupt' in run) {
-      out.push({ runId: id, workflow: '?', status: 'corrupt', startedAt: '', durationMs: null, failedStep: null, file: '', problem: run.corrupt });
-      continue;
-    }
-    out.push({
-      runId: id,
-      workflow: run.start.workflow,
-      status: stateOf(run),
-      startedAt: run.start.startedAt,
-      durationMs: run.end ? Date.parse(run.end.at) - Date.parse(run.start.startedAt) : null,
-      failedStep: run.end?.error?.step ?? null,
-      file: run.start.file,
-      ...(run.skipped > 0 ? { problem: `${run.skipped} unreadable journal line${run.skipped === 1 ? '' : 's'}` } : {}),
-    });
+    if (filter.limit !== undefined && out.length >= filter.limit) break;
+    const listing = listingOf(stateDir, id) ?? (await listingFromJournal(stateDir, id));
+    if (!listing) continue;
+    if (filter.status !== undefined && listing.status !== filter.status) continue;
+    if (filter.workflow !== undefined && listing.workflow !== filter.workflow) continue;
+    out.push(listing);
   }
   return out;
 }
 
-const emptyCalls = () => ({ calls: 0, attempts: 0, failures: {} as Record<string, number>, waitedMs: 0 });
+function listingOf(stateDir: string, runId: string): RunListing | undefined {
+  const current = currentRecord(stateDir, runId);
+  if (!current) return undefined;
+  const { record, state } = current;
+  return {
+    runId,
+    workflow: record.workflow,
+    status: state,
+    startedAt: record.startedAt,
+    durationMs: record.durationMs,
+    failedStep: record.error?.step ?? null,
+    file: record.file,
+    ...problemOf(record.skipped),
+  };
+}
+
+async function listingFromJournal(stateDir: string, runId: string): Promise<RunListing | undefined> {
+  const run = await readRun(stateDir, runId);
+  if (!run) return undefined;
+  if ('corrupt' in run) return { runId, workflow: '?', status: 'corrupt', startedAt: '', durationMs: null, failedStep: null, file: '', problem: run.corrupt };
+  // A live runner keeps its own record; anyone else may write the one that was missing.
+  if (typeof run.lock !== 'object') writeRunRecordQuietly(stateDir, recordOf(run));
+  return {
+    runId,
+    workflow: run.start.workflow,
+    status: stateOf(run),
+    startedAt: run.start.startedAt,
+    durationMs: run.end ? Date.parse(run.end.at) - Date.parse(run.start.startedAt) : null,
+    failedStep: run.end?.error?.step ?? null,
+    file: run.start.file,
+    ...problemOf(run.skipped),
+  };
+}
+
+const problemOf = (skipped: number): { problem?: string } => (skipped > 0 ? { problem: `${skipped} unreadable journal line${skipped === 1 ? '' : 's'}` } : {});
 
 /** Rebuilds the run summary (DESIGN.md §5) from a journal, with per-step attempts and errors. */
 export function summarize(run: LoadedRun): RunSummary & { state: RunState } {
-  const top = new Set(run.start.shape.map((s) => s.id));
   const steps: Record<string, StepSummary> = {};
-  const inner = new Map<string, Map<string, InnerStepSummary>>();
-  const parentOf = new Map<string, string>();
-  const walk = (shape: StepShape[], parent: string | undefined): void => {
-    for (const s of shape) {
-      if (parent) parentOf.set(s.id, parent);
-      if (s.steps) walk(s.steps, s.id);
-    }
-  };
-  walk(run.start.shape, undefined);
-  // The latest entry per (step, item) wins: a retried item's success replaces its failure.
-  const latest = new Map<string, Extract<JournalEntry, { t: 'step' }>>();
-  for (const e of run.entries) if (e.t === 'step') latest.set(`${e.id}@${e.item.join('.')}`, e);
-  for (const e of latest.values()) {
-    if (e.item.length === 0 && top.has(e.id)) {
-      steps[e.id] = { status: e.status, output: e.output ?? null, durationMs: e.ms, ...(e.calls ? { calls: e.calls } : {}), ...(e.error ? { error: e.error.message } : {}) };
-      continue;
-    }
-    let loop = parentOf.get(e.id);
-    while (loop && parentOf.has(loop) && !top.has(loop)) loop = parentOf.get(loop);
-    if (!loop) continue;
-    const perLoop = inner.get(loop) ?? new Map<string, InnerStepSummary>();
-    inner.set(loop, perLoop);
-    const agg = perLoop.get(e.id) ?? { succeeded: 0, failed: 0, skipped: 0, calls: emptyCalls() };
-    perLoop.set(e.id, agg);
-    agg[e.status]++;
-    if (e.calls) {
-      agg.calls.calls += e.calls.calls;
-      agg.calls.attempts += e.calls.attempts;
-      agg.calls.waitedMs += e.calls.waitedMs;
-      for (const [k, v] of Object.entries(e.calls.failures)) agg.calls.failures[k] = (agg.calls.failures[k] ?? 0) + v;
-    }
+  for (const e of run.fold.top.values()) {
+    steps[e.id] = { status: e.status, output: e.output ?? null, durationMs: e.ms, ...(e.calls ? { calls: e.calls } : {}), ...(e.error ? { error: e.error.message } : {}) };
   }
-  for (const [loop, perLoop] of inner) {
+  for (const [loop, perLoop] of run.fold.inner) {
     const s = steps[loop];
     if (s) s.steps = Object.fromEntries(perLoop);
   }
@@ -186,13 +267,12 @@ export function incompatibilities(run: LoadedRun, now: StepShape[]): string[] {
   };
   const before = place(run.start.shape, [], new Map());
   const after = place(now, [], new Map());
-  const problems = new Set<string>();
-  for (const e of run.entries) {
-    if (e.t !== 'step' || e.status === 'failed') continue;
-    const was = before.get(e.id);
-    const is = after.get(e.id);
-    if (is === undefined) problems.add(`step \`${e.id}\` completed in this run but is no longer in the workflow`);
-    else if (was !== undefined && was !== is) problems.add(`step \`${e.id}\` moved from ${was ? `loop \`${was}\`` : 'the top level'} to ${is ? `loop \`${is}\`` : 'the top level'}`);
+  const problems: string[] = [];
+  for (const id of run.fold.completed) {
+    const was = before.get(id);
+    const is = after.get(id);
+    if (is === undefined) problems.push(`step \`${id}\` completed in this run but is no longer in the workflow`);
+    else if (was !== undefined && was !== is) problems.push(`step \`${id}\` moved from ${was ? `loop \`${was}\`` : 'the top level'} to ${is ? `loop \`${is}\`` : 'the top level'}`);
   }
-  return [...problems];
+  return problems;
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -173,6 +173,37 @@ describe('run manager', () => {
     await stopping;
     expect(await manager().open([r.served])).toEqual([]);
     expect((await entries(unserved)).map((e) => e.t)).toEqual(['run']);
+  });
+
+  it('starts from the runs\' records: delivery keys come back without reading journals, and only the journals of runs it resumes are read', async () => {
+    const r = route();
+    const m = manager(1);
+    await m.open([r.served]);
+    m.start();
+    const done = (await m.accept(delivery(r, 1, 'done-1'))).runId;
+    await until(() => release.length === 1);
+    release.shift()?.();
+    await until(() => m.running === 0);
+    const waiting = (await m.accept(delivery(r, 2, 'waiting-2'))).runId;
+    await until(() => release.length === 1);
+    const stopping = m.stop('SIGTERM');
+    release.shift()?.();
+    await stopping;
+    expect(JSON.parse(await readFile(path.join(stateDir, 'runs', done, 'run.json'), 'utf8'))).toMatchObject({ status: 'succeeded', hook: { path: '/hooks/slow', delivery: 'done-1' } });
+    // The finished run's journal turns to garbage of the same size: had the start read it, the
+    // run would be corrupt and its delivery id forgotten.
+    const journal = path.join(stateDir, 'runs', done, 'journal.jsonl');
+    await writeFile(journal, 'x'.repeat((await stat(journal)).size));
+
+    const again = manager();
+    expect(await again.open([r.served])).toEqual([waiting]);
+    again.start();
+    expect(await again.accept(delivery(r, 1, 'done-1'))).toEqual({ runId: done, duplicate: true });
+    expect(await again.accept(delivery(r, 2, 'waiting-2'))).toEqual({ runId: waiting, duplicate: true });
+    // Its call finished before the stop: the resumed run has only `after` left.
+    await until(() => again.running === 0);
+    expect(upstream.seen).toHaveLength(2);
+    expect(JSON.parse(await readFile(path.join(stateDir, 'runs', waiting, 'run.json'), 'utf8'))).toMatchObject({ status: 'succeeded', hook: { delivery: 'waiting-2' }, steps: { call: 'succeeded', after: 'succeeded' } });
   });
 
   it('refuses a maxRuns that is not a positive integer', () => {

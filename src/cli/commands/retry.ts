@@ -1,10 +1,10 @@
 import { UsageError } from '../../errors.js';
-import { resumeStateFrom, shapeOf } from '../../engine/run.js';
+import { ResumeFold, shapeOf } from '../../engine/run.js';
 import { firstSourceChange, sourceChangedError } from '../../engine/sources.js';
 import { builtinRegistry } from '../../providers/index.js';
 import { resolveStateDir } from '../../store/paths.js';
 import { acquireRunLock } from '../../store/lock.js';
-import { incompatibilities, loadRun, readRun, stateOf } from '../../store/runs.js';
+import { currentRecord, incompatibilities, loadRun, readRun, recordOf, stateOf } from '../../store/runs.js';
 import { loadWorkflow } from '../../workflow/validate.js';
 import type { Command } from '../run-command.js';
 import { executeRun, resolveSecrets } from './run.js';
@@ -17,13 +17,15 @@ export const retryCommand: Command = {
     if (positionals.length !== 1 || runId === undefined) throw new UsageError(`name one run id\nUsage: ${this.usage}`);
     const stateDirFlag = values['state-dir'] as string | undefined;
     const stateDir = resolveStateDir(stateDirFlag, io.env, io.cwd);
-    const found = await readRun(stateDir, runId);
+    // An up-to-date record says the run is there and readable without reading its journal twice.
+    const found = currentRecord(stateDir, runId) ?? (await readRun(stateDir, runId));
     if (!found) throw new UsageError(`no run \`${runId}\` in ${stateDir} (\`ferry runs\` lists them)`, 'FERRY_RUN_NOT_FOUND');
     if ('corrupt' in found) throw new UsageError(`run ${runId} cannot be resumed: its journal is corrupt (${found.corrupt}); start a new run with \`ferry run\``, 'FERRY_RUN_CORRUPT');
     // The lock first, the journal after: a retry that raced another one reads what that one did.
     const lock = acquireRunLock(stateDir, runId);
     try {
-      const run = await loadRun(stateDir, runId);
+      const folding = new ResumeFold();
+      const run = await loadRun(stateDir, runId, (entry) => folding.add(entry));
       if (!run) throw new UsageError(`run ${runId} in ${stateDir} can no longer be read`, 'FERRY_RUN_NOT_FOUND');
       const state = stateOf(run);
       if (state === 'succeeded') {
@@ -38,7 +40,7 @@ export const retryCommand: Command = {
         throw new UsageError(`${run.start.file} changed in a way this run cannot resume from:\n  ${problems.join('\n  ')}\nStart a new run with \`ferry run\` instead.`, 'FERRY_RETRY_INCOMPATIBLE');
       }
       // Loop files are resumed by row position: a changed file would skip or repeat rows.
-      const resume = resumeStateFrom(run.entries);
+      const resume = folding.result();
       const changed = await firstSourceChange(resume.sources?.values() ?? []);
       if (changed !== undefined) throw new UsageError(sourceChangedError(changed, runId).message, 'FERRY_LOOP_FILE_CHANGED');
       // A run is resumed where it started: a sandbox run in the sandbox, a live run live.
@@ -47,7 +49,7 @@ export const retryCommand: Command = {
       if (values.quiet !== true) io.stderr(`resuming run ${runId} of ${run.start.workflow}${sandbox ? ' in the sandbox, where it started (--sandbox)' : ''}\n`);
       return await executeRun(
         workflow,
-        { runId, inputs: run.start.inputs, trigger: run.start.trigger, secrets, sandbox, stateDirFlag, values, resume, lock },
+        { runId, inputs: run.start.inputs, trigger: run.start.trigger, secrets, sandbox, stateDirFlag, values, resume, record: recordOf(run), lock },
         io,
       );
     } finally {

@@ -7,6 +7,7 @@ import { newRunId } from '../../engine/run-id.js';
 import { FileJournal } from '../../store/journal.js';
 import { acquireRunLock, type RunLock } from '../../store/lock.js';
 import { JOURNAL_FILE, resolveStateDir, runDir } from '../../store/paths.js';
+import type { RunRecord } from '../../store/record.js';
 import type { RunSummary, TriggerData } from '../../engine/types.js';
 import { builtinRegistry } from '../../providers/index.js';
 import { loadWorkflow } from '../../workflow/validate.js';
@@ -141,6 +142,8 @@ export interface ExecuteOptions {
   stateDirFlag: string | undefined;
   values: Record<string, unknown>;
   resume?: ResumeState;
+  /** The run's record (`run.json`) as its earlier attempts left it, carried on by a resume. */
+  record?: RunRecord;
   /** The run's lock when the caller took it already (`retry` takes it before reading the journal). */
   lock?: RunLock;
 }
@@ -160,7 +163,7 @@ export async function executeRun(workflow: Workflow, options: ExecuteOptions, io
   let journal: FileJournal;
   try {
     journal = options.resume
-      ? new FileJournal(path.join(runDir(stateDir, options.runId), JOURNAL_FILE), io.redactor, journalOptions)
+      ? new FileJournal(path.join(runDir(stateDir, options.runId), JOURNAL_FILE), io.redactor, { ...journalOptions, ...(options.record ? { record: options.record } : {}) })
       : FileJournal.create(stateDir, options.runId, workflow.source, io.redactor, journalOptions);
   } catch (error) {
     lock.release();

@@ -1,14 +1,16 @@
 import type { ProviderAnswerInfo } from '../../engine/types.js';
 import { UsageError } from '../../errors.js';
 import { resolveStateDir } from '../../store/paths.js';
-import { listRuns, readRun, summarize } from '../../store/runs.js';
+import { listRuns, readRun, summarize, type RunFilter } from '../../store/runs.js';
 import type { Command } from '../run-command.js';
 
+const STATUSES = ['running', 'succeeded', 'failed', 'interrupted', 'corrupt'] as const;
+
 export const runsCommand: Command = {
-  usage: 'ferry runs [--json] [--state-dir DIR]',
-  options: { json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+  usage: `ferry runs [--status ${STATUSES.join('|')}] [--workflow NAME] [--limit N] [--json] [--state-dir DIR]`,
+  options: { status: { type: 'string' }, workflow: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
   async run({ values }, io) {
-    const runs = await listRuns(resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd));
+    const runs = await listRuns(resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd), runFilter(values));
     if (values.json) {
       io.stdout(`${JSON.stringify(runs, null, 2)}\n`);
       return 0;
@@ -26,6 +28,23 @@ export const runsCommand: Command = {
     return 0;
   },
 };
+
+/** `--status`, `--workflow`, `--limit`: answered from the runs' records, no journal read. */
+function runFilter(values: Record<string, unknown>): RunFilter {
+  const filter: RunFilter = {};
+  const status = values.status as string | undefined;
+  if (status !== undefined) {
+    if (!(STATUSES as readonly string[]).includes(status)) throw new UsageError(`Expected \`--status\` to be one of ${STATUSES.join(', ')}, got \`${status}\``);
+    filter.status = status as RunFilter['status'] & string;
+  }
+  if (values.workflow !== undefined) filter.workflow = String(values.workflow);
+  if (values.limit !== undefined) {
+    const n = Number(values.limit);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`Expected \`--limit\` to be a positive integer, got \`${String(values.limit)}\``);
+    filter.limit = n;
+  }
+  return filter;
+}
 
 export const showCommand: Command = {
   usage: 'ferry show <run-id> [--json] [--state-dir DIR]',
