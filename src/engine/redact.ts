@@ -69,9 +69,28 @@ export class Redactor {
   redactJson(value: unknown, space?: number): string {
     const text = JSON.stringify(value, null, space) ?? 'null';
     if (this.#whole.size === 0) return text;
-    this.#detector ??= alternation([...this.#forms, ...[...this.#whole].map((w) => JSON.stringify(w))]);
-    if (text.search(this.#detector) === -1) return text;
+    if (text.search(this.#detect()) === -1) return text;
     return JSON.stringify(this.redactValue(value), null, space) ?? 'null';
+  }
+
+  /**
+   * JSON lines (one JSON value per line, as the journal writes them) with secrets redacted in
+   * their values. One search over the whole text; only lines that hold a secret are parsed,
+   * redacted value by value and written again.
+   */
+  redactJsonLines(text: string): string {
+    if (this.#whole.size === 0) return text;
+    const detector = this.#detect();
+    if (text.search(detector) === -1) return text;
+    return text
+      .split('\n')
+      .map((line) => (line === '' || line.search(detector) === -1 ? line : JSON.stringify(this.redactValue(JSON.parse(line) as unknown))))
+      .join('\n');
+  }
+
+  #detect(): RegExp {
+    this.#detector ??= alternation([...this.#forms, ...[...this.#whole].map((w) => JSON.stringify(w))]);
+    return this.#detector;
   }
 
   #substrings(): RegExp {

@@ -161,8 +161,8 @@ export class FileJournal implements RunJournal {
 
   append(entry: JournalEntry): void {
     if (this.#failure) return;
-    // Without secrets this is a plain stringify; with them, the entry is walked only when its text holds one.
-    this.#pending += `${this.#redactor ? this.#redactor.redactJson(entry) : JSON.stringify(entry)}\n`;
+    // Secrets are redacted when the pending lines are written: one search per write, not per entry.
+    this.#pending += `${JSON.stringify(entry)}\n`;
     unflushed.add(this);
     if (entry.t === 'step') {
       if (entry.item.length === 0 && this.#record) this.#record.steps[entry.id] = entry.status;
@@ -203,14 +203,22 @@ export class FileJournal implements RunJournal {
     if (this.#failure) throw this.#failure;
     unflushed.delete(this);
     if (this.#pending === '') return;
-    const text = this.#pending;
+    const pending = this.#pending;
     this.#pending = '';
-    const bytes = Buffer.from(this.#newline ? `\n${text}` : text);
+    // Redacted value by value in the lines that hold a secret (a secret `true` must not turn into `"ok":[redacted]`).
+    const lines = this.#redactor ? this.#redactor.redactJsonLines(pending) : pending;
+    const text = this.#newline ? `\n${lines}` : lines;
+    const length = Buffer.byteLength(text);
     let written = 0;
     try {
-      // write(2) may write part of the buffer (a disk filling up): go on until all is written.
-      while (written < bytes.length) written += writeSync(this.#fd, bytes, written);
-      this.#size += bytes.length;
+      // write(2) may write part of the text (a disk filling up): go on until all is written.
+      // The text goes out as it is; only a partial write needs its bytes.
+      written = writeSync(this.#fd, text);
+      if (written < length) {
+        const bytes = Buffer.from(text);
+        while (written < length) written += writeSync(this.#fd, bytes, written);
+      }
+      this.#size += length;
       this.#newline = false;
     } catch (error) {
       if (written > 0) {

@@ -45,6 +45,20 @@ describe('Redactor', () => {
     expect(new Redactor().redactJson(value)).toBe(JSON.stringify(value));
   });
 
+  it('redacts JSON lines value by value, rewriting only the lines that hold a secret', () => {
+    const r = new Redactor();
+    r.add('true');
+    r.add('s3cr3t-key');
+    const lines = `${JSON.stringify({ t: 'step', ok: true, n: 1 })}\n${JSON.stringify({ t: 'step', said: 'key s3cr3t-key echoed', flag: 'true' })}\n`;
+    const out = r.redactJsonLines(lines);
+    expect(out.split('\n')[0]).toBe(lines.split('\n')[0]);
+    expect(out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown)).toEqual([
+      { t: 'step', ok: true, n: 1 },
+      { t: 'step', said: 'key [redacted] echoed', flag: '[redacted]' },
+    ]);
+    expect(out.endsWith('\n')).toBe(true);
+  });
+
   it('finds a secret that JSON escaping changes (a quote in it)', () => {
     const r = redactor('pa"ss\\word');
     expect(JSON.parse(r.redactJson({ k: 'x pa"ss\\word y' }))).toEqual({ k: 'x [redacted] y' });
