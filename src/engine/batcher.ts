@@ -1,10 +1,10 @@
 import type { Dispatcher } from 'undici';
 import { ProviderError } from '../errors.js';
-import type { BatchOutcome, BatchSpec } from '../providers/define.js';
+import type { BatchSpec, ItemOutcome, RequestOutcome } from '../providers/define.js';
 import type { RetryPolicy } from '../workflow/types.js';
 import type { ProviderQueue } from './limiter.js';
-import { backoffMs, isRetryable, stoppedWaiting, waitTooLong, type CallStats } from './retry.js';
-import { MAX_TIMER_MS, sleep } from './timers.js';
+import { decide, failureCode, outcomeOf, stoppedWaiting, waitBeforeRetry, wouldRetry, type CallStats, type Decision, type FailedOutcome } from './retry.js';
+import { MAX_TIMER_MS } from './timers.js';
 
 export interface BatchSettings {
   /** Coalesce concurrent calls; false sends each item in its own request. */
@@ -34,6 +34,12 @@ interface Pending extends BatchCall {
   reject(error: unknown): void;
 }
 
+/** An item and what its last try came to. */
+interface Failed {
+  p: Pending;
+  outcome: FailedOutcome;
+}
+
 interface Group {
   spec: BatchSpec<unknown, unknown>;
   settings: BatchSettings;
@@ -46,7 +52,9 @@ interface Group {
 /**
  * Coalesces items of one provider into batch requests. Each item keeps its own result and
  * its own retry budget: a whole-request failure retries every item in it, a per-item
- * failure only that item, a 413 splits the batch. Items are never dropped: each settles.
+ * failure only that item, a `split` outcome (a 413) sends the halves. Whether and when an
+ * item goes again is the one retry decision's (retry.ts `decide`), as for single calls.
+ * Items are never dropped: each settles.
  */
 export class Batcher {
   // Runs that share the provider queue may differ in `batch:` settings and dispatcher (a
@@ -124,35 +132,45 @@ export class Batcher {
 
   /** Sends `items` (all of one group, so one run: one dispatcher and one stop signal) as one request. */
   async #dispatch(spec: BatchSpec<unknown, unknown>, items: Pending[]): Promise<void> {
-    let outcomes: BatchOutcome<unknown>[];
     const first = items[0] as Pending;
+    let answer: ItemOutcome<unknown>[] | RequestOutcome;
     try {
-      outcomes = await this.queue.add(() => {
+      answer = await this.queue.add(() => {
         for (const p of items) p.stats.attempts++;
         return spec.send(items.map((p) => p.item), first.dispatcher);
       }, first.signal);
-      if (outcomes.length !== items.length) throw new ProviderError(this.queue.provider, `batch answer has ${outcomes.length} results for ${items.length} items`);
     } catch (error) {
-      this.#wholeFailure(spec, items, error);
+      answer = outcomeOf(error);
+    }
+    if (Array.isArray(answer) && answer.length !== items.length) {
+      answer = { kind: 'final', error: new ProviderError(this.queue.provider, `batch answer has ${answer.length} results for ${items.length} items`) };
+    }
+    if (!Array.isArray(answer)) {
+      this.#whole(spec, items, answer);
       return;
     }
-    outcomes.forEach((outcome, i) => {
+    // A free resend is for items held back by another's fault; with none at fault it would
+    // never end, so such an answer counts as a transient failure of the whole request.
+    if (answer.every((o) => o.kind === 'resend')) {
+      const { error } = answer[0] as { error: ProviderError };
+      this.#settle(spec, items.map((p) => ({ p, outcome: { kind: 'retryable', error } })));
+      return;
+    }
+    // Items that failed alike wait alike: one timer per kind of failure, not one per item.
+    const failed = new Map<string, Failed[]>();
+    answer.forEach((outcome, i) => {
       const p = items[i] as Pending;
-      if (outcome.ok) p.resolve(outcome.value);
-      else if (outcome.retry) {
-        if (!outcome.retry.free) p.stats.failures.push(failureCode(outcome.error));
-        else p.stats.attempts--;
-        this.#retry(spec, [p], outcome.error, outcome.retry.afterMs, outcome.retry.free === true);
-      } else {
-        p.stats.failures.push(failureCode(outcome.error));
-        p.reject(outcome.error);
-      }
+      if (outcome.kind === 'ok') return p.resolve(outcome.value);
+      const list = failed.get(outcome.kind) ?? [];
+      failed.set(outcome.kind, list);
+      list.push({ p, outcome });
     });
+    for (const list of failed.values()) this.#settle(spec, list);
   }
 
-  #wholeFailure(spec: BatchSpec<unknown, unknown>, items: Pending[], error: unknown): void {
-    const split = error instanceof ProviderError && (error.status === 413 || error.code === 'FERRY_BATCH_SPLIT');
-    if (split && items.length > 1) {
+  /** A whole request failed: split it, or settle every item alike. */
+  #whole(spec: BatchSpec<unknown, unknown>, items: Pending[], outcome: RequestOutcome): void {
+    if (outcome.kind === 'split' && items.length > 1) {
       // Too large, or one bad item in many: send the halves, using no attempt.
       for (const p of items) p.stats.attempts--;
       const mid = Math.ceil(items.length / 2);
@@ -160,45 +178,36 @@ export class Batcher {
       void this.#dispatch(spec, items.slice(mid));
       return;
     }
-    for (const p of items) p.stats.failures.push(failureCode(error));
-    const cause = split && error instanceof ProviderError && error.cause instanceof Error ? error.cause : error;
-    if (!isRetryable(cause)) {
-      for (const p of items) p.reject(cause);
-      return;
-    }
-    this.#retry(spec, items, cause, cause instanceof ProviderError ? cause.retryAfterMs : undefined, false);
+    this.#settle(spec, items.map((p) => ({ p, outcome })));
   }
 
-  #retry(spec: BatchSpec<unknown, unknown>, items: Pending[], error: unknown, afterMs: number | undefined, free: boolean): void {
-    const again: Pending[] = [];
-    for (const p of items) {
-      // A wait over the run's cap fails the item at once, and does not pause the queue.
-      const tooLong = afterMs === undefined ? undefined : waitTooLong(error, p.maxWaitMs);
-      if (tooLong) p.reject(tooLong);
-      else if (!free && p.stats.attempts >= p.policy.attempts) p.reject(error);
-      else again.push(p);
+  /** Fails each item, or sends it again after the wait the one retry decision gives (the first item's, for all). */
+  #settle(spec: BatchSpec<unknown, unknown>, failed: Failed[]): void {
+    const again: Failed[] = [];
+    let wait: { decision: Extract<Decision, { retry: true }>; outcome: FailedOutcome } | undefined;
+    for (const { p, outcome } of failed) {
+      if (outcome.kind === 'resend') p.stats.attempts--;
+      else p.stats.failures.push(failureCode(outcome.error));
+      // Stopping: nothing is sent again; the item is interrupted, not failed by the provider.
+      if (p.signal.aborted && wouldRetry(outcome)) {
+        p.reject(stoppedWaiting(this.queue.provider, outcome.error));
+        continue;
+      }
+      const decision = decide(outcome, p.stats.attempts, p.policy, p.maxWaitMs);
+      if (!decision.retry) p.reject(decision.error);
+      else {
+        wait ??= { decision, outcome };
+        again.push({ p, outcome });
+      }
     }
-    if (again.length === 0) return;
-    const first = again[0] as Pending;
-    let wait: number;
-    if (afterMs !== undefined) {
-      // The provider asked for a pause: nothing else leaves for this provider meanwhile.
-      this.queue.pause(afterMs, error instanceof ProviderError && error.status ? String(error.status) : 'throttled');
-      wait = afterMs;
-    } else {
-      wait = free ? 0 : backoffMs(first.stats.attempts, first.policy);
-    }
+    if (!wait) return;
     const started = Date.now();
-    void sleep(wait, first.signal).then(() => {
-      for (const p of again) {
+    void waitBeforeRetry(wait.decision, this.queue, wait.outcome, (again[0] as Failed).p.signal).then(() => {
+      for (const { p, outcome } of again) {
         p.stats.waitedMs += Date.now() - started;
-        if (p.signal.aborted) p.reject(stoppedWaiting(this.queue.provider, error));
+        if (p.signal.aborted) p.reject(stoppedWaiting(this.queue.provider, outcome.error));
         else this.#enqueue(spec, p);
       }
     });
   }
-}
-
-function failureCode(error: unknown): number | string {
-  return error instanceof ProviderError ? (error.status ?? error.code) : 'error';
 }

@@ -1,18 +1,64 @@
-import pRetry from 'p-retry';
 import { ProviderError } from '../errors.js';
+import type { ItemOutcome, RequestOutcome } from '../providers/define.js';
 import { DEFAULT_MAX_WAIT_MS, type RetryPolicy } from '../workflow/types.js';
 import type { ProviderQueue } from './limiter.js';
 import { sleep } from './timers.js';
 
 /**
- * The one place that decides retryability (DESIGN.md §4): 429, 5xx except 501, connection
- * errors and timeouts retry; every other status fails at once.
+ * The default judgement of a thrown error (DESIGN.md §4), from its status and code only:
+ * 429 and an asked-for wait are throttled; 5xx except 501, connection errors and timeouts are
+ * retryable; 413 splits a batch (a lone call or item fails); every other status is final.
+ * Providers that know more (an item at fault, a refused key) return their own outcome.
  */
+export function outcomeOf(error: unknown): RequestOutcome {
+  if (!(error instanceof ProviderError)) return { kind: 'final', error };
+  if (error.code === 'FERRY_ABORTED' || error.code === 'FERRY_PROVIDER_WAIT_TOO_LONG') return { kind: 'final', error };
+  const { status } = error;
+  if (status === undefined) {
+    return error.code === 'FERRY_PROVIDER_NETWORK' || error.code === 'FERRY_PROVIDER_TIMEOUT' ? { kind: 'retryable', error } : { kind: 'final', error };
+  }
+  if (status === 429 || (status >= 500 && status !== 501)) {
+    return status === 429 || error.retryAfterMs !== undefined ? { kind: 'throttled', error, afterMs: error.retryAfterMs } : { kind: 'retryable', error };
+  }
+  if (status === 413) return { kind: 'split', error };
+  return { kind: 'final', error };
+}
+
+/** Whether the default judgement would try `error` again. */
 export function isRetryable(error: unknown): boolean {
-  if (!(error instanceof ProviderError)) return false;
-  if (error.code === 'FERRY_ABORTED' || error.code === 'FERRY_PROVIDER_WAIT_TOO_LONG') return false;
-  if (error.status === undefined) return error.code === 'FERRY_PROVIDER_NETWORK' || error.code === 'FERRY_PROVIDER_TIMEOUT';
-  return error.status === 429 || (error.status >= 500 && error.status !== 501);
+  const { kind } = outcomeOf(error);
+  return kind === 'retryable' || kind === 'throttled';
+}
+
+/** What to do after a failed try: stop with `error`, or wait `waitMs` (pausing the whole queue or not) and try again. */
+export type Decision = { retry: false; error: unknown } | { retry: true; waitMs: number; pauseQueue: boolean };
+
+/** An outcome that is not a success: of a call, an item or a whole request. */
+export type FailedOutcome = Exclude<ItemOutcome<unknown>, { kind: 'ok' }> | RequestOutcome;
+
+/**
+ * The one retry decision, for single calls and batched items alike. `tries` counts the tries
+ * sent so far, the failed one included. A wait the provider asked for pauses the queue and
+ * may not exceed `maxWaitMs`; any other retry waits the policy's backoff, with its jitter.
+ */
+export function decide(outcome: FailedOutcome, tries: number, policy: RetryPolicy, maxWaitMs: number, random: () => number = Math.random): Decision {
+  switch (outcome.kind) {
+    case 'resend':
+      // Not at fault: sent again at once, and the try is not counted.
+      return { retry: true, waitMs: 0, pauseQueue: false };
+    case 'throttled': {
+      if (outcome.afterMs !== undefined && outcome.afterMs > maxWaitMs) return { retry: false, error: waitTooLong(outcome.error, outcome.afterMs, maxWaitMs) };
+      if (tries >= policy.attempts) return { retry: false, error: outcome.error };
+      if (outcome.afterMs !== undefined) return { retry: true, waitMs: outcome.afterMs, pauseQueue: true };
+      return { retry: true, waitMs: backoffMs(tries, policy, random), pauseQueue: false };
+    }
+    case 'retryable':
+      if (tries >= policy.attempts) return { retry: false, error: outcome.error };
+      return { retry: true, waitMs: backoffMs(tries, policy, random), pauseQueue: false };
+    default:
+      // auth, final, item-fault, and a split that reached a lone item.
+      return { retry: false, error: outcome.error };
+  }
 }
 
 /** Exponential backoff bounded by `max`; full jitter picks uniformly in [0, wait]. */
@@ -22,21 +68,40 @@ export function backoffMs(retry: number, policy: RetryPolicy, random: () => numb
 }
 
 /**
- * A retryable failure whose asked-for wait is over the workflow's cap, as the error that fails
- * the call at once (the run stops, to be resumed later); undefined when the wait is allowed.
+ * The error that fails a call at once when the provider asks to wait longer than the
+ * workflow's cap (the run stops, to be resumed later).
  */
-export function waitTooLong(error: unknown, maxWaitMs: number): ProviderError | undefined {
-  if (!(error instanceof ProviderError) || error.retryAfterMs === undefined || !isRetryable(error)) return undefined;
-  if (error.retryAfterMs <= maxWaitMs) return undefined;
+export function waitTooLong(error: ProviderError, waitMs: number, maxWaitMs: number): ProviderError {
   const { provider } = error;
   // Only a plain header value is quoted: it came from the network.
   const raw = error.retryAfterHeader;
   const source = raw !== undefined && /^[\x20-\x7e]{1,64}$/.test(raw) ? `Retry-After: ${raw}` : error.status === undefined ? 'throttled' : `${provider}'s documented pause after a ${error.status}`;
   return new ProviderError(
     provider,
-    `${provider} asked to wait ${formatWait(error.retryAfterMs)} (${source}); longer than the ${formatWait(maxWaitMs)} this workflow allows (providers.${provider}.max_wait); the run is paused — resume later with ferry retry`,
-    { code: 'FERRY_PROVIDER_WAIT_TOO_LONG', status: error.status, body: error.body, retryAfterMs: error.retryAfterMs, cause: error },
+    `${provider} asked to wait ${formatWait(waitMs)} (${source}); longer than the ${formatWait(maxWaitMs)} this workflow allows (providers.${provider}.max_wait); the run is paused — resume later with ferry retry`,
+    { code: 'FERRY_PROVIDER_WAIT_TOO_LONG', status: error.status, body: error.body, retryAfterMs: waitMs, cause: error },
   );
+}
+
+/**
+ * Waits as `decision` says before the next try. A provider-asked wait pauses the whole queue:
+ * the pause stays for other runs, only this wait ends when `signal` aborts.
+ */
+export async function waitBeforeRetry(decision: Extract<Decision, { retry: true }>, queue: ProviderQueue, failure: FailedOutcome, signal: AbortSignal | undefined): Promise<void> {
+  if (!decision.pauseQueue) return sleep(decision.waitMs, signal);
+  const status = failure.error instanceof ProviderError ? failure.error.status : undefined;
+  queue.pause(decision.waitMs, status ? String(status) : 'throttled');
+  await queue.whenRunning(signal);
+}
+
+/** Whether a try failed in a way that would have been tried again: cut short by a stop, it is an interruption. */
+export function wouldRetry(outcome: FailedOutcome): boolean {
+  return outcome.kind === 'retryable' || outcome.kind === 'throttled' || outcome.kind === 'resend';
+}
+
+/** The code a failed try adds to the call's stats: its status, or its error code. */
+export function failureCode(error: unknown): number | string {
+  return error instanceof ProviderError ? (error.status ?? error.code) : 'error';
 }
 
 /** A wait in its two largest units: `277777h 46m`, `15m`, `2.5s`, `250ms`. */
@@ -78,65 +143,37 @@ export interface RetryOptions {
 
 /**
  * Runs `attempt` through the provider queue until it succeeds, fails with a final error, or
- * runs out of tries. A wait the provider asked for pauses the whole provider queue.
+ * runs out of tries, as `decide` says. A wait the provider asked for pauses the whole queue.
  */
 export async function callWithRetry<T>(attempt: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const { queue, signal } = options;
+  const { policy, queue, signal, stats } = options;
   const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
-  try {
-    return await retrying(attempt, options, maxWaitMs);
-  } catch (error) {
-    // A wait cut short by the run's stop: the call is interrupted, not failed by the provider.
-    if (signal?.aborted && isRetryable(error)) throw stoppedWaiting(queue.provider, error);
-    throw error;
+  let tries = 0;
+  for (;;) {
+    let failure: FailedOutcome;
+    try {
+      // A stopped run's call leaves the queue unsent (FERRY_ABORTED); one on the wire finishes.
+      return await queue.add(() => {
+        tries++;
+        if (stats) stats.attempts++;
+        return attempt();
+      }, signal);
+    } catch (error) {
+      stats?.failures.push(failureCode(error));
+      failure = outcomeOf(error);
+    }
+    // Stopping: no new try leaves; the call is interrupted, not failed by the provider.
+    if (signal?.aborted && wouldRetry(failure)) throw stoppedWaiting(queue.provider, failure.error);
+    const decision = decide(failure, tries, policy, maxWaitMs);
+    if (!decision.retry) throw decision.error;
+    const started = Date.now();
+    await waitBeforeRetry(decision, queue, failure, signal);
+    if (stats) stats.waitedMs += Date.now() - started;
+    if (signal?.aborted) throw stoppedWaiting(queue.provider, failure.error);
   }
 }
 
 /** The error of a call whose wait for its next try was ended by the run's stop. */
 export function stoppedWaiting(provider: string, last: unknown): ProviderError {
   return new ProviderError(provider, 'stopped waiting to retry: the run is stopping', { code: 'FERRY_ABORTED', cause: last });
-}
-
-function retrying<T>(attempt: () => Promise<T>, options: RetryOptions, maxWaitMs: number): Promise<T> {
-  const { policy, queue, stats, signal } = options;
-  return pRetry(
-    async () => {
-      try {
-        return await queue.add(() => {
-          // A graceful stop lets calls on the wire finish but starts no new one.
-          if (signal?.aborted) throw new ProviderError(queue.provider, 'not sent: the run is stopping', { code: 'FERRY_ABORTED' });
-          if (stats) stats.attempts++;
-          return attempt();
-        }, signal);
-      } catch (error) {
-        throw waitTooLong(error, maxWaitMs) ?? error;
-      }
-    },
-    {
-      retries: policy.attempts - 1,
-      minTimeout: 0,
-      maxTimeout: 0,
-      randomize: false,
-      onFailedAttempt: ({ error }) => {
-        if (stats) stats.failures.push(error instanceof ProviderError ? (error.status ?? error.code) : 'error');
-      },
-      // p-retry asks this only when a try is left; the wait happens here so that it can be
-      // the provider's Retry-After (shared by the whole queue) or our jittered backoff.
-      shouldRetry: async ({ error, retriesConsumed }) => {
-        if (!isRetryable(error)) return false;
-        const asked = error instanceof ProviderError ? error.retryAfterMs : undefined;
-        const started = Date.now();
-        if (asked !== undefined) {
-          queue.pause(asked, `${error instanceof ProviderError && error.status ? error.status : 'throttled'}`);
-          // The pause stays for other runs; only this call stops waiting when its run stops.
-          await queue.whenRunning(signal);
-        } else {
-          await sleep(backoffMs(retriesConsumed + 1, policy), signal);
-        }
-        if (stats) stats.waitedMs += Date.now() - started;
-        // Stopping: the call ends with its last error; the run's journal marks it for retry.
-        return !signal?.aborted;
-      },
-    },
-  );
 }

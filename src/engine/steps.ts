@@ -71,8 +71,8 @@ function record(step: Step, scope: ItemScope, run: Run, summary: StepSummary): v
   else addInner(scope.inner, step.id, summary);
 }
 
-/** Records a step that ran (or was skipped) and writes its journal entry. */
-function finish(step: Step, scope: ItemScope, run: Run, summary: StepSummary): void {
+/** Records a step that ran (or was skipped) and writes its journal entry; `failure` is its own error, else the run's. */
+function finish(step: Step, scope: ItemScope, run: Run, summary: StepSummary, failure?: RunFailedError): void {
   record(step, scope, run, summary);
   if (scope.inner === undefined) run.active.delete(step.id);
   const entry: StepEntry = {
@@ -85,7 +85,8 @@ function finish(step: Step, scope: ItemScope, run: Run, summary: StepSummary): v
     ms: summary.durationMs,
   };
   if (summary.calls && summary.calls.calls > 0) entry.calls = summary.calls;
-  if (summary.status === 'failed' && run.failure) entry.error = errorInfo(run.failure);
+  const error = failure ?? run.failure;
+  if (summary.status === 'failed' && error) entry.error = errorInfo(error);
   run.journal.append(entry);
   run.options.observer?.stepFinished?.(step.id, scope.item, summary);
 }
@@ -97,7 +98,8 @@ function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: S
   summary.error = failure.message;
   // An interruption is not the step's fault: the first real failure stays the run's error.
   if (!run.signal.aborted) run.failure ??= failure;
-  finish(step, scope, run, summary);
+  // The journal says which items the stop left unsent (FERRY_ABORTED): `ferry retry` sends them.
+  finish(step, scope, run, summary, stopped ? asRunFailure(step, scope.item, error) : undefined);
   throw failure;
 }
 

@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici';
+import type { ProviderError } from '../errors.js';
 import type { JsonSchema } from '../workflow/schema.js';
 import { NEVER_ABORTED } from './http.js';
 
@@ -53,17 +54,48 @@ export interface BatchSpec<Item, Result> {
   /** Bytes one item adds to the request body. */
   sizeOf(item: Item): number;
   /**
-   * Sends one request with `items` and returns one outcome per item, in order. Throws a
-   * ProviderError when the whole request failed; status 413 or code `FERRY_BATCH_SPLIT`
-   * makes the engine split the batch in two and send the halves.
+   * Sends one request with `items` and says what came of it, from the answer's status and
+   * parsed fields (never from its message text): one outcome per item, in order, or one
+   * outcome for the whole request. A thrown error (a dropped connection, a status the
+   * provider leaves to the default) is judged by the engine from its status and code: 429 is
+   * throttled, 5xx except 501 and network errors are retryable, 413 splits, others are final.
    */
-  send(items: readonly Item[], http: Dispatcher): Promise<BatchOutcome<Result>[]>;
+  send(items: readonly Item[], http: Dispatcher): Promise<ItemOutcome<Result>[] | RequestOutcome>;
 }
 
-export type BatchOutcome<Result> =
-  | { ok: true; value: Result }
-  /** `retry`: send the item again after `afterMs`; `free` when the item was not at fault (no attempt used). */
-  | { ok: false; error: Error; retry?: { afterMs: number | undefined; free?: boolean } };
+/**
+ * What a failed answer means for a call, an item or a whole request. Providers decide it in
+ * their own code; the engine's one retry decision (engine/retry.ts) acts on it the same way
+ * for single and batched calls.
+ */
+export type Failure =
+  /** Transient (5xx, a dropped connection, a timeout): try again after the backoff. */
+  | { kind: 'retryable'; error: ProviderError }
+  /**
+   * The provider asked to wait (Retry-After, a documented pause): nothing leaves for the
+   * provider until `afterMs` passed, then this is sent again; without `afterMs`, the backoff.
+   */
+  | { kind: 'throttled'; error: ProviderError; afterMs: number | undefined }
+  /** The credential was refused: final for every item of the request; never split, never retried. */
+  | { kind: 'auth'; error: ProviderError }
+  /** Refused for good. */
+  | { kind: 'final'; error: unknown };
+
+/**
+ * A whole request's outcome. `split`: refused for a reason one item causes (too large, one bad
+ * item the answer does not name); the engine sends the halves, using no attempt, and a lone
+ * item that is still refused fails with `error`.
+ */
+export type RequestOutcome = Failure | { kind: 'split'; error: ProviderError };
+
+/** One item's share of a batch answer. */
+export type ItemOutcome<Result> =
+  | { kind: 'ok'; value: Result }
+  /** The provider named this item invalid: final for it, the others are not held back. */
+  | { kind: 'item-fault'; error: ProviderError }
+  /** Refused only because another item of the request was bad: sent again at once, using no attempt. */
+  | { kind: 'resend'; error: ProviderError }
+  | Failure;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 

@@ -59,9 +59,14 @@ export function amplitudeError(answer: HttpAnswer, throttleWaitMs: number): Prov
   return statusError('amplitude', answer, explanation, wait, said);
 }
 
+/** One POST attempt and its answer, whatever the status; a network failure throws. */
+export function postAnswer(http: Dispatcher, context: AmplitudeContext, url: string, body: string, contentType: string): Promise<HttpAnswer> {
+  return send('amplitude', http, { method: 'POST', url, body, headers: { 'content-type': contentType }, timeoutMs: context.timeoutMs, signal: context.signal });
+}
+
 /** One POST attempt; a non-200 answer becomes a ProviderError for the retry policy to judge. */
 export async function post(http: Dispatcher, context: AmplitudeContext, url: string, body: string, contentType: string, throttleWaitMs: number): Promise<HttpAnswer> {
-  const answer = await send('amplitude', http, { method: 'POST', url, body, headers: { 'content-type': contentType }, timeoutMs: context.timeoutMs, signal: context.signal });
+  const answer = await postAnswer(http, context, url, body, contentType);
   if (answer.status !== 200) throw amplitudeError(answer, throttleWaitMs);
   return answer;
 }

@@ -1,6 +1,6 @@
-import { ActionInputError, ProviderError } from '../../errors.js';
+import { ActionInputError } from '../../errors.js';
 import { defineAction, sharedSpec, type BatchSpec } from '../define.js';
-import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+import { amplitudeError, ingestUrl, postAnswer, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 import { idSchema } from './ids.js';
 
 /** The operators Amplitude knows, by every spelling users write, to the camelCase it wants. */
@@ -107,7 +107,7 @@ export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConf
 /**
  * Identify takes an `identification` array: concurrent calls share one request. Amplitude's
  * 400 does not say which identification was bad, so a failed batch is split until the bad
- * one stands alone; a bad api key fails them all at once.
+ * one stands alone; a refused api key fails them all at once, unsplit.
  */
 function identifyBatch(context: AmplitudeContext): BatchSpec<Record<string, unknown>, 'success'> {
   const url = ingestUrl(context.config, '/identify');
@@ -121,15 +121,26 @@ function identifyBatch(context: AmplitudeContext): BatchSpec<Record<string, unkn
     async send(items, http) {
       const identification = JSON.stringify(items.length === 1 ? items[0] : items);
       const form = new URLSearchParams({ api_key: apiKey, identification }).toString();
-      try {
-        await post(http, context, url, form, 'application/x-www-form-urlencoded', THROTTLE_WAIT_MS.identify);
-      } catch (error) {
-        if (error instanceof ProviderError && error.status === 400 && items.length > 1 && !/api.?key/i.test(error.body ?? '')) {
-          throw new ProviderError('amplitude', error.message, { code: 'FERRY_BATCH_SPLIT', status: 400, body: error.body, cause: error });
-        }
-        throw error;
-      }
-      return items.map(() => ({ ok: true as const, value: 'success' as const }));
+      const answer = await postAnswer(http, context, url, form, 'application/x-www-form-urlencoded');
+      if (answer.status === 200) return items.map(() => ({ kind: 'ok' as const, value: 'success' as const }));
+      const error = amplitudeError(answer, THROTTLE_WAIT_MS.identify);
+      if (answer.status !== 400) throw error;
+      return refusedField(answer.text) === 'api_key' ? { kind: 'auth', error } : { kind: 'split', error };
     },
   };
+}
+
+/**
+ * The field an Identify 400 names. That API answers errors in plain text, as
+ * `<missing|invalid> <field>: <reason>` (`invalid api_key: Invalid API key: …`; the forms
+ * are listed with the emulator in src/sandbox/amplitude.ts). The leading words are split off
+ * and compared exactly, never searched for in the text: a reason that merely mentions an
+ * "api key" names no field.
+ */
+export function refusedField(text: string): string | undefined {
+  const colon = text.indexOf(':');
+  if (colon === -1) return undefined;
+  const words = text.slice(0, colon).split(' ');
+  if (words.length !== 2 || (words[0] !== 'missing' && words[0] !== 'invalid')) return undefined;
+  return words[1];
 }

@@ -1,7 +1,7 @@
 import { ActionInputError, ProviderError, type ProviderAnswer } from '../../errors.js';
-import { defineAction, sharedSpec, type BatchSpec } from '../define.js';
+import { defineAction, sharedSpec, type BatchSpec, type ItemOutcome, type RequestOutcome } from '../define.js';
 import { answeredMessage, parseAnswer, type HttpAnswer } from '../http.js';
-import { ingestUrl, post, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+import { amplitudeError, ingestUrl, postAnswer, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
 import { FIELD_EXAMPLES, normalizeUserProperties } from './identify-user.js';
 import { checkIds, DEFAULT_MIN_ID_LENGTH, idSchema, toMillis } from './ids.js';
 
@@ -74,6 +74,8 @@ export const sendEvent = defineAction<EventInput, { events_ingested: number; ser
 type Output = { events_ingested: number; server_upload_time: number };
 
 interface EventsAnswer {
+  error?: unknown;
+  missing_field?: unknown;
   server_upload_time?: number;
   events_with_invalid_fields?: Record<string, number[]>;
   events_with_missing_fields?: Record<string, number[]>;
@@ -86,12 +88,15 @@ interface EventFaults {
   missing_fields?: string[];
 }
 
-/** The events an Amplitude 400 answer names, by index, with the fields at fault. */
-function namedEvents(answer: EventsAnswer): Map<number, EventFaults> {
+/** The events of a request of `count` that an Amplitude 400 answer names, by index, with the fields at fault. */
+function namedEvents(answer: EventsAnswer, count: number): Map<number, EventFaults> {
   const named = new Map<number, EventFaults>();
   for (const [kind, fields] of [['invalid_fields', answer.events_with_invalid_fields], ['missing_fields', answer.events_with_missing_fields]] as const) {
     for (const [field, indexes] of Object.entries(fields ?? {})) {
+      if (!Array.isArray(indexes)) continue;
       for (const i of indexes) {
+        // An index outside the request names none of its events.
+        if (!Number.isInteger(i) || i < 0 || i >= count) continue;
         const faults = named.get(i) ?? {};
         (faults[kind] ??= []).push(field);
         named.set(i, faults);
@@ -131,39 +136,71 @@ function eventsBatch(context: AmplitudeContext, minIdLength: number | undefined)
     sizeOf: (event) => Buffer.byteLength(JSON.stringify(event)) + 1,
     async send(events, http) {
       const body = `{"api_key":${JSON.stringify(apiKey)},"events":${JSON.stringify(events)}${options}}`;
-      let answer: HttpAnswer;
-      try {
-        answer = await post(http, context, url, body, 'application/json', THROTTLE_WAIT_MS.events);
-      } catch (error) {
-        if (!(error instanceof ProviderError) || (error.status !== 400 && error.status !== 429)) throw error;
-        let parsed: EventsAnswer = {};
-        try {
-          parsed = JSON.parse(error.body ?? '{}') as EventsAnswer;
-        } catch {
-          throw error;
-        }
-        if (error.status === 429) {
-          const throttled = new Set(parsed.throttled_events ?? []);
-          if (throttled.size === 0) throw error;
-          const at = parsed.server_upload_time ?? Date.now();
-          const mine = itemError(error, undefined, 'this event was throttled', error.retryAfterMs);
-          return events.map((_, i) => (throttled.has(i) ? { ok: false as const, error: mine, retry: { afterMs: error.retryAfterMs } } : { ok: true as const, value: { events_ingested: 1, server_upload_time: at } }));
-        }
-        const named = namedEvents(parsed);
-        if (named.size === 0) {
-          // A 400 that names no event: find the bad one by halves, unless the key itself is bad.
-          if (events.length > 1 && !/api.?key/i.test(error.body ?? '')) throw new ProviderError('amplitude', error.message, { code: 'FERRY_BATCH_SPLIT', status: 400, body: error.body, cause: error });
-          throw error;
-        }
-        return events.map((_, i) => {
-          const faults = named.get(i);
-          if (!faults) return { ok: false as const, error, retry: { afterMs: 0, free: true } };
-          return { ok: false as const, error: itemError(error, { ...faults }, `this event has ${describeFaults(faults)}`) };
-        });
-      }
+      const answer = await postAnswer(http, context, url, body, 'application/json');
+      if (answer.status !== 200) return eventOutcomes(answer, events.length);
       const parsed = parseAnswer('amplitude', answer);
       const at = (parsed !== null && typeof parsed === 'object' ? (parsed as EventsAnswer).server_upload_time : undefined) ?? Date.now();
-      return events.map(() => ({ ok: true as const, value: { events_ingested: 1, server_upload_time: at } }));
+      return events.map(() => ({ kind: 'ok' as const, value: { events_ingested: 1, server_upload_time: at } }));
     },
   };
+}
+
+/**
+ * What an HTTP V2 answer other than 200 means for a request of `count` events, read from its
+ * status and JSON fields (PROVIDERS.md), never by searching its text. A status not handled
+ * here is thrown, for the engine to judge by status (5xx retryable, others final).
+ */
+export function eventOutcomes(answer: HttpAnswer, count: number): ItemOutcome<Output>[] | RequestOutcome {
+  const error = amplitudeError(answer, THROTTLE_WAIT_MS.events);
+  const parsed = jsonObject(answer.text);
+  switch (answer.status) {
+    case 413:
+      // Over 1 MB or 2000 events: split and resend.
+      return { kind: 'split', error };
+    case 429: {
+      const throttled = new Set(parsed?.throttled_events ?? []);
+      if (throttled.size === 0) return { kind: 'throttled', error, afterMs: error.retryAfterMs };
+      // Only the named events were throttled; the others were taken.
+      const at = parsed?.server_upload_time ?? Date.now();
+      const mine = itemError(error, undefined, 'this event was throttled', error.retryAfterMs);
+      return Array.from({ length: count }, (_, i) => (throttled.has(i) ? { kind: 'throttled' as const, error: mine, afterMs: error.retryAfterMs } : { kind: 'ok' as const, value: { events_ingested: 1, server_upload_time: at } }));
+    }
+    case 400: {
+      // Not Amplitude's JSON (a proxy's page): nothing says which event, if any, is at fault.
+      if (parsed === undefined) return { kind: 'final', error };
+      if (refusesKey(parsed)) return { kind: 'auth', error };
+      const named = namedEvents(parsed, count);
+      // A 400 that names no event of this request: find the bad one by halves.
+      if (named.size === 0) return { kind: 'split', error };
+      return Array.from({ length: count }, (_, i) => {
+        const faults = named.get(i);
+        if (!faults) return { kind: 'resend' as const, error };
+        return { kind: 'item-fault' as const, error: itemError(error, { ...faults }, `this event has ${describeFaults(faults)}`) };
+      });
+    }
+    default:
+      throw error;
+  }
+}
+
+/**
+ * Whether a 400 refuses the key itself, which no split or retry can mend: Amplitude answers
+ * `"missing_field": "api_key"` for a missing key and `"error": "Invalid API key: <key>"` for
+ * a bad one (the emulator answers the same). The text before the colon is compared whole.
+ */
+function refusesKey(answer: EventsAnswer): boolean {
+  if (answer.missing_field === 'api_key') return true;
+  if (typeof answer.error !== 'string') return false;
+  const colon = answer.error.indexOf(':');
+  return (colon === -1 ? answer.error : answer.error.slice(0, colon)) === 'Invalid API key';
+}
+
+/** The answer's JSON object, or undefined when the body is something else. */
+function jsonObject(text: string): EventsAnswer | undefined {
+  try {
+    const value = JSON.parse(text) as unknown;
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as EventsAnswer) : undefined;
+  } catch {
+    return undefined;
+  }
 }

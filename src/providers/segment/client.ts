@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { ActionInputError, ProviderError } from '../../errors.js';
+import { ActionInputError } from '../../errors.js';
 import { sharedSpec, type ActionContext, type BatchSpec } from '../define.js';
 import { send, statusError } from '../http.js';
 
@@ -79,10 +79,11 @@ function segmentBatch(context: SegmentContext): BatchSpec<Message, { success: tr
       const answer = await send('segment', http, { method: 'POST', url, body, headers: { 'content-type': 'application/json', authorization: auth }, timeoutMs: context.timeoutMs, signal: context.signal });
       if (answer.status !== 200) {
         const error = statusError('segment', answer);
-        if (answer.status === 400 && items.length > 1) throw new ProviderError('segment', error.message, { code: 'FERRY_BATCH_SPLIT', status: 400, body: error.body, cause: error });
+        // Segment's 400 (invalid JSON, an oversized body) names no message: halves find the one at fault.
+        if (answer.status === 400) return { kind: 'split', error };
         throw error;
       }
-      return items.map(() => ({ ok: true as const, value: { success: true as const } }));
+      return items.map(() => ({ kind: 'ok' as const, value: { success: true as const } }));
     },
   };
 }
