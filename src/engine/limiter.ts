@@ -62,10 +62,12 @@ export class ProviderQueue {
   /** Base URL or region of the account, as pause messages show it. */
   readonly account: string;
   readonly scope: string;
-  #queue: PQueue;
+  /**
+   * The p-queues of this scope, oldest first: calls go into the last; only the first runs.
+   * There is more than one only while calls queued before a stricter rate came still wait.
+   */
+  readonly #queues: PQueue[];
   #rate: QueueLimits['rate'];
-  /** Queues replaced by a stricter rate: their calls move to the current queue as they come up. */
-  readonly #retired = new Set<PQueue>();
   #resumeAt = 0;
   /** Ends the current pause; ref'd while calls wait in the paused queue. */
   #timer: NodeJS.Timeout | undefined;
@@ -85,29 +87,51 @@ export class ProviderQueue {
     this.#onPause = hooks.onPause;
     this.#beforeCall = hooks.beforeCall;
     this.#rate = limits.rate;
-    this.#queue = newQueue(limits.concurrency, limits.rate);
+    this.#queues = [newQueue(limits.concurrency, limits.rate)];
+  }
+
+  /** Where calls are added. */
+  get #queue(): PQueue {
+    return this.#queues[this.#queues.length - 1] as PQueue;
+  }
+
+  /** The queue whose calls may start (a pause stops it). */
+  get #head(): PQueue {
+    return this.#queues[0] as PQueue;
   }
 
   /**
    * Lowers this scope's limits to `limits` where they are stricter (two workflows naming the
-   * same account both get the stricter value). Concurrency drops at once (calls on the wire
-   * finish). p-queue fixes a rate when the queue is made, so a stricter rate gets a new queue:
-   * calls already waiting in the old one move to the new one when they come up, so that no
-   * call starts under the looser rate from then on. Limits never loosen again: a scope keeps
-   * the strictest seen while its runtime lives.
+   * same account both get the stricter value); limits never loosen again while the runtime
+   * lives. Concurrency drops at once (calls on the wire finish). p-queue fixes a rate when the
+   * queue is made, so a stricter rate gets a new queue, which starts once the old one is idle:
+   * calls that already waited in the old queue leave first, in order and at the lowered
+   * concurrency, but at the old rate; every call added from now on keeps the new rate. A
+   * server declares its workflows' accounts before its first run (Ferry.declare), so that
+   * there the strictest rate holds from the first call.
    */
   tighten(limits: QueueLimits): void {
     checkLimits(limits);
-    if (limits.concurrency < this.#queue.concurrency) this.#queue.concurrency = limits.concurrency;
+    if (limits.concurrency < this.#queue.concurrency) for (const queue of this.#queues) queue.concurrency = limits.concurrency;
     if (!stricterRate(limits.rate, this.#rate)) return;
-    const old = this.#queue;
     this.#rate = limits.rate;
-    this.#queue = newQueue(old.concurrency, limits.rate);
-    if (this.#resumeAt !== 0) this.#queue.pause();
-    this.#retired.add(old);
-    void old.onIdle().then(() => this.#retired.delete(old));
-    // The old queue drains into the new one (which a pause holds); it must not hold calls itself.
-    old.start();
+    const next = newQueue(this.#queue.concurrency, limits.rate);
+    // Held until the queues before it are done: together they never exceed the concurrency.
+    next.pause();
+    this.#queues.push(next);
+    this.#advance();
+  }
+
+  /** Drops idle queues at the front of the chain and lets the next one run (unless paused). */
+  #advance(): void {
+    while (this.#queues.length > 1 && this.#head.size === 0 && this.#head.pending === 0) this.#queues.shift();
+    if (this.#resumeAt === 0) this.#head.start();
+    if (this.#queues.length > 1) {
+      const head = this.#head;
+      void head.onIdle().then(() => {
+        if (this.#head === head) this.#advance();
+      });
+    }
   }
 
   /** The requests-per-interval limit in force, if any. */
@@ -156,12 +180,9 @@ export class ProviderQueue {
     });
   }
 
-  /** Queues `task` on the current queue; a task that comes up in a retired queue moves to the current one. */
+  /** Queues `task` on the current queue; its caller is settled by the task, never by p-queue. */
   #enqueue<T>(task: () => Promise<T>, resolve: (value: T) => void, reject: (error: unknown) => void): void {
-    const queue = this.#queue;
-    void queue.add(async () => {
-      if (queue !== this.#queue) return this.#enqueue(task, resolve, reject);
-      // The task's own errors settle its caller; p-queue never sees them.
+    void this.#queue.add(async () => {
       await task().then(resolve, reject);
     });
   }
@@ -199,8 +220,8 @@ export class ProviderQueue {
 
   /** Calls in the queue that will be sent (abandoned ones wait there as no-ops). */
   get #callsWaiting(): boolean {
-    let size = this.#queue.size;
-    for (const old of this.#retired) size += old.size;
+    let size = 0;
+    for (const queue of this.#queues) size += queue.size;
     return size > this.#abandoned;
   }
 
@@ -224,7 +245,7 @@ export class ProviderQueue {
     if (until <= this.#resumeAt) return;
     const wasPaused = this.#resumeAt > Date.now();
     this.#resumeAt = until;
-    this.#queue.pause();
+    this.#head.pause();
     // Calls already waiting, or a hold the pause being extended had, keep the process alive.
     const hold = this.#callsWaiting || this.#timer?.hasRef() === true;
     clearTimeout(this.#timer);
@@ -258,7 +279,7 @@ export class ProviderQueue {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#resumeAt = 0;
-    this.#queue.start();
+    this.#head.start();
   }
 }
 
