@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import { runWorkflow } from '../../src/engine/run.js';
 import { createFerry, type Ferry } from '../../src/engine/runtime.js';
+import type { PauseEvent } from '../../src/engine/limiter.js';
 import type { RunSummary } from '../../src/engine/types.js';
 import { defineAction, defineProvider } from '../../src/providers/define.js';
 import { builtinRegistry } from '../../src/providers/index.js';
@@ -115,6 +116,8 @@ describe('limit scopes per provider account', () => {
     sandbox = await startSandbox({ amplitudeApiKeys: ['project-a-key', 'project-b-key'] });
     const url = sandbox.amplitude.url;
     const ferry = runtime();
+    const pauses: PauseEvent[] = [];
+    ferry.limits.onPause((event) => pauses.push(event));
     const stopA = new AbortController();
     const throttled = await throttledRun(ferry, url, 'project-a-key', stopA.signal);
 
@@ -127,6 +130,9 @@ describe('limit scopes per provider account', () => {
     // A scope's key names the account by URL and a hash, never by its key.
     for (const s of scopes) expect(s.scope).not.toMatch(/project-[ab]-key/);
     expect(scopes.every((s) => s.scope.includes(url))).toBe(true);
+    // The pause names the provider and the account's URL, never its key.
+    expect(pauses).toEqual([expect.objectContaining({ provider: 'amplitude', account: url, scope: throttled.scope, reason: '429' })]);
+    expect(JSON.stringify(pauses)).not.toContain('project-a-key');
     expect([...sandbox.amplitude.events.values()].filter((e) => e.event_type === 'ProjectB')).toHaveLength(20);
 
     stopA.abort('SIGTERM');
