@@ -25,7 +25,7 @@ export interface Account {
   /** The rendered `base_url`, else the region, else ''. Shown in pause messages. @default '' */
   baseUrl?: string;
   /**
-   * sha256 (hex) of the rendered credential fields (the provider's `secretFields`), never the
+   * sha256 (hex) of the rendered account fields (`accountFields`, else `secretFields`), never the
    * credentials themselves: a scope's key may be logged. @default ''
    */
   credentialHash?: string;
