@@ -1,10 +1,12 @@
 // Engine throughput against a hand-written undici + p-queue loop, and batching gains.
 import PQueue from 'p-queue';
 import { Agent, request } from 'undici';
-import { Limiter, builtinRegistry, loadWorkflowText, noJournal, runWorkflow } from '../dist/index.js';
+import { builtinRegistry, createFerry, loadWorkflowText, noJournal, runWorkflow } from '../dist/index.js';
 import { median, startEmulator } from './lib.mjs';
 
 const registry = builtinRegistry();
+// Fresh limit scopes per run (a runtime each), one keep-alive Agent for all, as ferry makes it.
+const dispatcher = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, connections: 256 });
 const KEY = 'sandbox-amplitude-key';
 
 /** One loop of one Amplitude action per item, with the provider settings under test. */
@@ -28,7 +30,7 @@ const identifyWorkflow = (url, settings) => loopWorkflow(url, 'amplitude.identif
 
 async function runEngine(workflow, ids) {
   const t0 = performance.now();
-  const summary = await runWorkflow(workflow, { registry, inputs: { ids }, journal: noJournal, limiter: new Limiter() });
+  const summary = await runWorkflow(workflow, { ferry: createFerry({ registry, dispatcher }), inputs: { ids }, journal: noJournal });
   const ms = performance.now() - t0;
   if (summary.status !== 'succeeded') throw new Error(JSON.stringify(summary.error));
   return ms;

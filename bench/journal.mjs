@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FileJournal, Limiter, builtinRegistry, loadWorkflowText, noJournal, runWorkflow } from '../dist/index.js';
+import { FileJournal, builtinRegistry, createFerry, loadWorkflowText, noJournal, runWorkflow } from '../dist/index.js';
 import { median, startEmulator } from './lib.mjs';
 
 /**
@@ -39,13 +39,14 @@ steps:
 
 async function measure(yaml, items, rounds) {
   const registry = builtinRegistry();
+  const ferry = createFerry({ registry });
   const workflow = loadWorkflowText('bench.yaml', yaml, registry);
   const list = Array.from({ length: items }, (_, i) => i);
   const once = async (withJournal) => {
     const dir = mkdtempSync(path.join(tmpdir(), 'ferry-bench-'));
     const journal = withJournal ? FileJournal.create(dir, '01JRNLBENCH000000000000000', workflow.source) : noJournal;
     const t0 = performance.now();
-    const summary = await runWorkflow(workflow, { registry, inputs: { items: list }, journal, limiter: new Limiter() });
+    const summary = await runWorkflow(workflow, { ferry, inputs: { items: list }, journal });
     const ms = performance.now() - t0;
     journal.close();
     rmSync(dir, { recursive: true, force: true });

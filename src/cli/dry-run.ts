@@ -1,16 +1,18 @@
 import { stat } from 'node:fs/promises';
 import { MockAgent } from 'undici';
-import { Limiter } from '../engine/limiter.js';
 import { runWorkflow } from '../engine/run.js';
+import { createFerry } from '../engine/runtime.js';
 import { readItems } from '../engine/sources.js';
 import type { TriggerData } from '../engine/types.js';
-import { builtinRegistry } from '../providers/index.js';
+import type { Registry } from '../providers/registry.js';
 import { lowerHeaders } from '../testing/harness.js';
 import { isolate, mapSteps } from '../testing/isolate.js';
 import type { Step, Workflow } from '../workflow/types.js';
 import type { CommandIO } from './io.js';
 
 export interface DryRunOptions {
+  /** The command's registry (the workflow was loaded with it). */
+  registry: Registry;
   inputs: Record<string, unknown>;
   trigger: TriggerData;
   secrets: Record<string, string>;
@@ -66,15 +68,15 @@ export async function dryRun(original: Workflow, options: DryRunOptions, io: Com
       return successAnswer(url.pathname, call.body);
     })
     .persist();
+  // A runtime of its own around the recording dispatcher: nothing of it can reach the network.
+  const ferry = createFerry({ registry: options.registry, dispatcher: agent, env });
   try {
     const summary = await runWorkflow(isolated.workflow, {
-      registry: builtinRegistry(),
+      ferry,
       inputs: options.inputs,
       trigger: options.trigger,
       secrets: options.secrets,
       env,
-      limiter: new Limiter(),
-      dispatcher: agent,
       redactor: io.redactor,
       // With one item at a time, a batch window would only add waiting.
       providerOverrides: Object.fromEntries(Object.keys(original.providers).map((p) => [p, { batch: false }])),
@@ -101,7 +103,7 @@ export async function dryRun(original: Workflow, options: DryRunOptions, io: Com
     io.stderr(`\ndry run: ${calls.length} provider call${calls.length === 1 ? '' : 's'}${counts ? ` (${counts})` : ''} rendered; nothing was sent\n`);
     return 0;
   } finally {
-    await Promise.all([agent.close(), isolated.cleanup()]);
+    await Promise.all([ferry.close(), agent.close(), isolated.cleanup()]);
   }
 }
 

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { closeSharedAgent } from '../providers/http.js';
 import { processIO } from './io.js';
 import { runCommand } from './run-command.js';
 
@@ -21,6 +20,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 const io = processIO(stop.signal);
+// Each command makes its runtime (createFerry) and closes it before it returns: nothing of a
+// command's keeps the process alive after it.
 const code = await runCommand(process.argv.slice(2), io);
-await closeSharedAgent();
 process.exitCode = code;

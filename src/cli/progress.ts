@@ -11,8 +11,8 @@ export interface ProgressState {
   startedAt: number;
   /** Set while the running step is a loop. */
   loop: { total: number | undefined; done: number; retries: number } | undefined;
-  /** Provider pauses (Retry-After, throttling) by provider: when they end and why. */
-  pauses: Map<string, { until: number; reason: string }>;
+  /** Provider account pauses (Retry-After, throttling) by scope: who, when they end and why. */
+  pauses: Map<string, { until: number; reason: string; provider?: string }>;
 }
 
 export interface Progress {
@@ -53,9 +53,9 @@ export function renderProgress(state: ProgressState, now: number): string[] {
       lines.push(parts.join('  '));
     }
   }
-  for (const [provider, pause] of state.pauses) {
+  for (const [scope, pause] of state.pauses) {
     const left = pause.until - now;
-    if (left > 0) lines.push(`  ${provider} paused (${pause.reason}), resumes in ${formatDuration(left)}`);
+    if (left > 0) lines.push(`  ${pause.provider ?? scope} paused (${pause.reason}), resumes in ${formatDuration(left)}`);
   }
   return lines;
 }
@@ -100,8 +100,10 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
   timer?.unref?.();
   const unsubscribe = limiter.onPause((event: PauseEvent) => {
     if (event.waitMs <= 0) return;
-    state.pauses.set(event.provider, { until: Date.now() + event.waitMs, reason: event.reason });
-    if (!live && !options.quiet) io.stderr(`  ${event.provider} paused for ${formatDuration(event.waitMs)} (${event.reason}): the provider asked to wait\n`);
+    // The account by its base URL or region, never its credential; `http` has none.
+    const who = event.account ? `${event.provider} (${event.account})` : event.provider;
+    state.pauses.set(event.scope, { until: Date.now() + event.waitMs, reason: event.reason, provider: who });
+    if (!live && !options.quiet) io.stderr(`  ${who} paused for ${formatDuration(event.waitMs)} (${event.reason}): the provider asked to wait\n`);
   });
 
   const instrumented = mapSteps(workflow, (s) => {

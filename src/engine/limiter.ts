@@ -1,6 +1,5 @@
 import PQueue from 'p-queue';
 import { ProviderError } from '../errors.js';
-import { flushJournals } from '../store/journal.js';
 import { Batcher } from './batcher.js';
 import { MAX_TIMER_MS, sleep } from './timers.js';
 
@@ -16,55 +15,147 @@ interface Waiting {
   abandoned: boolean;
 }
 
+/**
+ * A provider account: what one limit scope (queue, rate, Retry-After pause) covers. Two
+ * Amplitude projects are two accounts; two workflows naming the same key share one.
+ */
+export interface Account {
+  /** The provider as workflows name it: `amplitude`. */
+  provider: string;
+  /** The rendered `base_url`, else the region, else ''. Shown in pause messages. @default '' */
+  baseUrl?: string;
+  /**
+   * sha256 (hex) of the rendered account fields (`accountFields`, else `secretFields`), never the
+   * credentials themselves: a scope's key may be logged. @default ''
+   */
+  credentialHash?: string;
+}
+
+/** The key of an account's scope: readable, and free of secrets (the credential is a hash). */
+export function scopeKey(account: Account): string {
+  return `${account.provider} ${account.baseUrl || '-'} ${account.credentialHash?.slice(0, 16) || '-'}`;
+}
+
 export interface PauseEvent {
   provider: string;
+  /** The account's base URL or region ('' for the provider's default hosts); never its credential. */
+  account: string;
+  /** The scope's key (scopeKey): tells two accounts of one provider apart. */
+  scope: string;
   waitMs: number;
   reason: string;
 }
 
+interface QueueHooks {
+  onPause?: ((event: PauseEvent) => void) | undefined;
+  /** Runs right before each call leaves (the runtime writes its journals there); a throw keeps the call from going out. */
+  beforeCall?: (() => void) | undefined;
+}
+
 /**
- * One provider's queue: concurrency, rate, and whole-queue pauses. A pause (Retry-After,
- * Amplitude's throttling answer) stops every request to the provider from leaving until it
- * ends; calls already on the wire finish normally.
+ * One provider account's queue: concurrency, rate, and whole-queue pauses. A pause
+ * (Retry-After, Amplitude's throttling answer) stops every request to the account from
+ * leaving until it ends; calls already on the wire finish normally.
  */
 export class ProviderQueue {
   readonly provider: string;
-  readonly #queue: PQueue;
+  /** Base URL or region of the account, as pause messages show it. */
+  readonly account: string;
+  readonly scope: string;
+  /**
+   * The p-queues of this scope, oldest first: calls go into the last; only the first runs.
+   * There is more than one only while calls queued before a stricter rate came still wait.
+   */
+  readonly #queues: PQueue[];
+  #rate: QueueLimits['rate'];
   #resumeAt = 0;
   /** Ends the current pause; ref'd while calls wait in the paused queue. */
   #timer: NodeJS.Timeout | undefined;
   readonly #onPause: ((event: PauseEvent) => void) | undefined;
+  readonly #beforeCall: (() => void) | undefined;
   /** Calls waiting to start, by their run's stop signal. */
   readonly #waiting = new Map<AbortSignal, { calls: Set<Waiting>; stop: () => void }>();
   /** Calls whose run stopped while they waited: still in the p-queue, as no-ops. */
   #abandoned = 0;
 
-  constructor(provider: string, limits: QueueLimits, onPause?: (event: PauseEvent) => void) {
-    if (!Number.isInteger(limits.concurrency) || limits.concurrency < 1) {
-      throw new TypeError(`Expected \`concurrency\` to be a positive integer, got \`${limits.concurrency}\``);
-    }
-    this.provider = provider;
-    this.#onPause = onPause;
-    this.#queue = new PQueue({
-      concurrency: limits.concurrency,
-      ...(limits.rate ? { intervalCap: limits.rate.limit, interval: limits.rate.intervalMs } : {}),
-    });
+  constructor(account: Account | string, limits: QueueLimits, hooks: QueueHooks = {}) {
+    checkLimits(limits);
+    const named = typeof account === 'string' ? { provider: account } : account;
+    this.provider = named.provider;
+    this.account = named.baseUrl ?? '';
+    this.scope = scopeKey(named);
+    this.#onPause = hooks.onPause;
+    this.#beforeCall = hooks.beforeCall;
+    this.#rate = limits.rate;
+    this.#queues = [newQueue(limits.concurrency, limits.rate)];
+  }
+
+  /** Where calls are added. */
+  get #queue(): PQueue {
+    return this.#queues[this.#queues.length - 1] as PQueue;
+  }
+
+  /** The queue whose calls may start (a pause stops it). */
+  get #head(): PQueue {
+    return this.#queues[0] as PQueue;
   }
 
   /**
-   * Runs `fn` when a slot is free and the provider is not paused; journals are written first.
-   * When `signal` aborts while the call still waits, the call rejects at once with
-   * FERRY_ABORTED and is never sent; once started, it runs to its end (its timeout bounds it).
+   * Lowers this scope's limits to `limits` where they are stricter (two workflows naming the
+   * same account both get the stricter value); limits never loosen again while the runtime
+   * lives. Concurrency drops at once (calls on the wire finish). p-queue fixes a rate when the
+   * queue is made, so a stricter rate gets a new queue, which starts once the old one is idle:
+   * calls that already waited in the old queue leave first, in order and at the lowered
+   * concurrency, but at the old rate; every call added from now on keeps the new rate. A
+   * server declares its workflows' accounts before its first run (Ferry.declare), so that
+   * there the strictest rate holds from the first call.
+   */
+  tighten(limits: QueueLimits): void {
+    checkLimits(limits);
+    if (limits.concurrency < this.#queue.concurrency) for (const queue of this.#queues) queue.concurrency = limits.concurrency;
+    if (!stricterRate(limits.rate, this.#rate)) return;
+    this.#rate = limits.rate;
+    const next = newQueue(this.#queue.concurrency, limits.rate);
+    // Held until the queues before it are done: together they never exceed the concurrency.
+    next.pause();
+    this.#queues.push(next);
+    this.#advance();
+  }
+
+  /** Drops idle queues at the front of the chain and lets the next one run (unless paused). */
+  #advance(): void {
+    while (this.#queues.length > 1 && this.#head.size === 0 && this.#head.pending === 0) this.#queues.shift();
+    if (this.#resumeAt === 0) this.#head.start();
+    if (this.#queues.length > 1) {
+      const head = this.#head;
+      void head.onIdle().then(() => {
+        if (this.#head === head) this.#advance();
+      });
+    }
+  }
+
+  /** The requests-per-interval limit in force, if any. */
+  get rate(): QueueLimits['rate'] {
+    return this.#rate;
+  }
+
+  /**
+   * Runs `fn` when a slot is free and the account is not paused; `beforeCall` runs first (the
+   * runtime writes its journals there). When `signal` aborts while the call still waits, the
+   * call rejects at once with FERRY_ABORTED and is never sent; once started, it runs to its
+   * end (its timeout bounds it).
    */
   add<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#resumeIfDue();
     // Work waiting in a paused queue keeps the process alive until the pause ends.
     if (this.#resumeAt !== 0) this.#timer?.ref();
     if (!signal) {
-      return this.#queue.add(() => {
-        flushJournals();
-        return fn();
-      }) as Promise<T>;
+      return new Promise<T>((resolve, reject) => {
+        this.#enqueue(async () => {
+          this.#beforeCall?.();
+          return fn();
+        }, resolve, reject);
+      });
     }
     if (signal.aborted) return Promise.reject(this.#notSent());
     // Not p-queue's `signal` option: it also races a started call, and costs an AbortController
@@ -72,18 +163,27 @@ export class ProviderQueue {
     return new Promise<T>((resolve, reject) => {
       const call: Waiting = { reject, abandoned: false };
       this.#watch(signal, call);
-      void this.#queue.add(async () => {
-        if (call.abandoned) {
-          this.#abandoned--;
-          return;
-        }
-        this.#unwatch(signal, call);
-        const run = async (): Promise<T> => {
-          flushJournals();
+      this.#enqueue(
+        async () => {
+          if (call.abandoned) {
+            this.#abandoned--;
+            return undefined as T;
+          }
+          this.#unwatch(signal, call);
+          this.#beforeCall?.();
           return fn();
-        };
-        await run().then(resolve, reject);
-      });
+        },
+        // An abandoned call was rejected when its run stopped; settling it again does nothing.
+        resolve,
+        reject,
+      );
+    });
+  }
+
+  /** Queues `task` on the current queue; its caller is settled by the task, never by p-queue. */
+  #enqueue<T>(task: () => Promise<T>, resolve: (value: T) => void, reject: (error: unknown) => void): void {
+    void this.#queue.add(async () => {
+      await task().then(resolve, reject);
     });
   }
 
@@ -120,7 +220,9 @@ export class ProviderQueue {
 
   /** Calls in the queue that will be sent (abandoned ones wait there as no-ops). */
   get #callsWaiting(): boolean {
-    return this.#queue.size > this.#abandoned;
+    let size = 0;
+    for (const queue of this.#queues) size += queue.size;
+    return size > this.#abandoned;
   }
 
   #notSent(): ProviderError {
@@ -143,7 +245,7 @@ export class ProviderQueue {
     if (until <= this.#resumeAt) return;
     const wasPaused = this.#resumeAt > Date.now();
     this.#resumeAt = until;
-    this.#queue.pause();
+    this.#head.pause();
     // Calls already waiting, or a hold the pause being extended had, keep the process alive.
     const hold = this.#callsWaiting || this.#timer?.hasRef() === true;
     clearTimeout(this.#timer);
@@ -151,7 +253,7 @@ export class ProviderQueue {
     // while it lasts refs it (see add). Without that, a call whose own wait ended a moment
     // before this timer would sit in the paused queue with nothing keeping the process up.
     this.#arm(ms, hold);
-    if (!wasPaused) this.#onPause?.({ provider: this.provider, waitMs: ms, reason });
+    if (!wasPaused) this.#onPause?.({ provider: this.provider, account: this.account, scope: this.scope, waitMs: ms, reason });
   }
 
   /** Resolves once the provider is not paused (immediately when it is running), or when `signal` aborts. */
@@ -177,36 +279,81 @@ export class ProviderQueue {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#resumeAt = 0;
-    this.#queue.start();
+    this.#head.start();
   }
 }
 
-/** The per-process set of provider queues, shared by every step, loop item and run. */
+function checkLimits(limits: QueueLimits): void {
+  if (!Number.isInteger(limits.concurrency) || limits.concurrency < 1) {
+    throw new TypeError(`Expected \`concurrency\` to be a positive integer, got \`${limits.concurrency}\``);
+  }
+}
+
+function newQueue(concurrency: number, rate: QueueLimits['rate']): PQueue {
+  return new PQueue({ concurrency, ...(rate ? { intervalCap: rate.limit, interval: rate.intervalMs } : {}) });
+}
+
+/** True when `next` lets fewer requests through per unit of time than `current` (no rate lets all through). */
+function stricterRate(next: QueueLimits['rate'], current: QueueLimits['rate']): boolean {
+  if (!next) return false;
+  if (!current) return true;
+  return next.limit / next.intervalMs < current.limit / current.intervalMs;
+}
+
+export interface LimiterOptions {
+  /**
+   * Runs right before every call of every scope leaves; a throw keeps the call from going out.
+   * The runtime writes the journals of its runs there. @default nothing
+   */
+  beforeCall?: () => void;
+}
+
+/**
+ * The limit scopes of one runtime: one queue per provider account, shared by every step, loop
+ * item and run of that runtime (and nothing else: two runtimes never share a scope).
+ */
 export class Limiter {
   readonly #queues = new Map<string, ProviderQueue>();
-  readonly #batchers = new Map<string, Batcher>();
+  readonly #batchers = new WeakMap<ProviderQueue, Batcher>();
+  readonly #pauseListeners = new Set<(event: PauseEvent) => void>();
+  readonly #beforeCall: (() => void) | undefined;
 
-  /** The provider's batcher, on top of its queue. */
+  constructor(options: LimiterOptions = {}) {
+    this.#beforeCall = options.beforeCall;
+  }
+
+  /** The scope's batcher, on top of its queue. */
   batcher(queue: ProviderQueue): Batcher {
-    let batcher = this.#batchers.get(queue.provider);
+    let batcher = this.#batchers.get(queue);
     if (!batcher) {
       batcher = new Batcher(queue);
-      this.#batchers.set(queue.provider, batcher);
+      this.#batchers.set(queue, batcher);
     }
     return batcher;
   }
-  #pauseListeners = new Set<(event: PauseEvent) => void>();
 
-  /** The provider's queue; created with `limits` the first time it is asked for. */
-  queue(provider: string, limits: QueueLimits): ProviderQueue {
-    let queue = this.#queues.get(provider);
+  /**
+   * The account's scope, made with `limits` the first time it is asked for; asked again with
+   * stricter limits, it is tightened to them (see ProviderQueue.tighten).
+   */
+  scope(account: Account, limits: QueueLimits): ProviderQueue {
+    const key = scopeKey(account);
+    let queue = this.#queues.get(key);
     if (!queue) {
-      queue = new ProviderQueue(provider, limits, (event) => {
-        for (const listener of this.#pauseListeners) listener(event);
+      queue = new ProviderQueue(account, limits, {
+        onPause: (event) => {
+          for (const listener of this.#pauseListeners) listener(event);
+        },
+        beforeCall: this.#beforeCall,
       });
-      this.#queues.set(provider, queue);
-    }
+      this.#queues.set(key, queue);
+    } else queue.tighten(limits);
     return queue;
+  }
+
+  /** Every scope made so far. */
+  get scopes(): readonly ProviderQueue[] {
+    return [...this.#queues.values()];
   }
 
   onPause(listener: (event: PauseEvent) => void): () => void {

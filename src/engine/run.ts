@@ -1,24 +1,26 @@
-import type { Dispatcher } from 'undici';
 import { RunFailedError, errorMessage } from '../errors.js';
-import type { Registry } from '../providers/registry.js';
 import type { RunJournal, RunMode } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Workflow } from '../workflow/types.js';
-import type { Limiter } from './limiter.js';
 import type { Redactor } from './redact.js';
 import { shapeOf, type ResumeState } from './resume.js';
 import { newRunId } from './run-id.js';
+import type { Ferry } from './runtime.js';
 import { errorInfo, interruption, Run } from './state.js';
 import { runSteps } from './steps.js';
 import type { RunObserver, RunSummary, TriggerData } from './types.js';
 
 export { ResumeFold, resumeStateFrom, shapeOf, stepKey } from './resume.js';
 export type { ResumeState } from './resume.js';
-export { defaultLimiter, idempotencyKey } from './state.js';
+export { idempotencyKey } from './state.js';
 export { DEFAULT_BATCH_WINDOW_MS } from './steps.js';
 
 export interface RunOptions {
-  registry: Registry;
+  /**
+   * The runtime the run belongs to (createFerry): its registry, HTTP dispatcher, per-account
+   * limit scopes (shared with its other runs) and journal flushing.
+   */
+  ferry: Ferry;
   /** @default a new time-sortable id */
   runId?: string;
   /** Validated inputs (see checkInputs). */
@@ -27,12 +29,8 @@ export interface RunOptions {
   trigger?: TriggerData;
   /** Values of the workflow's declared secrets, by name. */
   secrets?: Record<string, string>;
-  /** @default process.env */
+  /** @default the runtime's `env` */
   env?: Record<string, string | undefined>;
-  /** Per-provider queues; pass one Limiter to share them between runs. @default a process-wide Limiter */
-  limiter?: Limiter;
-  /** @default the shared keep-alive undici Agent */
-  dispatcher?: Dispatcher;
   /** Recorded in the journal, so that `ferry retry` resumes a sandbox run in the sandbox. @default 'live' */
   mode?: RunMode;
   /** Provider block fields that replace the workflow's (the sandbox sets base_url and keys). */
@@ -70,7 +68,7 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
     inputs: options.inputs ?? {},
     trigger: { type: trigger.type, body: trigger.body ?? null, headers: trigger.headers ?? {}, query: trigger.query ?? {} },
     steps,
-    env: { ...(options.env ?? process.env) },
+    env: { ...(options.env ?? options.ferry.env) },
     secrets,
     run: { id: runId },
     workflow: { name: workflow.name },
@@ -99,8 +97,13 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
     });
   }
   let interrupted: string | undefined;
+  // The runtime writes this run's journal before each of its provider calls.
+  const untrack = options.ferry.trackJournal(run.journal);
   try {
     if (providersFailed !== undefined) throw providersFailed;
+    // Every account the workflow names gets its scope (and this workflow's limits) before the
+    // first call: a stricter limit holds from the start, whichever step calls first.
+    for (const provider of run.providerConfigs.keys()) run.scope(provider);
     await runSteps(workflow.steps, { context, steps, item: [], inner: undefined }, run);
     if (run.signal.aborted) throw interruption(run);
   } catch (error) {
@@ -108,6 +111,8 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
     if (run.signal.aborted) interrupted = String(run.signal.reason ?? 'interrupted');
     run.summary.status = 'failed';
     run.summary.error = errorInfo(failure);
+  } finally {
+    untrack();
   }
   run.summary.durationMs = Math.round(performance.now() - started);
   run.journal.append({
@@ -137,7 +142,7 @@ function renderProviders(run: Run, context: TemplateContext): void {
   const redactor = run.options.redactor;
   if (!redactor) return;
   for (const [name, config] of run.providerConfigs) {
-    const provider = run.options.registry.provider(name);
+    const provider = run.ferry.registry.provider(name);
     for (const field of provider?.secretFields ?? []) {
       const value = config[field];
       if (typeof value === 'string') redactor.add(value);

@@ -2,23 +2,17 @@ import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { FerryError, ProviderError, RunFailedError } from '../errors.js';
-import { sharedAgent } from '../providers/http.js';
 import { noJournal, type RunJournal } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { ActionStep, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
+import { accountOf, limitsOf } from './accounts.js';
 import { dataRoots, type DataRoots } from './data-paths.js';
-import { Limiter } from './limiter.js';
+import type { Limiter, ProviderQueue } from './limiter.js';
 import type { RunOptions } from './run.js';
+import type { Ferry } from './runtime.js';
 import type { StepRuntime } from './steps.js';
 import type { InnerStepSummary, RunErrorInfo, RunSummary } from './types.js';
-
-let processLimiter: Limiter | undefined;
-/** The per-process queues shared by every run that does not bring its own Limiter. */
-export function defaultLimiter(): Limiter {
-  processLimiter ??= new Limiter();
-  return processLimiter;
-}
 
 export interface ItemScope {
   context: TemplateContext;
@@ -38,8 +32,9 @@ export class Run {
   /** What every call of an action step shares, made on the step's first call (steps.ts). */
   readonly stepRuntimes = new Map<ActionStep, StepRuntime>();
   failure: RunFailedError | undefined;
-  readonly limiter: Limiter;
-  readonly dispatcher: Dispatcher;
+  readonly ferry: Ferry;
+  /** Each provider's limit scope (its account's queue), resolved once per run. */
+  readonly #scopes = new Map<string, ProviderQueue>();
   readonly signal: AbortSignal;
   readonly journal: RunJournal;
   /** Steps running now, for the interruption message. */
@@ -50,14 +45,37 @@ export class Run {
     readonly options: RunOptions,
     readonly runId: string,
   ) {
-    this.limiter = options.limiter ?? defaultLimiter();
-    this.dispatcher = options.dispatcher ?? sharedAgent();
+    this.ferry = options.ferry;
     this.signal = options.signal ?? new AbortController().signal;
     // Every call waiting in a queue, a pause or a backoff listens for the stop: a loop has
     // many at once, and each removes its listener when its wait ends.
     setMaxListeners(0, this.signal);
     this.journal = options.journal ?? noJournal;
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
+  }
+
+  get limiter(): Limiter {
+    return this.ferry.limits;
+  }
+
+  /** The runtime's dispatcher, asked for at the first call (a run without calls never makes one). */
+  get dispatcher(): Dispatcher {
+    return this.ferry.dispatcher;
+  }
+
+  /**
+   * The limit scope of the account this run's `provider` block names (rendered, overrides
+   * applied), with this workflow's limits: stricter ones tighten a scope other runs share.
+   */
+  scope(provider: string): ProviderQueue | undefined {
+    let queue = this.#scopes.get(provider);
+    if (queue) return queue;
+    const definition = this.ferry.registry.provider(provider);
+    if (!definition) return undefined;
+    const account = accountOf(definition, provider, this.providerConfigs.get(provider) ?? {});
+    queue = this.ferry.limits.scope(account, limitsOf(this.workflow.providers[provider], definition));
+    this.#scopes.set(provider, queue);
+    return queue;
   }
 
   readonly #keyPrefixes = new Map<string, string>();

@@ -292,14 +292,15 @@ export interface StepRuntime {
   /** The provider block's `max_wait`: the longest pause a call may wait for. */
   readonly maxWaitMs: number;
   readonly batch: BatchSettings;
+  /** What the step's calls share (ActionContext.shared): batch specs, made on the first call. */
+  readonly shared: Map<string, unknown>;
 }
 
 function stepRuntime(step: ActionStep, run: Run): StepRuntime {
-  const registered = run.options.registry.action(step.action);
+  const registered = run.ferry.registry.action(step.action);
   if (!registered) throw new FerryError('FERRY_UNKNOWN_ACTION', `unknown action \`${step.action}\``);
   const provider = registered.provider.name;
   const settings = run.workflow.providers[provider];
-  const defaults = registered.provider.defaults;
   const config = run.providerConfigs.get(provider) ?? {};
   let batch = run.batchSettings.get(provider);
   if (!batch) {
@@ -311,12 +312,13 @@ function stepRuntime(step: ActionStep, run: Run): StepRuntime {
     registered,
     provider,
     config,
-    queue: run.limiter.queue(provider, { concurrency: settings?.concurrency ?? defaults.concurrency, rate: settings?.rate ?? defaults.rate }),
+    queue: run.scope(provider) as ProviderQueue,
     policy: step.retry ?? run.workflow.retry,
     baseDir: path.dirname(run.workflow.file),
     timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
     maxWaitMs: settings?.maxWaitMs ?? DEFAULT_MAX_WAIT_MS,
     batch,
+    shared: new Map(),
   };
 }
 
@@ -382,6 +384,14 @@ class CallContext implements ActionContext {
     } finally {
       addStats(this.#calls, stats);
     }
+  }
+
+  shared<S>(key: string, make: () => S): S {
+    const shared = this.#shared.shared;
+    if (shared.has(key)) return shared.get(key) as S;
+    const value = make();
+    shared.set(key, value);
+    return value;
   }
 
   log(level: LogLevel, message: string): void {

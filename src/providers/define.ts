@@ -41,6 +41,11 @@ export interface ActionContext<Config = Record<string, unknown>> {
    * provider has `batch: false`). Resolves with this item's own result.
    */
   batch<Item, Result>(spec: BatchSpec<Item, Result>, item: Item): Promise<Result>;
+  /**
+   * The value `make` returns, made once per step of a run and `key`: what every call of the
+   * step can share (a batch spec built from the provider block). Dropped with the run.
+   */
+  shared<S>(key: string, make: () => S): S;
   log(level: LogLevel, message: string): void;
 }
 
@@ -141,6 +146,12 @@ export interface ProviderDefinition {
   /** Field names of the provider block whose values are secrets: redacted everywhere. */
   secretFields?: string[];
   /**
+   * Fields of the provider block that name the account, whose hash (never the value) keys the
+   * account's limit scope together with the base URL or region: the project's key, not a second
+   * key of the same project. @default secretFields
+   */
+  accountFields?: string[];
+  /**
    * Every encoded form in which this provider sends its credentials (a Basic header value
    * and its base64 part, a Bearer token, a query parameter), from the rendered provider
    * block. The engine redacts them like the secrets: only the code that encodes a key knows
@@ -172,25 +183,12 @@ export function defineProvider(definition: ProviderDefinition): ProviderDefiniti
   return definition;
 }
 
-const sharedSpecs = new WeakMap<object, Map<string, unknown>>();
-
 /**
- * A batch spec made once per provider config, call timeout and `variant` instead of once
- * per call: every call of a step asks for the same one. `make` may capture the context's
- * config, timeout and signal; a call with a signal of its own gets a fresh spec.
+ * A batch spec made once per step of a run, call timeout and `variant` instead of once per
+ * call: every call of a step asks for the same one. `make` may capture the context's config,
+ * timeout and signal; a call with a signal of its own gets a fresh spec.
  */
 export function sharedSpec<S>(context: ActionContext<object>, variant: string, make: () => S): S {
   if (context.signal !== NEVER_ABORTED) return make();
-  let specs = sharedSpecs.get(context.config);
-  if (!specs) {
-    specs = new Map();
-    sharedSpecs.set(context.config, specs);
-  }
-  const key = `${variant}\0${context.timeoutMs}`;
-  let spec = specs.get(key) as S | undefined;
-  if (spec === undefined) {
-    spec = make();
-    specs.set(key, spec);
-  }
-  return spec;
+  return context.shared(`${variant}\0${context.timeoutMs}`, make);
 }

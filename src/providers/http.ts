@@ -4,26 +4,18 @@ import type * as UndiciModule from 'undici';
 import { ProviderError, type ProviderAnswer } from '../errors.js';
 import { escapeControls, excerpt } from '../terminal.js';
 
-// undici is loaded on the first call, not at start-up: `ferry validate` never needs it,
-// and loading it is a large share of a short command's time.
+// undici is loaded when a runtime first needs a dispatcher, not at start-up: `ferry validate`
+// never needs it, and loading it is a large share of a short command's time. Node's module
+// cache makes later loads free.
+const load = createRequire(import.meta.url);
 type Undici = typeof UndiciModule;
-let undiciModule: Undici | undefined;
 export function undici(): Undici {
-  undiciModule ??= createRequire(import.meta.url)('undici') as Undici;
-  return undiciModule;
+  return load('undici') as Undici;
 }
 
-/** One keep-alive Agent for every provider call of the process. */
-let agent: Agent | undefined;
-export function sharedAgent(): Agent {
-  agent ??= new (undici().Agent)({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, connections: 256 });
-  return agent;
-}
-
-export async function closeSharedAgent(): Promise<void> {
-  const a = agent;
-  agent = undefined;
-  await a?.close();
+/** A keep-alive Agent with ferry's settings: one per runtime, which closes it. */
+export function createAgent(): Agent {
+  return new (undici().Agent)({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, connections: 256 });
 }
 
 export interface HttpRequest {
@@ -148,19 +140,11 @@ class BufferedCall implements Dispatcher.DispatchHandler {
   }
 }
 
-/** `origin` and `path` of a URL, remembered: a workflow calls the same few URLs many times. */
+/** `origin` and `path` of a URL, as undici's dispatch takes them. */
 function target(url: string): { origin: string; path: string } {
-  let found = targets.get(url);
-  if (!found) {
-    const parsed = new URL(url);
-    found = { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
-    if (targets.size >= MAX_TARGETS) targets.clear();
-    targets.set(url, found);
-  }
-  return found;
+  const parsed = new URL(url);
+  return { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
 }
-const targets = new Map<string, { origin: string; path: string }>();
-const MAX_TARGETS = 1000;
 
 /** Below this, a call's timeout gets its own exact timer instead of undici's 1-second tick. */
 const EXACT_TIMEOUT_BELOW_MS = 5_000;

@@ -7,9 +7,10 @@ import { Registry } from './registry.js';
 /** Every provider that ships with ferry. */
 export const builtinProviders: readonly ProviderDefinition[] = [core, http, amplitude, segment];
 
-let registry: Registry | undefined;
-/** The registry of built-in providers, created once per process. */
+/**
+ * A new registry of the built-in providers. Each call makes one (their input schemas are
+ * compiled then): hold on to it, as a runtime does (`ferry.registry`).
+ */
 export function builtinRegistry(): Registry {
-  registry ??= new Registry(builtinProviders);
-  return registry;
+  return new Registry(builtinProviders);
 }

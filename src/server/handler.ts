@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { UsageError } from '../errors.js';
-import { checkInputs } from '../engine/inputs.js';
+import { InputChecker } from '../engine/inputs.js';
 import type { TriggerData } from '../engine/types.js';
 import type { Workflow } from '../workflow/types.js';
 import { checkSignature, FERRY_SIGNATURE, GITHUB_SIGNATURE, STANDARD_SIGNATURE, type ReplayKey, type SignedDelivery } from './signature.js';
@@ -68,6 +68,8 @@ export interface HandlerOptions {
   apiToken?: string | undefined;
   /** @default Date.now */
   now?: () => number;
+  /** Checks a body against a trigger's `inputs:` (the runtime's, in `ferry serve`). @default a checker of this handler's own */
+  inputs?: InputChecker;
 }
 
 /** Headers that prove who sent the request: checked here, never handed to the run. */
@@ -94,6 +96,7 @@ const notAllowed = (allow: string): HandlerResponse => reply(405, { error: `meth
 export function createHandler(options: HandlerOptions): Handler {
   const routes = new Map(options.routes.map((r) => [r.path, r]));
   const now = options.now ?? Date.now;
+  const checker = options.inputs ?? new InputChecker();
   const token = options.apiToken ? tokenDigest(options.apiToken) : undefined;
 
   return async (request) => {
@@ -131,7 +134,7 @@ export function createHandler(options: HandlerOptions): Handler {
     if (route.checksInputs) {
       const object = body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
       try {
-        inputs = checkInputs(route.served.workflow, 'webhook', object);
+        inputs = checker.check(route.served.workflow, 'webhook', object);
       } catch (error) {
         if (error instanceof UsageError) return reply(400, { error: error.message });
         throw error;

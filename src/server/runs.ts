@@ -1,12 +1,11 @@
 import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
-import type { Limiter } from '../engine/limiter.js';
 import type { Redactor } from '../engine/redact.js';
 import { ResumeFold, runWorkflow, shapeOf, type ResumeState } from '../engine/run.js';
 import { newRunId } from '../engine/run-id.js';
+import type { Ferry } from '../engine/runtime.js';
 import type { RunObserver, TriggerData } from '../engine/types.js';
-import type { Registry } from '../providers/registry.js';
 import { FileJournal, type JournalEntry } from '../store/journal.js';
 import { acquireRunLock, type RunLock } from '../store/lock.js';
 import { isRunId, JOURNAL_FILE, runDir, runsDir, WORKFLOW_COPY } from '../store/paths.js';
@@ -25,9 +24,8 @@ export type ListenerRunEntry = Extract<JournalEntry, { t: 'run' }> & { hook: Run
 
 export interface RunManagerOptions {
   stateDir: string;
-  registry: Registry;
-  /** One Limiter for every run of the listener, so that runs share the provider queues. */
-  limiter: Limiter;
+  /** One runtime for every run of the listener: runs share its registry, dispatcher and per-account limits. */
+  ferry: Ferry;
   /** Redacts journals; gets every served workflow's secrets. */
   redactor: Redactor;
   env: Record<string, string | undefined>;
@@ -283,7 +281,7 @@ export class RunManager implements RunsService {
       // The `run` entry is already on disk: starting "as a resume" makes the engine append a
       // `resume` entry (with this pid) instead of a second `run` entry.
       const summary = await runWorkflow(workflow, {
-        registry: this.#options.registry,
+        ferry: this.#options.ferry,
         runId: pending.runId,
         inputs: pending.inputs,
         trigger: pending.trigger,
@@ -292,7 +290,6 @@ export class RunManager implements RunsService {
         redactor,
         journal,
         stateDir: this.#options.stateDir,
-        limiter: this.#options.limiter,
         signal: AbortSignal.any([this.#stop.signal, journalStop.signal]),
         resume: pending.resume,
         ...(this.#options.observer ? { observer: this.#options.observer(pending.runId) } : {}),

@@ -47,28 +47,15 @@ export type StepEntry = Extract<JournalEntry, { t: 'step' }>;
 
 /** Where the engine writes what happened; narrow so another store (Redis, Temporal) can stand in. */
 export interface RunJournal {
-  /** Appends one entry. It is durable once `flushJournals()` ran, which happens before every provider call. */
+  /** Appends one entry. It is durable once `flush()` ran, which the runtime does before every provider call. */
   append(entry: JournalEntry): void;
+  /**
+   * Writes pending entries; throws when they cannot be written, and then the call about to
+   * leave does not go out. The runtime calls it on the journals of its running runs before
+   * each provider call. A journal that writes at once needs none.
+   */
+  flush?(): void;
   close(): void;
-}
-
-const unflushed = new Set<FileJournal>();
-
-/**
- * Writes every journal's pending entries. The provider queue calls it before each call
- * leaves, so what a run did is on disk before it does anything a provider could see: when a
- * journal cannot be written (a full disk), this throws and the call does not go out.
- */
-export function flushJournals(): void {
-  let failure: unknown;
-  for (const journal of unflushed) {
-    try {
-      journal.flush();
-    } catch (error) {
-      failure ??= error;
-    }
-  }
-  if (failure !== undefined) throw failure;
 }
 
 export interface FileJournalOptions {
@@ -87,7 +74,7 @@ export interface FileJournalOptions {
 
 /**
  * An append-only JSONL file. Entries are buffered and written with one write(2) per flush:
- * before the next provider call (see flushJournals), when 64 KB are pending, on the next
+ * before the next provider call (the runtime calls `flush()`), when 64 KB are pending, on the next
  * turn of the event loop, and on close. Once written, lines survive SIGKILL of this process.
  * Secrets are redacted here, the one place records are written: in each entry's values,
  * never in the JSON text (a secret `true` must not turn into `"ok":[redacted]`).
@@ -163,7 +150,6 @@ export class FileJournal implements RunJournal {
     if (this.#failure) return;
     // Secrets are redacted when the pending lines are written: one search per write, not per entry.
     this.#pending += `${JSON.stringify(entry)}\n`;
-    unflushed.add(this);
     if (entry.t === 'step') {
       if (entry.item.length === 0 && this.#record) this.#record.steps[entry.id] = entry.status;
     } else if (entry.t === 'run' || entry.t === 'resume' || entry.t === 'end') {
@@ -198,10 +184,9 @@ export class FileJournal implements RunJournal {
   /** Writes what is pending; throws (and reports through `onFailure`) when it cannot. */
   flush(): void {
     this.#scheduled = false;
-    // A failed journal stays in `unflushed` until closed: no call of this process goes out
-    // while a run's record of it cannot be written.
+    // A failed journal throws on every flush: no call of its runtime goes out while a run's
+    // record of it cannot be written.
     if (this.#failure) throw this.#failure;
-    unflushed.delete(this);
     if (this.#pending === '') return;
     const pending = this.#pending;
     this.#pending = '';
@@ -229,7 +214,6 @@ export class FileJournal implements RunJournal {
         }
       }
       this.#failure = journalWriteError(error, this.path);
-      unflushed.add(this);
       this.#onFailure?.(this.#failure);
       throw this.#failure;
     }
@@ -239,7 +223,7 @@ export class FileJournal implements RunJournal {
     try {
       this.flush();
     } catch {
-      // Reported through onFailure; the next provider call's flushJournals() throws it too.
+      // Reported through onFailure; the runtime's flush before the next provider call throws it too.
     }
   }
 
@@ -263,7 +247,6 @@ export class FileJournal implements RunJournal {
         writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor);
       }
     } finally {
-      unflushed.delete(this);
       closeSync(this.#fd);
     }
   }

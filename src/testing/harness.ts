@@ -1,10 +1,9 @@
 import { MockAgent } from 'undici';
 import type { MockInterceptor } from 'undici/types/mock-interceptor.js';
 import { UsageError } from '../errors.js';
-import { checkInputs } from '../engine/inputs.js';
-import { Limiter } from '../engine/limiter.js';
 import { Redactor } from '../engine/redact.js';
 import { runWorkflow } from '../engine/run.js';
+import { createFerry } from '../engine/runtime.js';
 import type { RunSummary, TriggerData } from '../engine/types.js';
 import type { Registry } from '../providers/registry.js';
 import { startSandbox, type Sandbox } from '../sandbox/index.js';
@@ -53,13 +52,18 @@ function secretsFor(workflow: Workflow, given: Record<string, string>): Record<s
   return Object.fromEntries(workflow.secrets.map((name) => [name, given[name] ?? `sandbox-${name.toLowerCase().replace(/_/g, '-')}`]));
 }
 
-/** Runs one case in-process against fresh emulators; nothing leaves 127.0.0.1. */
+/**
+ * Runs one case in-process against fresh emulators; nothing leaves 127.0.0.1. The case gets a
+ * runtime of its own on the test run's registry: its dispatcher routes to its emulators, and
+ * cases that run side by side share no queue or pause.
+ */
 export async function runCase(original: Workflow, testCase: TestCase, registry: Registry): Promise<CaseOutcome> {
   const started = performance.now();
   const sandbox = await startSandbox();
   const http = httpFake(testCase.responses);
   const isolated = await isolate(fastRetries(original));
   const dispatcher = routeToSandbox(sandbox, http.reply);
+  const ferry = createFerry({ registry, dispatcher, env: testCase.env });
   const outcome: CaseOutcome = { summary: undefined, invalid: undefined, timedOut: false, logs: [], received: { amplitude: [], segment: [], http: http.received }, stored: { events: [], identifications: [], users: {}, messages: [] }, durationMs: 0 };
   try {
     for (const fault of testCase.faults.amplitude ?? []) sandbox.amplitude.inject(fault);
@@ -76,7 +80,7 @@ export async function runCase(original: Workflow, testCase: TestCase, registry: 
       if (hook?.inputs && body !== null && typeof body === 'object' && !Array.isArray(body)) inputs = { ...(body as Record<string, unknown>) };
     }
     try {
-      inputs = checkInputs(workflow, trigger.type, inputs);
+      inputs = ferry.inputs.check(workflow, trigger.type, inputs);
     } catch (error) {
       if (!(error instanceof UsageError)) throw error;
       outcome.invalid = error.message;
@@ -89,14 +93,11 @@ export async function runCase(original: Workflow, testCase: TestCase, registry: 
     }, testCase.timeoutMs);
     try {
       outcome.summary = await runWorkflow(workflow, {
-        registry,
+        ferry,
         inputs,
         trigger,
         secrets: secretsFor(workflow, testCase.secrets),
         env: testCase.env,
-        // Fresh queues and batchers per case: cases run side by side and must not share pauses.
-        limiter: new Limiter(),
-        dispatcher,
         redactor: new Redactor(),
         signal: stop.signal,
         providerOverrides: {
@@ -119,7 +120,7 @@ export async function runCase(original: Workflow, testCase: TestCase, registry: 
     return outcome;
   } finally {
     outcome.durationMs = Math.round(performance.now() - started);
-    await Promise.all([sandbox.close(), dispatcher.close(), isolated.cleanup()]);
+    await Promise.all([sandbox.close(), ferry.close(), dispatcher.close(), isolated.cleanup()]);
   }
 }
 

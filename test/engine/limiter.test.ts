@@ -21,7 +21,7 @@ describe('a provider pause', () => {
   it('keeps the process alive while a call waits in the paused queue, and then runs it', async () => {
     // Nothing else holds the event loop: the call must still run once the pause ends.
     const result = await script(`
-const queue = new Limiter().queue('amplitude', { concurrency: 1 });
+const queue = new Limiter().scope({ provider: 'amplitude' }, { concurrency: 1 });
 queue.pause(200, '429');
 const t0 = Date.now();
 await queue.add(async () => console.log('ran after', Date.now() - t0 >= 195 ? 'the pause' : 'too early'));
@@ -31,13 +31,13 @@ await queue.add(async () => console.log('ran after', Date.now() - t0 >= 195 ? 't
 
   it('does not keep a finished process alive', async () => {
     const started = Date.now();
-    const result = await script(`new Limiter().queue('amplitude', { concurrency: 1 }).pause(30_000, '429'); console.log('done');`);
+    const result = await script(`new Limiter().scope({ provider: 'amplitude' }, { concurrency: 1 }).pause(30_000, '429'); console.log('done');`);
     expect(result).toEqual({ code: 0, stdout: 'done\n' });
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('runs a call added after the deadline even if the pause timer has not fired yet', async () => {
-    const queue = new Limiter().queue('amplitude', { concurrency: 1 });
+    const queue = new Limiter().scope({ provider: 'amplitude' }, { concurrency: 1 });
     queue.pause(50, '429');
     const deadline = Date.now() + 50;
     while (Date.now() < deadline) {
@@ -56,7 +56,7 @@ await queue.add(async () => console.log('ran after', Date.now() - t0 >= 195 ? 't
 
 describe('a provider pause and a stopping run', () => {
   it('lets a waiting call leave the paused queue unsent when its run stops, and keeps the pause for other runs', async () => {
-    const queue = new Limiter().queue('amplitude', { concurrency: 1 });
+    const queue = new Limiter().scope({ provider: 'amplitude' }, { concurrency: 1 });
     queue.pause(60_000, '429');
     const mine = new AbortController();
     const other = new AbortController();
@@ -72,7 +72,7 @@ describe('a provider pause and a stopping run', () => {
   });
 
   it('sends the calls of other runs once the pause ends, and never those of the stopped run', async () => {
-    const queue = new Limiter().queue('amplitude', { concurrency: 1 });
+    const queue = new Limiter().scope({ provider: 'amplitude' }, { concurrency: 1 });
     queue.pause(100, '429');
     const mine = new AbortController();
     const sent: string[] = [];
@@ -86,7 +86,7 @@ describe('a provider pause and a stopping run', () => {
   });
 
   it('does not start a call whose run stopped before it was added', async () => {
-    const queue = new Limiter().queue('amplitude', { concurrency: 1 });
+    const queue = new Limiter().scope({ provider: 'amplitude' }, { concurrency: 1 });
     const stop = new AbortController();
     stop.abort('SIGINT');
     let ran = false;
@@ -95,7 +95,7 @@ describe('a provider pause and a stopping run', () => {
   });
 
   it('ends a wait for the pause when the run stops, without ending the pause', async () => {
-    const queue = new Limiter().queue('segment', { concurrency: 1 });
+    const queue = new Limiter().scope({ provider: 'segment' }, { concurrency: 1 });
     queue.pause(60_000, '429');
     const stop = new AbortController();
     const waited = queue.whenRunning(stop.signal);
@@ -107,7 +107,7 @@ describe('a provider pause and a stopping run', () => {
   it('lets the process exit once the stopped run has nothing waiting in the paused queue', async () => {
     // A pause of ten minutes: the process ends only if the stop released the queue's hold.
     const result = await script(`
-const queue = new Limiter().queue('amplitude', { concurrency: 1 });
+const queue = new Limiter().scope({ provider: 'amplitude' }, { concurrency: 1 });
 queue.pause(600_000, '429');
 const stop = new AbortController();
 const call = queue.add(async () => console.log('sent'), stop.signal).catch((e) => console.log(e.code));
@@ -119,7 +119,7 @@ await call;
 
   it('arms no timer past Node\'s limit: a pause of 31 years neither spins nor warns', async () => {
     const result = await scriptWithStderr(`
-const queue = new Limiter().queue('amplitude', { concurrency: 1 });
+const queue = new Limiter().scope({ provider: 'amplitude' }, { concurrency: 1 });
 queue.pause(1_000_000_000_000, '429');
 const stop = new AbortController();
 let sent = 0;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { defineAction, defineProvider } from '../../src/providers/define.js';
 import { runWorkflow } from '../../src/engine/run.js';
-import { Limiter } from '../../src/engine/limiter.js';
+import { createFerry } from '../../src/engine/runtime.js';
 import { ActionInputError } from '../../src/errors.js';
 import { registryWith, workflowFrom } from '../helpers/workflow.js';
 
@@ -45,7 +45,7 @@ steps:
     action: test.echo
     with: { value: <<steps.b.output>> }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.status).toBe('succeeded');
     expect(rec.calls.map((c) => c.step)).toEqual(['a', 'b', 'c']);
     expect(summary.steps.c?.output).toBe('after 1');
@@ -66,7 +66,7 @@ steps:
         with: { value: "<<it>>-<<loop.index>>", delay: <<it>> }
 `, registry);
     const items = [30, 5, 20, 1, 15, 2, 25, 3, 10, 4];
-    const summary = await runWorkflow(wf, { registry, inputs: { items }, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), inputs: { items } });
     expect(summary.status).toBe('succeeded');
     expect(rec.maxInFlight()).toBe(4);
     expect(summary.steps.each?.output).toEqual({ count: 10, items: items.map((it, i) => ({ e: `${it}-${i}` })) });
@@ -91,7 +91,7 @@ steps:
     if: false
     with: { value: 1 }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, inputs: { users: [{ email: 'a@x.io' }, {}, { email: '' }] }, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), inputs: { users: [{ email: 'a@x.io' }, {}, { email: '' }] } });
     expect(rec.calls.map((c) => c.value)).toEqual(['a@x.io']);
     expect(summary.steps.never?.status).toBe('skipped');
     expect(summary.steps.each?.steps?.mail).toMatchObject({ succeeded: 1, skipped: 2 });
@@ -113,7 +113,7 @@ steps:
     action: test.echo
     with: { value: done }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, inputs: { items: [1, 2, 3, 4, 5] }, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), inputs: { items: [1, 2, 3, 4, 5] } });
     expect(summary.status).toBe('failed');
     expect(summary.error).toMatchObject({ step: 'e', item: 2 });
     expect(summary.error?.message).toMatch(/step `e`, loop item 2: .*value 3 is refused/);
@@ -133,7 +133,7 @@ steps:
     action: test.echo
     with: { value: { email: <<inputs.user.email>> } }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, inputs: { user: { id: 1 } }, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), inputs: { user: { id: 1 } } });
     expect(summary.error?.step).toBe('e');
     expect(summary.error?.message).toContain('with.value.email');
     expect(summary.error?.message).toContain('"<<inputs.user.email>>"');
@@ -149,7 +149,7 @@ steps:
     action: core.log
     with: { message: hi, level: <<inputs.level>> }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, inputs: { level: 'loud' }, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), inputs: { level: 'loud' } });
     expect(summary.status).toBe('failed');
     expect(summary.error?.message).toMatch(/`level` must be one of/);
   });
@@ -164,7 +164,7 @@ steps:
     steps:
       - { id: say, action: core.log, with: { message: x } }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, inputs: { users: { a: 1 } }, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), inputs: { users: { a: 1 } } });
     expect(summary.error).toMatchObject({ step: 'each', item: null });
     expect(summary.error?.message).toMatch(/loop.over must render to an array, got object/);
   });
@@ -180,9 +180,9 @@ steps:
     steps:
       - { id: e, action: test.echo, with: { value: <<item>> } }
 `, registry);
-    await runWorkflow(wf, { registry, runId: 'RUN1', limiter: new Limiter() });
-    await runWorkflow(wf, { registry, runId: 'RUN1', limiter: new Limiter() });
-    await runWorkflow(wf, { registry, runId: 'RUN2', limiter: new Limiter() });
+    await runWorkflow(wf, { ferry: createFerry({ registry }), runId: 'RUN1' });
+    await runWorkflow(wf, { ferry: createFerry({ registry }), runId: 'RUN1' });
+    await runWorkflow(wf, { ferry: createFerry({ registry }), runId: 'RUN2' });
     const keys = rec.calls.map((c) => c.key);
     expect(keys[0]).toBe(keys[2]);
     expect(keys[1]).toBe(keys[3]);
@@ -204,7 +204,7 @@ steps:
         steps:
           - { id: e, action: test.echo, with: { value: "<<letter>><<loop.index>>" } }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(rec.calls.map((c) => [c.value, c.item])).toEqual([['a0', [0, 0]], ['b1', [0, 1]], ['c0', [1, 0]]]);
     expect(summary.steps.outer?.output).toEqual({ count: 2, items: [{ inner: { count: 2, items: [{ e: 'a0' }, { e: 'b1' }] } }, { inner: { count: 1, items: [{ e: 'c0' }] } }] });
   });

@@ -6,7 +6,7 @@ import { confineDataPath, dataRoots } from '../../src/engine/data-paths.js';
 import { fingerprint, readItems, sourceChange } from '../../src/engine/sources.js';
 import { resumeStateFrom, runWorkflow } from '../../src/engine/run.js';
 import type { JournalEntry, RunJournal } from '../../src/store/journal.js';
-import { Limiter } from '../../src/engine/limiter.js';
+import { createFerry } from '../../src/engine/runtime.js';
 import { registryWith, workflowFrom } from '../helpers/workflow.js';
 
 let dir: string;
@@ -69,7 +69,7 @@ steps:
     steps:
       - { id: say, action: core.log, with: { message: "<<row.id>>" } }
 `, registry, path.join(dir, 'wf.yaml'));
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter(), observer: { log: (_l, m) => seen.push(m) } });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), observer: { log: (_l, m) => seen.push(m) } });
     expect(summary.status).toBe('succeeded');
     expect(summary.steps.each?.output).toEqual({ count: 250 });
     expect(new Set(seen).size).toBe(250);
@@ -116,12 +116,12 @@ steps:
 `, registry, path.join(dir, 'resume.yaml'));
     const entries: JournalEntry[] = [];
     const journal: RunJournal = { append: (e) => entries.push(e), close: () => undefined };
-    const first = await runWorkflow(wf, { registry, limiter: new Limiter(), journal, runId: 'R1' });
+    const first = await runWorkflow(wf, { ferry: createFerry({ registry }), journal, runId: 'R1' });
     expect(first.status).toBe('succeeded');
     expect(entries.filter((e) => e.t === 'source')).toEqual([expect.objectContaining({ id: 'each', item: [], path: file, size: 22 })]);
     await writeFile(file, '{"id":"c"}\n');
     const seen: string[] = [];
-    const again = await runWorkflow(wf, { registry, limiter: new Limiter(), runId: 'R1', resume: resumeStateFrom(entries), observer: { log: (_l, m) => seen.push(m) } });
+    const again = await runWorkflow(wf, { ferry: createFerry({ registry }), runId: 'R1', resume: resumeStateFrom(entries), observer: { log: (_l, m) => seen.push(m) } });
     expect(again.status).toBe('failed');
     expect(again.error).toMatchObject({ step: 'each', code: 'FERRY_LOOP_FILE_CHANGED' });
     expect(again.error?.message).toContain(`cannot resume run R1: ${file} changed since the run read it (22 bytes then, 11 now)`);

@@ -1,6 +1,6 @@
 import { runWorkflow } from '../../src/engine/run.js';
-import { Limiter } from '../../src/engine/limiter.js';
 import { Redactor } from '../../src/engine/redact.js';
+import { createFerry, type Ferry } from '../../src/engine/runtime.js';
 import type { RunSummary } from '../../src/engine/types.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
@@ -23,14 +23,13 @@ ${extra.amplitude ?? ''}
 ${extra.segment ?? ''}`;
 }
 
-/** Runs inline workflow YAML against the sandbox with fresh provider queues. */
-export async function runAgainst(yaml: string, options: { inputs?: Record<string, unknown>; runId?: string; limiter?: Limiter; secrets?: Record<string, string> } = {}): Promise<RunSummary & { logs: string[] }> {
-  const registry = builtinRegistry();
-  const workflow = workflowFrom(yaml, registry);
+/** Runs inline workflow YAML against the sandbox in `ferry`, else in a fresh runtime (fresh provider queues). */
+export async function runAgainst(yaml: string, options: { inputs?: Record<string, unknown>; runId?: string; ferry?: Ferry; secrets?: Record<string, string> } = {}): Promise<RunSummary & { logs: string[] }> {
+  const ferry = options.ferry ?? createFerry({ registry: builtinRegistry() });
+  const workflow = workflowFrom(yaml, ferry.registry);
   const logs: string[] = [];
   const summary = await runWorkflow(workflow, {
-    registry,
-    limiter: options.limiter ?? new Limiter(),
+    ferry,
     redactor: new Redactor(),
     ...(options.inputs ? { inputs: options.inputs } : {}),
     ...(options.runId ? { runId: options.runId } : {}),

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { Limiter } from '../../src/engine/limiter.js';
+import { createFerry } from '../../src/engine/runtime.js';
 import { fastRetry, runAgainst, sandboxProviders } from '../helpers/sandbox.js';
 
 let sandbox: Sandbox;
@@ -113,10 +113,10 @@ steps:
   });
 
   it('keeps each run\'s own `batch:` setting when runs share the provider queues', async () => {
-    const limiter = new Limiter();
+    const ferry = createFerry();
     const [single, batched] = await Promise.all([
-      runAgainst(loop('segment.track', '{ userId: <<id>>, event: Single }', '    batch: false'), { inputs: { ids: ids(10) }, limiter }),
-      runAgainst(loop('segment.track', '{ userId: <<id>>, event: Together }'), { inputs: { ids: ids(10, 20_000) }, limiter }),
+      runAgainst(loop('segment.track', '{ userId: <<id>>, event: Single }', '    batch: false'), { inputs: { ids: ids(10) }, ferry }),
+      runAgainst(loop('segment.track', '{ userId: <<id>>, event: Together }'), { inputs: { ids: ids(10, 20_000) }, ferry }),
     ]);
     expect([single.status, batched.status]).toEqual(['succeeded', 'succeeded']);
     const tracks = sandbox.segment.requests.filter((r) => r.path === '/v1/track');

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { runWorkflow } from '../../src/engine/run.js';
-import { Limiter } from '../../src/engine/limiter.js';
+import { createFerry } from '../../src/engine/runtime.js';
 import { registryWith, workflowFrom } from '../helpers/workflow.js';
 import { json, startServer } from '../helpers/server.js';
 
@@ -29,7 +29,7 @@ steps:
       query: { dry: true, page: 2 }
       json: { name: <<inputs.name>>, tags: [a, b] }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, inputs: { key: 'abc', name: 'Ada' }, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), inputs: { key: 'abc', name: 'Ada' } });
     expect(summary.status).toBe('succeeded');
     const req = server.seen[0];
     expect(req?.method).toBe('POST');
@@ -50,7 +50,7 @@ steps:
     action: http.request
     with: { url: "${server.url}/users/1", expect: [200, 404] }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.steps.get?.output).toMatchObject({ status: 404, body: { error: 'no such user' } });
   });
 
@@ -65,7 +65,7 @@ steps:
     action: http.request
     with: { url: "${server.url}/x" }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.status).toBe('failed');
     expect(summary.error).toMatchObject({ step: 'get', status: 422, code: 'FERRY_PROVIDER_STATUS' });
     expect(summary.error?.message).toContain('email is invalid');
@@ -84,7 +84,7 @@ steps:
     action: http.request
     with: { url: "${server.url}/x" }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.status).toBe('succeeded');
     expect(server.seen).toHaveLength(3);
     expect(summary.steps.get?.calls).toMatchObject({ calls: 1, attempts: 3, failures: { 500: 1, 503: 1 } });
@@ -99,7 +99,7 @@ ${fastRetry}
 steps:
   - { id: get, action: http.request, with: { url: "${server.url}/x" } }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.status).toBe('failed');
     expect(server.seen).toHaveLength(1);
   });
@@ -116,7 +116,7 @@ ${fastRetry}
 steps:
   - { id: get, action: http.request, with: { url: "${server.url}/x" } }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.status).toBe('succeeded');
     expect(server.seen).toHaveLength(2);
     expect(summary.steps.get?.calls?.failures).toEqual({ FERRY_PROVIDER_NETWORK: 1 });
@@ -135,7 +135,7 @@ timeout: 100ms
 steps:
   - { id: get, action: http.request, with: { url: "${server.url}/x" } }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.steps.get?.output).toMatchObject({ body: { late: false } });
     expect(summary.steps.get?.calls?.failures).toEqual({ FERRY_PROVIDER_TIMEOUT: 1 });
   });
@@ -158,7 +158,7 @@ steps:
     steps:
       - { id: get, action: http.request, with: { url: "${server.url}/<<item>>" } }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.status).toBe('succeeded');
     const after = server.seen.slice(1);
     expect(after).toHaveLength(6);
@@ -177,7 +177,7 @@ steps:
     steps:
       - { id: get, action: http.request, with: { url: "${server.url}/<<item>>" } }
 `, registry);
-    const summary = await runWorkflow(wf, { registry, limiter: new Limiter() });
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }) });
     expect(summary.status).toBe('succeeded');
     expect(server.maxInFlight()).toBe(3);
   });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Limiter } from '../../src/engine/limiter.js';
+import { createFerry, type Ferry } from '../../src/engine/runtime.js';
 import { runWorkflow } from '../../src/engine/run.js';
 import { json, startServer, type Seen } from '../helpers/server.js';
 import { registryWith, workflowFrom } from '../helpers/workflow.js';
@@ -38,23 +38,28 @@ steps:
 `;
 }
 
-async function run(yaml: string, options: { limiter?: Limiter; signal?: AbortSignal; inputs?: Record<string, unknown> } = {}) {
-  const limiter = options.limiter ?? new Limiter();
-  return runWorkflow(workflowFrom(yaml, registry), { registry, limiter, ...(options.signal ? { signal: options.signal } : {}), ...(options.inputs ? { inputs: options.inputs } : {}) });
+async function run(yaml: string, options: { ferry?: Ferry; signal?: AbortSignal; inputs?: Record<string, unknown> } = {}) {
+  const ferry = options.ferry ?? createFerry({ registry });
+  return runWorkflow(workflowFrom(yaml, registry), { ferry, ...(options.signal ? { signal: options.signal } : {}), ...(options.inputs ? { inputs: options.inputs } : {}) });
+}
+
+/** How long the provider's scope in `ferry` stays paused (0 when it has none). */
+function pausedFor(ferry: Ferry, provider: string): number {
+  return ferry.limits.scopes.find((scope) => scope.provider === provider)?.pausedForMs ?? 0;
 }
 
 describe('a wait longer than the provider cap', () => {
   it('fails the call at once, naming the provider, the wait and the cap, without pausing the queue', async () => {
     const server = await throttling('1000000000', okJson);
-    const limiter = new Limiter();
-    const summary = await run(single(server.url), { limiter });
+    const ferry = createFerry({ registry });
+    const summary = await run(single(server.url), { ferry });
     expect(summary.status).toBe('failed');
     expect(summary.error).toMatchObject({ step: 'get', code: 'FERRY_PROVIDER_WAIT_TOO_LONG', status: 429 });
     expect(summary.error?.message).toBe(
       'step `get`: http asked to wait 277777h 46m (Retry-After: 1000000000); longer than the 15m this workflow allows (providers.http.max_wait); the run is paused — resume later with ferry retry',
     );
     expect(server.seen).toHaveLength(1);
-    expect(limiter.queue('http', { concurrency: 1 }).pausedForMs).toBe(0);
+    expect(pausedFor(ferry, 'http')).toBe(0);
   });
 
   it.each([
@@ -103,7 +108,7 @@ steps:
     { action: 'amplitude.send_event', provider: 'amplitude: { api_key: k', with: '{ user_id: <<id>>, event_type: Signed }' },
   ])('fails every item of a batched $action loop at once, and pauses nothing', async ({ action, provider, with: withBlock }) => {
     const server = await throttling('1000000000', okJson);
-    const limiter = new Limiter();
+    const ferry = createFerry({ registry });
     const summary = await run(
       `
 name: stall
@@ -115,13 +120,13 @@ steps:
     steps:
       - { id: call, action: ${action}, with: ${withBlock} }
 `,
-      { limiter, inputs: { ids: Array.from({ length: 20 }, (_, i) => `user_${10_000 + i}`) } },
+      { ferry, inputs: { ids: Array.from({ length: 20 }, (_, i) => `user_${10_000 + i}`) } },
     );
     expect(summary.status).toBe('failed');
     expect(summary.error).toMatchObject({ step: 'call', code: 'FERRY_PROVIDER_WAIT_TOO_LONG' });
     expect(summary.error?.message).toContain(`${action.split('.')[0]} asked to wait 277777h 46m (Retry-After: 1000000000)`);
     expect(server.seen).toHaveLength(1);
-    expect(limiter.queue(action.split('.')[0] as string, { concurrency: 1 }).pausedForMs).toBe(0);
+    expect(pausedFor(ferry, action.split('.')[0] as string)).toBe(0);
   });
 });
 
@@ -129,9 +134,9 @@ describe('a stopping run', () => {
   /** Runs `yaml`, stops it once the server has seen `requests` requests, and returns the summary. */
   async function stopWhileWaiting(yaml: string, seen: () => number, inputs?: Record<string, unknown>) {
     const stop = new AbortController();
-    const limiter = new Limiter();
-    const done = run(yaml, { limiter, signal: stop.signal, ...(inputs ? { inputs } : {}) });
-    while (seen() === 0 || !(limiter.queue(yaml.includes('segment.') ? 'segment' : 'http', { concurrency: 1 }).pausedForMs > 0)) await new Promise((r) => setTimeout(r, 5));
+    const ferry = createFerry({ registry });
+    const done = run(yaml, { ferry, signal: stop.signal, ...(inputs ? { inputs } : {}) });
+    while (seen() === 0 || !(pausedFor(ferry, yaml.includes('segment.') ? 'segment' : 'http') > 0)) await new Promise((r) => setTimeout(r, 5));
     stop.abort('SIGTERM');
     return done;
   }

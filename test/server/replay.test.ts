@@ -2,7 +2,7 @@ import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Limiter } from '../../src/engine/limiter.js';
+import { createFerry } from '../../src/engine/runtime.js';
 import { Redactor } from '../../src/engine/redact.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import { createHandler, type Handler, type Route } from '../../src/server/handler.js';
@@ -40,7 +40,7 @@ steps: [{ id: say, action: core.log, with: { message: hi } }]
 let routes: Route[];
 
 async function start(apiToken?: string): Promise<{ handle: Handler; runs: RunManager }> {
-  const runs = new RunManager({ stateDir, registry, limiter: new Limiter(), redactor: new Redactor(), env: {}, log: () => undefined, now: () => clock });
+  const runs = new RunManager({ stateDir, ferry: createFerry({ registry }), redactor: new Redactor(), env: {}, log: () => undefined, now: () => clock });
   managers.push(runs);
   await runs.open(routes.map((r) => r.served));
   runs.start();
@@ -201,7 +201,7 @@ describe('GET /runs/<id>', () => {
 
     // A run of another workflow in the same state dir (another listener's, a `ferry run`) is not shown.
     const others = route('elsewhere', undefined);
-    const elsewhere = new RunManager({ stateDir, registry, limiter: new Limiter(), redactor: new Redactor(), env: {}, log: () => undefined });
+    const elsewhere = new RunManager({ stateDir, ferry: createFerry({ registry }), redactor: new Redactor(), env: {}, log: () => undefined });
     managers.push(elsewhere);
     await elsewhere.open([others.served]);
     const foreign = (await elsewhere.accept({ route: others, deliveryId: undefined, replays: [], inputs: {}, trigger: { type: 'webhook', body: {}, headers: {}, query: {} } })).runId;

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Limiter } from '../../src/engine/limiter.js';
+import { createFerry } from '../../src/engine/runtime.js';
 import { Redactor } from '../../src/engine/redact.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import type { Delivery, Route } from '../../src/server/handler.js';
@@ -53,7 +53,7 @@ function delivery(r: Route, n: number, deliveryId?: string): Delivery {
 }
 
 function manager(maxRuns = 32, lines: string[] = []): RunManager {
-  return new RunManager({ stateDir, registry, limiter: new Limiter(), redactor: new Redactor(), env: {}, maxRuns, log: (l) => lines.push(l) });
+  return new RunManager({ stateDir, ferry: createFerry({ registry }), redactor: new Redactor(), env: {}, maxRuns, log: (l) => lines.push(l) });
 }
 
 const entries = async (runId: string) => (await readJournal(path.join(stateDir, 'runs', runId, 'journal.jsonl'))).entries;

@@ -1,7 +1,7 @@
 import { UsageError } from '../../errors.js';
 import { ResumeFold, shapeOf } from '../../engine/run.js';
 import { firstSourceChange, sourceChangedError } from '../../engine/sources.js';
-import { builtinRegistry } from '../../providers/index.js';
+import { createFerry } from '../../engine/runtime.js';
 import { resolveStateDir } from '../../store/paths.js';
 import { acquireRunLock } from '../../store/lock.js';
 import { currentRecord, incompatibilities, loadRun, readRun, recordOf, stateOf } from '../../store/runs.js';
@@ -23,6 +23,8 @@ export const retryCommand: Command = {
     if ('corrupt' in found) throw new UsageError(`run ${runId} cannot be resumed: its journal is corrupt (${found.corrupt}); start a new run with \`ferry run\``, 'FERRY_RUN_CORRUPT');
     // The lock first, the journal after: a retry that raced another one reads what that one did.
     const lock = acquireRunLock(stateDir, runId);
+    // The command's runtime: its dispatcher is made at the first provider call and closed below.
+    const ferry = createFerry({ env: io.env });
     try {
       const folding = new ResumeFold();
       const run = await loadRun(stateDir, runId, (entry) => folding.add(entry));
@@ -34,7 +36,7 @@ export const retryCommand: Command = {
       }
       if (state === 'running') throw new UsageError(`run ${runId} is still running (pid alive); stop it before retrying`, 'FERRY_RUN_BUSY');
       // The workflow as it is now on disk: a fixed file is picked up.
-      const workflow = await loadWorkflow(run.start.file, builtinRegistry());
+      const workflow = await loadWorkflow(run.start.file, ferry.registry);
       const problems = incompatibilities(run, shapeOf(workflow.steps));
       if (problems.length > 0) {
         throw new UsageError(`${run.start.file} changed in a way this run cannot resume from:\n  ${problems.join('\n  ')}\nStart a new run with \`ferry run\` instead.`, 'FERRY_RETRY_INCOMPATIBLE');
@@ -48,12 +50,14 @@ export const retryCommand: Command = {
       const secrets = resolveSecrets(workflow, io.env, sandbox, `then retry again (run ${runId} is a live run: a retry sends to the real providers, as the run did)`);
       if (values.quiet !== true) io.stderr(`resuming run ${runId} of ${run.start.workflow}${sandbox ? ' in the sandbox, where it started (--sandbox)' : ''}\n`);
       return await executeRun(
+        ferry,
         workflow,
         { runId, inputs: run.start.inputs, trigger: run.start.trigger, secrets, sandbox, stateDirFlag, values, resume, record: recordOf(run), lock },
         io,
       );
     } finally {
       lock.release();
+      await ferry.close();
     }
   },
 };

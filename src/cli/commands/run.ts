@@ -1,15 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError, type FerryError } from '../../errors.js';
-import { checkInputs } from '../../engine/inputs.js';
-import { defaultLimiter, runWorkflow, type ResumeState } from '../../engine/run.js';
+import { runWorkflow, type ResumeState } from '../../engine/run.js';
 import { newRunId } from '../../engine/run-id.js';
+import { createFerry, type Ferry } from '../../engine/runtime.js';
 import { FileJournal } from '../../store/journal.js';
 import { acquireRunLock, type RunLock } from '../../store/lock.js';
 import { JOURNAL_FILE, resolveStateDir, runDir } from '../../store/paths.js';
 import type { RunRecord } from '../../store/record.js';
 import type { RunSummary, TriggerData } from '../../engine/types.js';
-import { builtinRegistry } from '../../providers/index.js';
 import { loadWorkflow } from '../../workflow/validate.js';
 import type { Workflow } from '../../workflow/types.js';
 import type { CommandIO } from '../io.js';
@@ -97,33 +96,42 @@ export const runCommandMain: Command = {
   async run({ values, positionals }, io) {
     if (positionals.length !== 1) throw new UsageError(`name one workflow file\nUsage: ${this.usage}`);
     const file = positionals[0] as string;
-    const registry = builtinRegistry();
-    const workflow = await loadWorkflow(path.resolve(io.cwd, file), registry).catch((error: unknown) => {
-      // Report positions relative to what the user typed.
-      if (error instanceof Error && 'issues' in error) (error as Error).message = (error as Error).message.split(path.resolve(io.cwd, file)).join(file);
-      throw error;
-    });
-    const sandboxMode = values.sandbox === true;
-    const dry = values['dry-run'] === true;
-    const limit = parseLimit(values.limit, dry);
-    if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
-    let trigger: TriggerData = { type: 'manual' };
-    let inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd);
-    if (values.body !== undefined) {
-      const body = await readJson(path.resolve(io.cwd, String(values.body)), '--body');
-      trigger = { type: 'webhook', body, headers: {}, query: {} };
-      const hook = workflow.triggers.find((t) => t.type === 'webhook');
-      if (hook?.inputs && body !== null && typeof body === 'object' && !Array.isArray(body)) inputs = { ...(body as Record<string, unknown>), ...inputs };
+    // The command's runtime: its dispatcher is made at the first provider call and closed here.
+    const ferry = createFerry({ env: io.env });
+    try {
+      return await runOnce(ferry, file, values, io);
+    } finally {
+      await ferry.close();
     }
-    inputs = checkInputs(workflow, trigger.type, inputs);
-    // A dry run never reads real secrets: placeholders stand in, and are redacted like secrets.
-    const secrets = resolveSecrets(workflow, dry ? {} : io.env, sandboxMode || dry);
-    if (dry) return dryRun(workflow, { inputs, trigger, secrets, limit, json: values.json === true, verbose: values.verbose === true }, io);
-
-    const runId = newRunId();
-    return executeRun(workflow, { runId, inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
   },
 };
+
+async function runOnce(ferry: Ferry, file: string, values: Record<string, unknown>, io: CommandIO): Promise<number> {
+  const workflow = await loadWorkflow(path.resolve(io.cwd, file), ferry.registry).catch((error: unknown) => {
+    // Report positions relative to what the user typed.
+    if (error instanceof Error && 'issues' in error) (error as Error).message = (error as Error).message.split(path.resolve(io.cwd, file)).join(file);
+    throw error;
+  });
+  const sandboxMode = values.sandbox === true;
+  const dry = values['dry-run'] === true;
+  const limit = parseLimit(values.limit, dry);
+  if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
+  let trigger: TriggerData = { type: 'manual' };
+  let inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd);
+  if (values.body !== undefined) {
+    const body = await readJson(path.resolve(io.cwd, String(values.body)), '--body');
+    trigger = { type: 'webhook', body, headers: {}, query: {} };
+    const hook = workflow.triggers.find((t) => t.type === 'webhook');
+    if (hook?.inputs && body !== null && typeof body === 'object' && !Array.isArray(body)) inputs = { ...(body as Record<string, unknown>), ...inputs };
+  }
+  inputs = ferry.inputs.check(workflow, trigger.type, inputs);
+  // A dry run never reads real secrets: placeholders stand in, and are redacted like secrets.
+  const secrets = resolveSecrets(workflow, dry ? {} : io.env, sandboxMode || dry);
+  if (dry) return dryRun(workflow, { registry: ferry.registry, inputs, trigger, secrets, limit, json: values.json === true, verbose: values.verbose === true }, io);
+
+  const runId = newRunId();
+  return executeRun(ferry, workflow, { runId, inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
+}
 
 function parseLimit(raw: unknown, dry: boolean): number | undefined {
   if (raw === undefined) return undefined;
@@ -152,7 +160,7 @@ export interface ExecuteOptions {
  * Runs (or resumes) with a journal in the state dir; shared by `run` and `retry`. The run's
  * lock is held from before its first entry to its end, so one run never has two runners.
  */
-export async function executeRun(workflow: Workflow, options: ExecuteOptions, io: CommandIO): Promise<number> {
+export async function executeRun(ferry: Ferry, workflow: Workflow, options: ExecuteOptions, io: CommandIO): Promise<number> {
   const { values } = options;
   for (const value of Object.values(options.secrets)) io.redactor.add(value);
   const stateDir = resolveStateDir(options.stateDirFlag, io.env, io.cwd);
@@ -172,11 +180,11 @@ export async function executeRun(workflow: Workflow, options: ExecuteOptions, io
   const signal = io.signal ? AbortSignal.any([io.signal, journalStop.signal]) : journalStop.signal;
   let sandbox: CliSandbox | undefined;
   let summary: RunSummary;
-  const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true }, defaultLimiter());
+  const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true }, ferry.limits);
   try {
     if (options.sandbox) sandbox = await (await import('../sandbox.js')).startCliSandbox();
     summary = await runWorkflow(progress.workflow, {
-      registry: builtinRegistry(),
+      ferry,
       runId: options.runId,
       inputs: options.inputs,
       trigger: options.trigger,

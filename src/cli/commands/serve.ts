@@ -1,11 +1,12 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../errors.js';
-import { Limiter } from '../../engine/limiter.js';
+import { accountUses, limitConflicts } from '../../engine/accounts.js';
+import { createFerry, type DeclaredAccount, type Ferry } from '../../engine/runtime.js';
 import type { RunObserver } from '../../engine/types.js';
-import { builtinRegistry } from '../../providers/index.js';
 import { createHandler } from '../../server/handler.js';
 import { listen } from '../../server/listen.js';
+import type { ServedWorkflow } from '../../server/handler.js';
 import { isLoopback, loadRoutes } from '../../server/routes.js';
 import { RunManager } from '../../server/runs.js';
 import { resolveStateDir } from '../../store/paths.js';
@@ -53,57 +54,78 @@ export const serveCommand: Command = {
     const info = await stat(path.resolve(io.cwd, dir)).catch(() => undefined);
     if (!info?.isDirectory()) throw new UsageError(`--dir ${dir} is not a folder of workflows`);
 
-    const registry = builtinRegistry();
-    const loopback = isLoopback(host);
-    const loaded = await loadRoutes({ files: await expandPaths([dir], io.cwd), cwd: io.cwd, env: io.env, registry, loopback });
-    for (const route of loaded.routes) io.redactor.add(route.secret);
-    const apiToken = io.env.FERRY_API_TOKEN || undefined;
-    io.redactor.add(apiToken);
-    if (loaded.issues.length > 0) {
-      for (const issue of loaded.issues) io.stderr(`${formatIssueLine(issue, 'text')}\n`);
-      io.stderr(`ferry serve: ${plural(loaded.issues.length, 'problem')} in ${dir}; not starting\n`);
-      return 2;
+    // One runtime for every run of the listener: one registry, one dispatcher, one queue per account.
+    const ferry = createFerry({ env: io.env });
+    try {
+      return await serve(ferry, { dir, host, port, maxRuns, values }, io);
+    } finally {
+      await ferry.close();
     }
-    if (loaded.routes.length === 0) throw new UsageError(`no workflow in ${dir} has a webhook trigger; nothing to serve`);
-    for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
-
-    const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
-    const log = (line: string): void => io.stderr(`${line}\n`);
-    const runs = new RunManager({
-      stateDir,
-      registry,
-      limiter: new Limiter(),
-      redactor: io.redactor,
-      env: io.env,
-      maxRuns,
-      log,
-      observer: (runId) => runObserver(io, runId, values.verbose === true),
-    });
-    // The delivery index is complete before the first request; nothing runs before the port is ours.
-    const resumed = await runs.open(loaded.served);
-    const listener = await listen({ handler: createHandler({ routes: loaded.routes, runs, apiToken }), host, port, log });
-    if (resumed.length > 0) log(`resuming ${plural(resumed.length, 'run')} accepted before the last stop: ${resumed.join(', ')}`);
-    runs.start();
-    const width = Math.max(...loaded.routes.map((r) => r.path.length));
-    log(`ferry serve: ${plural(loaded.routes.length, 'webhook')} from ${dir}`);
-    for (const r of loaded.routes) log(`  POST ${r.path.padEnd(width)}  -> ${r.served.workflow.name} (${r.served.file})${r.secret === undefined ? '  [unsigned]' : ''}`);
-    log(`  GET  /healthz`);
-    log(`  GET  /runs/<id>  ${apiToken ? 'with Authorization: Bearer <FERRY_API_TOKEN>' : 'off (set FERRY_API_TOKEN to turn it on)'}`);
-    log(`listening on ${listener.url} (state ${path.relative(io.cwd, stateDir) || '.'}, at most ${maxRuns} runs at once)`);
-
-    const signal = io.signal;
-    if (!signal) return new Promise<number>(() => undefined); // embedded without a signal: serve until the process ends
-    if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
-
-    const waiting = runs.waiting;
-    log(`ferry serve: ${String(signal.reason)}: no new deliveries; stopping ${plural(runs.running, 'running run')}, keeping ${plural(waiting, 'waiting run')} for the next start`);
-    const closed = listener.close();
-    await runs.stop(signal.reason);
-    const grace = new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref());
-    await Promise.race([closed, grace]);
-    listener.closeAll();
-    await closed;
-    log('ferry serve: stopped; unfinished runs resume when ferry serve starts again on this state dir');
-    return 0;
   },
 };
+
+interface ServeOptions {
+  dir: string;
+  host: string;
+  port: number;
+  maxRuns: number;
+  values: Record<string, unknown>;
+}
+
+async function serve(ferry: Ferry, { dir, host, port, maxRuns, values }: ServeOptions, io: CommandIO): Promise<number> {
+  const loopback = isLoopback(host);
+  const loaded = await loadRoutes({ files: await expandPaths([dir], io.cwd), cwd: io.cwd, env: io.env, registry: ferry.registry, loopback });
+  for (const route of loaded.routes) io.redactor.add(route.secret);
+  const apiToken = io.env.FERRY_API_TOKEN || undefined;
+  io.redactor.add(apiToken);
+  if (loaded.issues.length > 0) {
+    for (const issue of loaded.issues) io.stderr(`${formatIssueLine(issue, 'text')}\n`);
+    io.stderr(`ferry serve: ${plural(loaded.issues.length, 'problem')} in ${dir}; not starting\n`);
+    return 2;
+  }
+  if (loaded.routes.length === 0) throw new UsageError(`no workflow in ${dir} has a webhook trigger; nothing to serve`);
+  for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
+  // Every served workflow's accounts get their scopes now: two workflows naming one account
+  // with different limits both run at the stricter from the first call, and it is said once.
+  const declared = new Map<ServedWorkflow, DeclaredAccount[]>(loaded.served.map((s) => [s, ferry.declare(s.workflow, { secrets: s.secrets, env: io.env })]));
+  const uses = accountUses(loaded.served, ferry.registry, (named, provider) => declared.get(named as ServedWorkflow)?.find((d) => d.provider === provider)?.account);
+  for (const warning of limitConflicts(uses)) io.stderr(`warning: ${warning}\n`);
+
+  const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
+  const log = (line: string): void => io.stderr(`${line}\n`);
+  const runs = new RunManager({
+    stateDir,
+    ferry,
+    redactor: io.redactor,
+    env: io.env,
+    maxRuns,
+    log,
+    observer: (runId) => runObserver(io, runId, values.verbose === true),
+  });
+  // The delivery index is complete before the first request; nothing runs before the port is ours.
+  const resumed = await runs.open(loaded.served);
+  const listener = await listen({ handler: createHandler({ routes: loaded.routes, runs, apiToken, inputs: ferry.inputs }), host, port, log });
+  if (resumed.length > 0) log(`resuming ${plural(resumed.length, 'run')} accepted before the last stop: ${resumed.join(', ')}`);
+  runs.start();
+  const width = Math.max(...loaded.routes.map((r) => r.path.length));
+  log(`ferry serve: ${plural(loaded.routes.length, 'webhook')} from ${dir}`);
+  for (const r of loaded.routes) log(`  POST ${r.path.padEnd(width)}  -> ${r.served.workflow.name} (${r.served.file})${r.secret === undefined ? '  [unsigned]' : ''}`);
+  log(`  GET  /healthz`);
+  log(`  GET  /runs/<id>  ${apiToken ? 'with Authorization: Bearer <FERRY_API_TOKEN>' : 'off (set FERRY_API_TOKEN to turn it on)'}`);
+  log(`listening on ${listener.url} (state ${path.relative(io.cwd, stateDir) || '.'}, at most ${maxRuns} runs at once)`);
+
+  const signal = io.signal;
+  if (!signal) return new Promise<number>(() => undefined); // embedded without a signal: serve until the process ends
+  if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+
+  const waiting = runs.waiting;
+  log(`ferry serve: ${String(signal.reason)}: no new deliveries; stopping ${plural(runs.running, 'running run')}, keeping ${plural(waiting, 'waiting run')} for the next start`);
+  const closed = listener.close();
+  await runs.stop(signal.reason);
+  const grace = new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref());
+  await Promise.race([closed, grace]);
+  listener.closeAll();
+  await closed;
+  log('ferry serve: stopped; unfinished runs resume when ferry serve starts again on this state dir');
+  return 0;
+}

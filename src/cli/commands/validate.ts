@@ -2,6 +2,7 @@ import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { WorkflowIssue } from '../../errors.js';
+import { accountUses, limitConflicts, type NamedWorkflow } from '../../engine/accounts.js';
 import { builtinRegistry } from '../../providers/index.js';
 import { readSource } from '../../workflow/load.js';
 import { validateSource } from '../../workflow/validate.js';
@@ -59,6 +60,7 @@ export const validateCommand: Command = {
     const files = await expandPaths(positionals, io.cwd, (message) => io.stderr(`ferry validate: warning: ${message}\n`));
     const all: WorkflowIssue[] = [];
     const names = new Map<string, string>();
+    const loaded: NamedWorkflow[] = [];
     for (const file of files) {
       // Each file is read asynchronously: SIGINT/SIGTERM are handled between files, and the
       // bounds on a file (src/limits.ts) keep validating any one of them short.
@@ -74,6 +76,7 @@ export const validateCommand: Command = {
       const { workflow, issues } = validateSource(file, read.text, registry);
       all.push(...issues);
       if (workflow) {
+        loaded.push({ file, workflow });
         // Workflow names are unique per folder: `ferry serve` and `ferry runs` key on them.
         const key = `${path.dirname(path.resolve(io.cwd, file))}\0${workflow.name}`;
         const other = names.get(key);
@@ -84,6 +87,11 @@ export const validateCommand: Command = {
     }
     if (format === 'json') io.stdout(`${JSON.stringify(all.map(({ file, line, col, code, message }) => ({ file, line, col, code, message })), null, 2)}\n`);
     else for (const issue of all) io.stdout(`${formatIssueLine(issue, format)}\n`);
+    // Workflows that name one provider account with different limits: a warning, not an error.
+    for (const warning of limitConflicts(accountUses(loaded, registry))) {
+      if (format === 'github') io.stdout(`::warning::${warning}\n`);
+      else io.stderr(`warning: ${warning}\n`);
+    }
     if (files.length === 0) {
       io.stderr('ferry validate: no workflow files found\n');
       return 2;

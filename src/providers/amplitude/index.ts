@@ -15,6 +15,8 @@ export const amplitude = defineProvider({
     required: ['api_key'],
   },
   secretFields: ['api_key', 'secret_key'],
+  // A project is its API key: the secret key (export only) belongs to the same project and limits.
+  accountFields: ['api_key'],
   // The API key travels in clear in the Identify form and the HTTP V2 body (covered by
   // secretFields); only the Export API encodes it, together with the secret key.
   credentialForms: (config) => {

@@ -1,0 +1,150 @@
+import type { Dispatcher } from 'undici';
+import { createAgent } from '../providers/http.js';
+import { builtinProviders } from '../providers/index.js';
+import { Registry } from '../providers/registry.js';
+import type { RunJournal } from '../store/journal.js';
+import type { TemplateContext } from '../template/compile.js';
+import type { Workflow } from '../workflow/types.js';
+import { accountOf, limitsOf } from './accounts.js';
+import { InputChecker } from './inputs.js';
+import { Limiter, type Account, type ProviderQueue, type QueueLimits } from './limiter.js';
+
+export interface FerryOptions {
+  /**
+   * Providers and actions its runs may call.
+   * @default a new Registry of the built-in providers (one per runtime)
+   */
+  registry?: Registry;
+  /**
+   * Where every provider call of its runs goes. A dispatcher passed in stays the caller's: `close()`
+   * leaves it open.
+   * @default a keep-alive undici Agent of this runtime (made on the first call), closed by `close()`
+   */
+  dispatcher?: Dispatcher;
+  /**
+   * What `<<env.NAME>>` reads in runs that do not bring their own `env`.
+   * @default process.env
+   */
+  env?: Record<string, string | undefined>;
+}
+
+/** A provider account a workflow names, with the limits it asks for. */
+export interface DeclaredAccount {
+  provider: string;
+  account: Account;
+  limits: QueueLimits;
+  scope: ProviderQueue;
+}
+
+/**
+ * What the runs of one process (or one embedding, or one test) share: providers, the HTTP
+ * dispatcher, one limit scope per provider account, compiled input validators and the journals
+ * written before each call. Two runtimes share nothing, so nothing in ferry lives at module level.
+ */
+export interface Ferry {
+  readonly registry: Registry;
+  /** The HTTP dispatcher of every provider call. */
+  readonly dispatcher: Dispatcher;
+  /** One queue per provider account: concurrency, rate and Retry-After pauses, across runs. */
+  readonly limits: Limiter;
+  /** Input validators of trigger schemas, compiled once each. */
+  readonly inputs: InputChecker;
+  readonly env: Record<string, string | undefined>;
+  /**
+   * Writes `journal` before each provider call of this runtime until the returned function is
+   * called (runWorkflow does this for its run): what a run did is on disk before a provider sees
+   * anything, and a journal that cannot be written keeps every call from going out.
+   */
+  trackJournal(journal: RunJournal): () => void;
+  /**
+   * Makes the limit scopes of the accounts `workflow` names now, its provider blocks rendered
+   * with `secrets` and `env` (a block that needs a run's inputs is left to its run). A server
+   * declares every workflow it serves before the first run, so that the stricter limits of two
+   * workflows on one account hold from the first call.
+   */
+  declare(workflow: Workflow, values: { secrets: Record<string, string>; env?: Record<string, string | undefined> }): DeclaredAccount[];
+  /** Closes the dispatcher the runtime made; one passed in is left open. */
+  close(): Promise<void>;
+}
+
+/** A runtime: see Ferry. `ferry run` makes one per command, `ferry serve` one for all its runs. */
+export function createFerry(options: FerryOptions = {}): Ferry {
+  return new Runtime(options);
+}
+
+class Runtime implements Ferry {
+  readonly registry: Registry;
+  readonly limits: Limiter;
+  readonly inputs = new InputChecker();
+  readonly env: Record<string, string | undefined>;
+  readonly #given: Dispatcher | undefined;
+  #own: Dispatcher | undefined;
+  #closed = false;
+  readonly #journals = new Set<RunJournal>();
+
+  constructor(options: FerryOptions) {
+    this.registry = options.registry ?? new Registry(builtinProviders);
+    this.#given = options.dispatcher;
+    this.env = options.env ?? process.env;
+    this.limits = new Limiter({ beforeCall: () => this.#flushJournals() });
+  }
+
+  get dispatcher(): Dispatcher {
+    if (this.#given) return this.#given;
+    if (this.#closed) throw new Error('this ferry runtime is closed: make a new one with createFerry()');
+    // Made on first use: a command that never calls a provider never loads undici.
+    this.#own ??= createAgent();
+    return this.#own;
+  }
+
+  trackJournal(journal: RunJournal): () => void {
+    this.#journals.add(journal);
+    return () => void this.#journals.delete(journal);
+  }
+
+  #flushJournals(): void {
+    let failure: unknown;
+    for (const journal of this.#journals) {
+      try {
+        journal.flush?.();
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  declare(workflow: Workflow, values: { secrets: Record<string, string>; env?: Record<string, string | undefined> }): DeclaredAccount[] {
+    const context: TemplateContext = {
+      inputs: {},
+      trigger: { type: 'manual', body: null, headers: {}, query: {} },
+      steps: {},
+      env: { ...(values.env ?? this.env) },
+      secrets: values.secrets,
+      run: { id: '' },
+      workflow: { name: workflow.name },
+    };
+    const declared: DeclaredAccount[] = [];
+    for (const [provider, settings] of Object.entries(workflow.providers)) {
+      const definition = this.registry.provider(provider);
+      if (!definition) continue;
+      let config: Record<string, unknown>;
+      try {
+        config = settings.config(context) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      const account = accountOf(definition, provider, config);
+      const limits = limitsOf(settings, definition);
+      declared.push({ provider, account, limits, scope: this.limits.scope(account, limits) });
+    }
+    return declared;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const own = this.#own;
+    this.#own = undefined;
+    await own?.close();
+  }
+}
