@@ -5,6 +5,7 @@ import { Registry } from '../providers/registry.js';
 import type { RunJournal } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Workflow } from '../workflow/types.js';
+import { loadWorkflow, WorkflowCompiler } from '../workflow/validate.js';
 import { accountOf, limitsOf } from './accounts.js';
 import { InputChecker } from './inputs.js';
 import { Limiter, type Account, type ProviderQueue, type QueueLimits } from './limiter.js';
@@ -49,6 +50,10 @@ export interface Ferry {
   readonly limits: Limiter;
   /** Input validators of trigger schemas, compiled once each. */
   readonly inputs: InputChecker;
+  /** Validates and compiles workflow files for this registry: its schema and templates are compiled once. */
+  readonly workflows: WorkflowCompiler;
+  /** Reads, validates and compiles a workflow file; throws WorkflowError with every issue. */
+  load(file: string): Promise<Workflow>;
   readonly env: Record<string, string | undefined>;
   /**
    * Writes `journal` before each provider call of this runtime until the returned function is
@@ -76,6 +81,7 @@ class Runtime implements Ferry {
   readonly registry: Registry;
   readonly limits: Limiter;
   readonly inputs = new InputChecker();
+  readonly workflows: WorkflowCompiler;
   readonly env: Record<string, string | undefined>;
   readonly #given: Dispatcher | undefined;
   #own: Dispatcher | undefined;
@@ -84,6 +90,7 @@ class Runtime implements Ferry {
 
   constructor(options: FerryOptions) {
     this.registry = options.registry ?? new Registry(builtinProviders);
+    this.workflows = new WorkflowCompiler(this.registry);
     this.#given = options.dispatcher;
     this.env = options.env ?? process.env;
     this.limits = new Limiter({ beforeCall: () => this.#flushJournals() });
@@ -95,6 +102,10 @@ class Runtime implements Ferry {
     // Made on first use: a command that never calls a provider never loads undici.
     this.#own ??= createAgent();
     return this.#own;
+  }
+
+  load(file: string): Promise<Workflow> {
+    return loadWorkflow(file, this.workflows);
   }
 
   trackJournal(journal: RunJournal): () => void {

@@ -50,32 +50,6 @@ export interface CompileOptions {
 
 type HandlebarsEnv = typeof HandlebarsModule;
 
-// Whole-scalar templates hand their value out through this slot: rendering is synchronous,
-// so one module-level slot is enough and avoids an allocation per render.
-let captured: unknown;
-
-// Handlebars is loaded when a template first needs it: templates of text, paths and helper
-// calls with plain arguments are parsed by plain-parse.ts, and those of text and paths also
-// render without it (fastRenderer). Loading it and warming up its parser takes longer than
-// validating twenty workflow files.
-let env: HandlebarsEnv | undefined;
-function handlebars(): HandlebarsEnv {
-  if (env) return env;
-  const hb = (createRequire(import.meta.url)('handlebars') as HandlebarsEnv).create();
-  for (const [name, fn] of Object.entries(helpers)) hb.registerHelper(name, fn as HandlebarsModule.HelperDelegate);
-  hb.registerHelper('__cap', (value: unknown) => {
-    captured = value;
-    return '';
-  });
-  hb.registerHelper('__str', (value: unknown) => stringify(value));
-  hb.registerHelper('__req', (value: unknown, original: unknown) => {
-    if (value === undefined) throw missingPath(String(original));
-    return value;
-  });
-  env = hb;
-  return hb;
-}
-
 export function isTemplate(value: string): boolean {
   return value.includes('<<');
 }
@@ -115,17 +89,6 @@ function simplePath(node: AstNode): PathNode | null {
   return node;
 }
 
-/**
- * Compiles a `<<...>>` template once. Rendering is strict: a missing path throws a
- * TemplateError, except inside `default`, `if`, `unless` or when `lenient` is set.
- * Throws the first syntax error; `inspectTemplate` returns them all.
- */
-export function compileTemplate(source: string, options: CompileOptions = {}): CompiledTemplate {
-  const { template, errors } = inspectTemplate(source, options);
-  if (!template) throw errors[0] ?? syntaxError('invalid template', source, 0);
-  return template;
-}
-
 /** The one argument each built-in block helper takes, and an example of it. */
 const BLOCK_ARGUMENT: Record<string, [what: string, example: string]> = {
   if: ['the value to test', 'user.email'],
@@ -135,49 +98,110 @@ const BLOCK_ARGUMENT: Record<string, [what: string, example: string]> = {
 };
 
 /**
- * Compiles a template and reports what validation needs even when it is broken: every
- * syntax error, and the paths read by the parts that did parse, so that one unknown
- * helper does not hide a reference error next to it.
+ * Compiles templates and keeps what compiling them costs: the Handlebars environment with
+ * ferry's helpers, and every template inspected so far. One per runtime or command (a
+ * workflow loader holds one); two never share anything.
  */
-export function inspectTemplate(source: string, options: CompileOptions = {}): TemplateInspection {
-  const lenient = options.lenient === true;
-  const key = `${lenient ? 'lenient' : 'strict'}:${source}`;
-  let found = inspected.get(key);
-  if (!found) {
-    found = inspect(source, lenient, true);
-    if (found.render) {
-      if (inspected.size >= MAX_INSPECTED) inspected.clear();
-      inspected.set(key, found);
-    }
+export class Templates {
+  #env: HandlebarsEnv | undefined;
+  // Whole-scalar templates hand their value out through this slot: rendering is synchronous,
+  // so one slot is enough and avoids an allocation per render.
+  #captured: unknown;
+  // Templates repeat, within a file (`<<user.id>>` in every step of a loop) and across the
+  // files of a repository: each is inspected once. Only templates without errors are kept
+  // (an error may be thrown and changed); the bound is far above any repository's.
+  readonly #inspected = new Map<string, Inspected>();
+
+  /**
+   * Compiles a `<<...>>` template once. Rendering is strict: a missing path throws a
+   * TemplateError, except inside `default`, `if`, `unless` or when `lenient` is set.
+   * Throws the first syntax error; `inspect` returns them all.
+   */
+  compile(source: string, options: CompileOptions = {}): CompiledTemplate {
+    const { template, errors } = this.inspect(source, options);
+    if (!template) throw errors[0] ?? syntaxError('invalid template', source, 0);
+    return template;
   }
-  const { errors, whole, render } = found;
-  // Each caller gets lists of its own: a CompiledTemplate is public API.
-  const refs = found.refs.map((r) => ({ ...r, parts: [...r.parts] }));
-  const helpersUsed = found.helpersUsed.map((h) => ({ ...h }));
-  if (!render) return { template: undefined, refs, errors };
-  const wrapped = (context: TemplateContext): unknown => {
-    try {
-      return render(context);
-    } catch (error) {
-      if (error instanceof TemplateError) {
-        if (error.code === 'FERRY_TEMPLATE_MISSING_PATH') {
-          const e = new TemplateError(error.code, error.message, source);
-          throw e;
-        }
-        throw error;
+
+  /**
+   * Compiles a template and reports what validation needs even when it is broken: every
+   * syntax error, and the paths read by the parts that did parse, so that one unknown
+   * helper does not hide a reference error next to it.
+   */
+  inspect(source: string, options: CompileOptions = {}): TemplateInspection {
+    const lenient = options.lenient === true;
+    const key = `${lenient ? 'lenient' : 'strict'}:${source}`;
+    let found = this.#inspected.get(key);
+    if (!found) {
+      found = inspect(this, source, lenient, true);
+      if (found.render) {
+        if (this.#inspected.size >= MAX_INSPECTED) this.#inspected.clear();
+        this.#inspected.set(key, found);
       }
-      throw new TemplateError('FERRY_TEMPLATE_RENDER', `template failed: ${(error as Error).message}`, source, { cause: error });
     }
-  };
-  return { template: { source, whole, refs, helpersUsed, render: wrapped }, refs, errors };
+    const { errors, whole, render } = found;
+    // Each caller gets lists of its own: a CompiledTemplate is public API.
+    const refs = found.refs.map((r) => ({ ...r, parts: [...r.parts] }));
+    const helpersUsed = found.helpersUsed.map((h) => ({ ...h }));
+    if (!render) return { template: undefined, refs, errors };
+    const wrapped = (context: TemplateContext): unknown => {
+      try {
+        return render(context);
+      } catch (error) {
+        if (error instanceof TemplateError) {
+          if (error.code === 'FERRY_TEMPLATE_MISSING_PATH') throw new TemplateError(error.code, error.message, source);
+          throw error;
+        }
+        throw new TemplateError('FERRY_TEMPLATE_RENDER', `template failed: ${(error as Error).message}`, source, { cause: error });
+      }
+    };
+    return { template: { source, whole, refs, helpersUsed, render: wrapped }, refs, errors };
+  }
+
+  /**
+   * Handlebars with ferry's helpers, loaded when a template first needs it: templates of
+   * text, paths and helper calls with plain arguments are parsed by plain-parse.ts, and
+   * those of text and paths also render without it (fastRenderer). Loading it and warming
+   * up its parser takes longer than validating twenty workflow files.
+   */
+  handlebars(): HandlebarsEnv {
+    if (this.#env) return this.#env;
+    const hb = (createRequire(import.meta.url)('handlebars') as HandlebarsEnv).create();
+    for (const [name, fn] of Object.entries(helpers)) hb.registerHelper(name, fn as HandlebarsModule.HelperDelegate);
+    hb.registerHelper('__cap', (value: unknown) => {
+      this.#captured = value;
+      return '';
+    });
+    hb.registerHelper('__str', (value: unknown) => stringify(value));
+    hb.registerHelper('__req', (value: unknown, original: unknown) => {
+      if (value === undefined) throw missingPath(String(original));
+      return value;
+    });
+    this.#env = hb;
+    return hb;
+  }
+
+  /** Renders a compiled whole-scalar template, whose value comes out through `__cap`. */
+  capture(compiled: (context: TemplateContext) => string, context: TemplateContext): unknown {
+    this.#captured = undefined;
+    compiled(context);
+    const value = this.#captured;
+    this.#captured = undefined;
+    return value;
+  }
+}
+
+/** `Templates.compile`; without `templates`, with a Templates of its own (one-off use, the public API). */
+export function compileTemplate(source: string, options: CompileOptions = {}, templates = new Templates()): CompiledTemplate {
+  return templates.compile(source, options);
+}
+
+/** `Templates.inspect`; without `templates`, with a Templates of its own. */
+export function inspectTemplate(source: string, options: CompileOptions = {}, templates = new Templates()): TemplateInspection {
+  return templates.inspect(source, options);
 }
 
 type Render = (context: TemplateContext) => unknown;
-
-// Templates repeat, within a file (`<<user.id>>` in every step of a loop) and across the
-// files of a repository: each is inspected once per process. Only templates without errors
-// are kept (an error may be thrown and changed); the bound is far above any repository's.
-const inspected = new Map<string, Inspected>();
 const MAX_INSPECTED = 10_000;
 
 interface Inspected {
@@ -190,7 +214,7 @@ interface Inspected {
 }
 
 /** inspectTemplate without the error wrapping of `render`; `plain`: try plain-parse.ts before Handlebars. */
-function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
+function inspect(templates: Templates, source: string, lenient: boolean, plain: boolean): Inspected {
   const broken = (error: TemplateError): Inspected => ({ refs: [], helpersUsed: [], errors: [error], whole: false });
   if (source.length > MAX_TEMPLATE_LENGTH) {
     return broken(syntaxError(`a string with templates holds at most ${MAX_TEMPLATE_LENGTH} characters, this one ${source.length}; build long text in several steps, or send data as a value (\`<<json ...>>\`)`, source, 0, 'FERRY_TEMPLATE_TOO_LONG'));
@@ -208,7 +232,7 @@ function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
   const plainAst = plain ? plainProgram(segments, hbSource, starts) : undefined;
   let program: AstNode;
   try {
-    program = plainAst ?? (handlebars().parse(hbSource) as unknown as AstNode);
+    program = plainAst ?? (templates.handlebars().parse(hbSource) as unknown as AstNode);
   } catch (error) {
     return { refs: [], helpersUsed: [], errors: [syntaxError(`invalid template: ${parseMessage((error as Error).message)}`, source, starts[0]?.offset ?? 0)], whole: false };
   }
@@ -313,18 +337,10 @@ function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
   } else if (plainAst) {
     // plain-parse.ts's AST is for reading: Handlebars compiles its own, parsed at the first render.
     let compiled: Render | undefined;
-    render = (context) => (compiled ??= inspect(source, lenient, false).render as Render)(context);
+    render = (context) => (compiled ??= inspect(templates, source, lenient, false).render as Render)(context);
   } else {
-    const compiled = handlebars().compile(program as unknown as hbs.AST.Program, { noEscape: true, knownHelpersOnly: false });
-    render = whole
-      ? (context) => {
-          captured = undefined;
-          compiled(context);
-          const value = captured;
-          captured = undefined;
-          return value;
-        }
-      : (context) => compiled(context);
+    const compiled = templates.handlebars().compile(program as unknown as hbs.AST.Program, { noEscape: true, knownHelpersOnly: false });
+    render = whole ? (context) => templates.capture(compiled, context) : (context) => compiled(context);
   }
   return { refs, helpersUsed, errors, whole, render };
 }
@@ -333,7 +349,7 @@ function inspect(source: string, lenient: boolean, plain: boolean): Inspected {
 export function templateAst(source: string, options: { plain: boolean }): unknown {
   const segments = split(source);
   const { hbSource, starts } = toHandlebars(segments);
-  return (options.plain ? plainProgram(segments, hbSource, starts) : undefined) ?? handlebars().parse(hbSource);
+  return (options.plain ? plainProgram(segments, hbSource, starts) : undefined) ?? new Templates().handlebars().parse(hbSource);
 }
 
 function fastRenderer(body: AstNode[], segments: Segment[], lenient: boolean): Getter | null {

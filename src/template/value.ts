@@ -1,5 +1,5 @@
 import { TemplateError } from '../errors.js';
-import { inspectTemplate, isTemplate, type CompileOptions, type TemplateContext, type TemplateRef } from './compile.js';
+import { isTemplate, Templates, type CompileOptions, type TemplateContext, type TemplateRef } from './compile.js';
 
 /** A value from the workflow file with its templates compiled: renders to plain data. */
 export type CompiledValue = (context: TemplateContext) => unknown;
@@ -18,12 +18,14 @@ export interface TemplateSite {
  */
 export function compileValue(
   value: unknown,
-  options: CompileOptions & { sites?: TemplateSite[]; onError?: (error: TemplateError, path: (string | number)[]) => void } = {},
+  options: CompileOptions & { templates?: Templates; sites?: TemplateSite[]; onError?: (error: TemplateError, path: (string | number)[]) => void } = {},
   path: (string | number)[] = [],
 ): CompiledValue {
+  // One Templates for the whole tree: the caller's (a workflow loader's), or one of its own.
+  if (options.templates === undefined) options = { ...options, templates: new Templates() };
   if (typeof value === 'string') {
     if (!isTemplate(value)) return () => value;
-    const { template, refs, errors } = inspectTemplate(value, options);
+    const { template, refs, errors } = (options.templates as Templates).inspect(value, options);
     options.sites?.push({ path, refs });
     if (!template) {
       if (!options.onError) throw errors[0];

@@ -5,11 +5,11 @@ import { errorMessage, type WorkflowIssue } from '../errors.js';
 import { Redactor } from '../engine/redact.js';
 import type { Registry } from '../providers/registry.js';
 import { locate, readSource } from '../workflow/load.js';
-import { validateSource } from '../workflow/validate.js';
+import { validateSource, WorkflowCompiler } from '../workflow/validate.js';
 import type { Workflow } from '../workflow/types.js';
 import { checkCase, type Failure } from './expect.js';
 import { runCase } from './harness.js';
-import { parseTestFile, type TestCase, type TestFile } from './spec.js';
+import { parseTestFile, TestFileChecker, type TestCase, type TestFile } from './spec.js';
 
 export interface LocatedFailure extends Failure {
   line: number;
@@ -82,13 +82,20 @@ export interface RunTestsOptions {
 /** Runs every case of every file, files and cases side by side; results keep the files' order. */
 export async function runTestFiles(files: readonly string[], options: RunTestsOptions): Promise<FileResult[]> {
   const slot = pool(options.concurrency ?? Math.min(8, availableParallelism()));
-  return Promise.all(files.map((file) => runFile(file, options, slot)));
+  // Schemas and templates are compiled once for all the files of this call.
+  const parsers: Parsers = { tests: new TestFileChecker(), workflows: new WorkflowCompiler(options.registry) };
+  return Promise.all(files.map((file) => runFile(file, options, slot, parsers)));
 }
 
-async function runFile(file: string, options: RunTestsOptions, slot: ReturnType<typeof pool>): Promise<FileResult> {
+interface Parsers {
+  tests: TestFileChecker;
+  workflows: WorkflowCompiler;
+}
+
+async function runFile(file: string, options: RunTestsOptions, slot: ReturnType<typeof pool>, parsers: Parsers): Promise<FileResult> {
   const started = performance.now();
   const result: FileResult = { file, issues: [], cases: [], durationMs: 0 };
-  const loaded = await loadTestFile(file, options);
+  const loaded = await loadTestFile(file, options, parsers);
   if ('issues' in loaded) {
     result.issues = loaded.issues;
   } else {
@@ -99,12 +106,12 @@ async function runFile(file: string, options: RunTestsOptions, slot: ReturnType<
   return result;
 }
 
-async function loadTestFile(file: string, options: RunTestsOptions): Promise<{ test: TestFile; workflow: Workflow } | { issues: WorkflowIssue[] }> {
+async function loadTestFile(file: string, options: RunTestsOptions, parsers: Parsers): Promise<{ test: TestFile; workflow: Workflow } | { issues: WorkflowIssue[] }> {
   const abs = path.resolve(options.cwd, file);
   // Read like a workflow (readSource): a FIFO or device is refused, not waited on; size and encoding are bounded.
   const read = await readSource(abs, file);
   if ('issue' in read) return { issues: [read.issue] };
-  const { test, issues } = parseTestFile(file, abs, read.text);
+  const { test, issues } = parseTestFile(file, abs, read.text, parsers.tests);
   if (!test) return { issues };
   const workflowName = path.relative(options.cwd, test.workflow);
   const workflowRead = await readSource(test.workflow, workflowName);
@@ -114,7 +121,7 @@ async function loadTestFile(file: string, options: RunTestsOptions): Promise<{ t
   }
   const source = workflowRead.text;
   // Positions of workflow issues point into the workflow file, named as the user would.
-  const checked = validateSource(test.workflow, source, options.registry);
+  const checked = validateSource(test.workflow, source, parsers.workflows);
   if (!checked.workflow) return { issues: checked.issues.map((i) => ({ ...i, file: workflowName })) };
   return { test, workflow: checked.workflow };
 }

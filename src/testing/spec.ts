@@ -46,17 +46,21 @@ export interface TestCase {
 
 export const DEFAULT_CASE_TIMEOUT_MS = 30_000;
 
-let validator: ValidateFunction | undefined;
-function validate(data: unknown): ValidateFunction {
-  validator ??= new Ajv({ allErrors: true, strict: false, verbose: true }).compile(testFileSchema());
-  validator(data);
-  return validator;
+/** The test file schema, compiled once for every file a `ferry test` reads. */
+export class TestFileChecker {
+  #validator: ValidateFunction | undefined;
+
+  check(data: unknown): ValidateFunction {
+    this.#validator ??= new Ajv({ allErrors: true, strict: false, verbose: true }).compile(testFileSchema());
+    this.#validator(data);
+    return this.#validator;
+  }
 }
 
 const obj = (v: unknown): Record<string, unknown> => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
 
 /** Parses and checks a test file; every mistake becomes an issue at its line and column. */
-export function parseTestFile(file: string, absFile: string, text: string): { test: TestFile | undefined; issues: WorkflowIssue[] } {
+export function parseTestFile(file: string, absFile: string, text: string, checker = new TestFileChecker()): { test: TestFile | undefined; issues: WorkflowIssue[] } {
   const { source, issues } = parseSource(file, text);
   if (issues.length > 0) return { test: undefined, issues };
   const data = sourceData(source);
@@ -65,7 +69,7 @@ export function parseTestFile(file: string, absFile: string, text: string): { te
     report.at([], 'FERRY_TEST_INVALID', 'a test file is a YAML mapping with `workflow` and `cases`');
     return { test: undefined, issues: report.issues };
   }
-  const checked = validate(data);
+  const checked = checker.check(data);
   if (checked.errors && checked.errors.length > 0) schemaIssues(checked.errors, report);
   const root = data as Record<string, unknown>;
   const fileTimeout = typeof root.timeout === 'string' ? (parseDuration(root.timeout) ?? DEFAULT_CASE_TIMEOUT_MS) : DEFAULT_CASE_TIMEOUT_MS;

@@ -2,33 +2,35 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { typeWords } from './schema-errors.js';
 import { validateDraft07 } from './validators.generated.js';
 
-// Compiled like the engine compiles trigger inputs (engine/inputs.ts), so a schema that
-// passes here also compiles when a run starts. `logger: false`: a validator prints nothing.
-// `validateSchema: false`: checkSchema has checked the schema against the meta-schema, with
-// this Ajv or with validateDraft07, which scripts/validators.mjs generates with these options.
-const ajv = new Ajv({ allErrors: true, strict: false, logger: false, validateSchema: false });
-
 const TYPES = ['array', 'boolean', 'integer', 'null', 'number', 'object', 'string'];
 
-// Verdicts by schema text: the same input schema in many files (or in both triggers of
-// one) is compiled once; compiling costs a millisecond or two per schema.
-const verdicts = new Map<string, string | undefined>();
+/** Checks trigger input schemas; one per WorkflowCompiler. */
+export class InputSchemas {
+  // Compiled like the engine compiles trigger inputs (engine/inputs.ts), so a schema that
+  // passes here also compiles when a run starts. `logger: false`: a validator prints nothing.
+  // `validateSchema: false`: checkSchema has checked the schema against the meta-schema, with
+  // this Ajv or with validateDraft07, which scripts/validators.mjs generates with these options.
+  readonly #ajv = new Ajv({ allErrors: true, strict: false, logger: false, validateSchema: false });
+  // Verdicts by schema text: the same input schema in many files (or in both triggers of
+  // one) is compiled once; compiling costs a millisecond or two per schema.
+  readonly #verdicts = new Map<string, string | undefined>();
 
-/** What is wrong with a trigger input's JSON Schema, in one sentence; undefined when it is fine. */
-export function inputSchemaProblem(schema: Record<string, unknown>): string | undefined {
-  // YAML's `.inf` and `.nan` have no JSON text (they would read as null): not cached.
-  let exact = true;
-  const key = JSON.stringify(schema, (_k, v: unknown) => {
-    if (typeof v === 'number' && !Number.isFinite(v)) exact = false;
-    return v;
-  });
-  if (exact && verdicts.has(key)) return verdicts.get(key);
-  const verdict = checkSchema(schema);
-  if (exact) verdicts.set(key, verdict);
-  return verdict;
+  /** What is wrong with a trigger input's JSON Schema, in one sentence; undefined when it is fine. */
+  problem(schema: Record<string, unknown>): string | undefined {
+    // YAML's `.inf` and `.nan` have no JSON text (they would read as null): not cached.
+    let exact = true;
+    const key = JSON.stringify(schema, (_k, v: unknown) => {
+      if (typeof v === 'number' && !Number.isFinite(v)) exact = false;
+      return v;
+    });
+    if (exact && this.#verdicts.has(key)) return this.#verdicts.get(key);
+    const verdict = checkSchema(schema, this.#ajv);
+    if (exact) this.#verdicts.set(key, verdict);
+    return verdict;
+  }
 }
 
-function checkSchema(schema: Record<string, unknown>): string | undefined {
+function checkSchema(schema: Record<string, unknown>, ajv: Ajv): string | undefined {
   // Without `$schema` Ajv checks against draft-07, whose validator the build generates:
   // compiling the meta-schema here takes as long as validating a dozen files.
   if (schema.$schema === undefined) {

@@ -14,6 +14,11 @@ export interface SourceDocument {
   text: string;
   doc: Document.Parsed;
   lineCounter: LineCounter;
+  /**
+   * Keys of the larger mappings, indexed on first lookup: a file may report a mistake at each
+   * of tens of thousands of keys of one mapping.
+   */
+  keyIndexes: WeakMap<object, Map<unknown, Pair>>;
 }
 
 /**
@@ -103,7 +108,7 @@ export function parseSource(file: string, text: string): { source: SourceDocumen
   const lineCounter = new LineCounter();
   // Duplicate keys are found by yamlIssues, in linear time.
   const doc = parseDocument(text, { lineCounter, uniqueKeys: false, prettyErrors: false, strict: true, keepSourceTokens: false });
-  const source = { file, text, doc, lineCounter };
+  const source: SourceDocument = { file, text, doc, lineCounter, keyIndexes: new WeakMap() };
   return { source, issues: yamlIssues(source) };
 }
 
@@ -112,27 +117,22 @@ export function sourceData(source: SourceDocument): unknown {
   return source.doc.toJS({ maxAliasCount: -1 });
 }
 
-// Keys of the larger mappings, indexed on first lookup: a file may report a mistake at each
-// of tens of thousands of keys of one mapping. Keyed by parsed nodes, so nothing is shared
-// between documents.
-const keyIndexes = new WeakMap<object, Map<unknown, Pair>>();
-
-function pairOf(node: unknown, key: string | number): Pair | undefined {
+function pairOf(source: SourceDocument, node: unknown, key: string | number): Pair | undefined {
   if (!isMap(node)) return undefined;
   const keyOf = (p: Pair): unknown => (isScalar(p.key) ? p.key.value : p.key);
   if (node.items.length < 32) return node.items.find((p) => keyOf(p) === key) as Pair | undefined;
-  let index = keyIndexes.get(node);
+  let index = source.keyIndexes.get(node);
   if (!index) {
     index = new Map();
     // The first of a repeated key wins, as `find` would have it.
     for (const p of node.items as Pair[]) if (!index.has(keyOf(p))) index.set(keyOf(p), p);
-    keyIndexes.set(node, index);
+    source.keyIndexes.set(node, index);
   }
   return index.get(key);
 }
 
-function child(node: unknown, key: string | number): unknown {
-  if (isMap(node)) return pairOf(node, key)?.value ?? undefined;
+function child(source: SourceDocument, node: unknown, key: string | number): unknown {
+  if (isMap(node)) return pairOf(source, node, key)?.value ?? undefined;
   if (isSeq(node) && typeof key === 'number') return node.items[key];
   return undefined;
 }
@@ -154,12 +154,12 @@ export function locate(source: SourceDocument, path: YamlPath, target: 'key' | '
   for (let i = 0; i < path.length; i++) {
     const key = path[i] as string | number;
     const last = i === path.length - 1;
-    const pair = pairOf(node, key);
+    const pair = pairOf(source, node, key);
     if (pair && last && target === 'key') {
       best = { offset: rangeStart(pair.key) ?? best.offset, node: pair.key as Node };
       return position(source, best);
     }
-    const next = child(node, key);
+    const next = child(source, node, key);
     if (next === undefined || next === null) {
       // `key:` with no value: point at the key itself.
       if (pair) best = { offset: rangeStart(pair.key) ?? best.offset, node: undefined };

@@ -2,10 +2,10 @@ import path from 'node:path';
 import { Ajv } from 'ajv';
 import { WorkflowError, type WorkflowIssue } from '../errors.js';
 import type { RegisteredAction, Registry } from '../providers/registry.js';
-import { inspectTemplate, isTemplate, templateErrorOffset, type CompiledTemplate, type TemplateRef } from '../template/compile.js';
+import { isTemplate, templateErrorOffset, Templates, type CompiledTemplate, type TemplateRef } from '../template/compile.js';
 import { compileValue, hasTemplates, type TemplateSite } from '../template/value.js';
 import { locate, parseSource, readSource, Reporter, sourceData, tooLarge, type SourceDocument, type YamlPath } from './load.js';
-import { inputSchemaProblem } from './input-schema.js';
+import { InputSchemas } from './input-schema.js';
 import { buildWorkflowSchema, type JsonSchema } from './schema.js';
 import { schemaIssues } from './schema-errors.js';
 import { DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, parseDuration, type ProviderSettings, type RetryPolicy, type Step, type Trigger, type Workflow } from './types.js';
@@ -27,27 +27,45 @@ export type WorkflowValidator = StandaloneValidator;
  */
 export const WORKFLOW_AJV_OPTIONS = { allErrors: true, strict: false, verbose: true, code: { optimize: false } } as const;
 
-const compiledSchemas = new WeakMap<Registry, { schema: JsonSchema; validate: WorkflowValidator }>();
-
 /**
- * The workflow schema for a registry's actions, compiled once per registry. `npm run build`
- * generates the validator of the built-in registry's schema (compiling it at start-up took a
- * quarter of a second); a registry whose schema is exactly that one uses it, any other has
- * its schema compiled here.
+ * What validating and compiling workflows costs once: the workflow schema of a registry's
+ * actions, the templates and the trigger input schemas seen so far. One per runtime or
+ * command (`ferry validate` of 200 files shares one); two never share anything.
  */
-export function workflowSchema(registry: Registry): { schema: JsonSchema; validate: WorkflowValidator } {
-  let entry = compiledSchemas.get(registry);
-  if (!entry) {
-    const schema = buildWorkflowSchema(registry.providers.filter((p) => p.name !== 'core' || p.actions.length > 0));
-    const validate = JSON.stringify(schema) === precompiledSchema ? precompiled : new Ajv(WORKFLOW_AJV_OPTIONS).compile(schema);
-    entry = { schema, validate };
-    compiledSchemas.set(registry, entry);
+export class WorkflowCompiler {
+  readonly templates = new Templates();
+  readonly inputSchemas = new InputSchemas();
+  #schema: { schema: JsonSchema; validate: WorkflowValidator } | undefined;
+
+  constructor(readonly registry: Registry) {}
+
+  /**
+   * The workflow schema for the registry's actions, compiled on first use. `npm run build`
+   * generates the validator of the built-in registry's schema (compiling it at start-up took
+   * a quarter of a second); a registry whose schema is exactly that one uses it, any other
+   * has its schema compiled here.
+   */
+  get schema(): { schema: JsonSchema; validate: WorkflowValidator } {
+    if (!this.#schema) {
+      const schema = buildWorkflowSchema(this.registry.providers.filter((p) => p.name !== 'core' || p.actions.length > 0));
+      const validate = JSON.stringify(schema) === precompiledSchema ? precompiled : new Ajv(WORKFLOW_AJV_OPTIONS).compile(schema);
+      this.#schema = { schema, validate };
+    }
+    return this.#schema;
   }
-  return entry;
+}
+
+/** A registry is compiled for one call; a WorkflowCompiler keeps its work across calls. */
+const compilerOf = (by: Registry | WorkflowCompiler): WorkflowCompiler => (by instanceof WorkflowCompiler ? by : new WorkflowCompiler(by));
+
+/** The workflow schema for a registry's actions (see WorkflowCompiler.schema). */
+export function workflowSchema(by: Registry | WorkflowCompiler): { schema: JsonSchema; validate: WorkflowValidator } {
+  return compilerOf(by).schema;
 }
 
 /** Validates workflow text and, when it is valid, builds the runnable workflow. */
-export function validateSource(file: string, text: string, registry: Registry): ValidationResult {
+export function validateSource(file: string, text: string, by: Registry | WorkflowCompiler): ValidationResult {
+  const compiler = compilerOf(by);
   // Text handed in directly (not through readSource) meets the same bound before it is parsed.
   if (text.length > MAX_FILE_BYTES || Buffer.byteLength(text) > MAX_FILE_BYTES) {
     return { workflow: undefined, issues: [{ file, line: 1, col: 1, code: 'FERRY_FILE_TOO_LARGE', message: tooLarge(Buffer.byteLength(text)) }] };
@@ -60,16 +78,16 @@ export function validateSource(file: string, text: string, registry: Registry): 
     report.at([], 'FERRY_WORKFLOW_NOT_MAPPING', 'a workflow file is a YAML mapping with `name` and `steps`');
     return { workflow: undefined, issues: report.issues };
   }
-  const { validate } = workflowSchema(registry);
+  const { validate } = compiler.schema;
   if (!validate(data)) schemaIssues(validate.errors ?? [], report);
-  const workflow = buildWorkflow(data as Record<string, unknown>, source, registry, report);
+  const workflow = buildWorkflow(data as Record<string, unknown>, source, compiler, report);
   const all = sortIssues(dedupe(report.issues));
   return { workflow: all.length === 0 ? workflow : undefined, issues: all };
 }
 
 /** Loads a workflow or throws a WorkflowError holding every issue of the file. */
-export function loadWorkflowText(file: string, text: string, registry: Registry): Workflow {
-  const result = validateSource(file, text, registry);
+export function loadWorkflowText(file: string, text: string, by: Registry | WorkflowCompiler): Workflow {
+  const result = validateSource(file, text, by);
   if (!result.workflow) throw new WorkflowError(result.issues);
   return result.workflow;
 }
@@ -115,6 +133,7 @@ interface Walk {
   source: SourceDocument;
   report: Reporter;
   registry: Registry;
+  compiler: WorkflowCompiler;
   secrets: Set<string>;
   /** Declared input names, or undefined when no trigger declares inputs. */
   inputs: Set<string> | undefined;
@@ -128,6 +147,7 @@ interface Walk {
 function compileAt(walk: Walk, value: unknown, p: YamlPath, scope: Scope, lenient = false, sites: TemplateSite[] = []): ReturnType<typeof compileValue> {
   const compiled = compileValue(value, {
     lenient,
+    templates: walk.compiler.templates,
     sites,
     onError: (error, at) => walk.report.atOffset([...p, ...at], templateErrorOffset(error), error.code, `template: ${error.message}`),
   });
@@ -141,7 +161,8 @@ function checkSite(walk: Walk, refs: readonly TemplateRef[], p: YamlPath, scope:
   }
 }
 
-function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, registry: Registry, report: Reporter): Workflow {
+function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, compiler: WorkflowCompiler, report: Reporter): Workflow {
+  const { registry } = compiler;
   const triggersData = arr(data.triggers);
   const declaredInputs = triggersData.flatMap((t) => Object.keys(obj(obj(t).inputs)));
   const anyInputs = triggersData.some((t) => obj(t).inputs !== undefined);
@@ -149,6 +170,7 @@ function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, re
     source,
     report,
     registry,
+    compiler,
     secrets: new Set(arr(data.secrets).filter((s): s is string => typeof s === 'string')),
     inputs: anyInputs ? new Set(declaredInputs) : undefined,
     allSteps: new Map(),
@@ -219,7 +241,7 @@ function checkInputSchemas(inputs: Record<string, unknown>, p: YamlPath, walk: W
     return;
   }
   for (const [name, schema] of Object.entries(inputs)) {
-    const problem = inputSchemaProblem(obj(schema));
+    const problem = walk.compiler.inputSchemas.problem(obj(schema));
     if (problem !== undefined) walk.report.at([...p, name], 'FERRY_INPUT_SCHEMA', `input \`${name}\` is not a valid JSON Schema: ${problem}`);
   }
 }
@@ -338,15 +360,15 @@ function checkLiterals(walk: Walk, action: RegisteredAction, given: unknown, p: 
 function compileCondition(walk: Walk, value: unknown, p: YamlPath, scope: Scope): CompiledTemplate | boolean | undefined {
   if (typeof value !== 'string') return undefined;
   if (!isTemplate(value)) return undefined; // the schema reports it
-  const { template, refs, errors } = inspectTemplate(value, { lenient: true });
+  const { template, refs, errors } = walk.compiler.templates.inspect(value, { lenient: true });
   checkSite(walk, refs, p, scope);
   for (const error of errors) walk.report.atOffset(p, templateErrorOffset(error), error.code, `template: ${error.message}`);
   return template;
 }
 
 /** Reads, validates and compiles a workflow file; throws WorkflowError with every issue. */
-export async function loadWorkflow(file: string, registry: Registry): Promise<Workflow> {
+export async function loadWorkflow(file: string, by: Registry | WorkflowCompiler): Promise<Workflow> {
   const read = await readSource(file);
   if ('issue' in read) throw new WorkflowError([read.issue]);
-  return loadWorkflowText(file, read.text, registry);
+  return loadWorkflowText(file, read.text, by);
 }

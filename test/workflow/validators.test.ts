@@ -7,9 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { core } from '../../src/providers/core/index.js';
 import { builtinProviders, builtinRegistry } from '../../src/providers/index.js';
 import { Registry } from '../../src/providers/registry.js';
-import { inputSchemaProblem } from '../../src/workflow/input-schema.js';
+import { InputSchemas } from '../../src/workflow/input-schema.js';
+
+const schemas = new InputSchemas();
+const inputSchemaProblem = (schema: Record<string, unknown>) => schemas.problem(schema);
 import { parseSource, sourceData } from '../../src/workflow/load.js';
-import { validateSource, WORKFLOW_AJV_OPTIONS, workflowSchema } from '../../src/workflow/validate.js';
+import { validateSource, WORKFLOW_AJV_OPTIONS, WorkflowCompiler, workflowSchema } from '../../src/workflow/validate.js';
 import { validateDraft07, validateWorkflow } from '../../src/workflow/validators.generated.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -122,10 +125,12 @@ describe('trigger input schemas', () => {
 describe('a registry with other actions', () => {
   const coreOnly = new Registry([core]);
 
-  it('has its own workflow schema compiled at run time, once', () => {
-    const { validate } = workflowSchema(coreOnly);
+  it('has its own workflow schema compiled at run time, once per compiler, shared with no other', () => {
+    const compiler = new WorkflowCompiler(coreOnly);
+    const { validate } = workflowSchema(compiler);
     expect(validate).not.toBe(validateWorkflow);
-    expect(workflowSchema(coreOnly).validate).toBe(validate);
+    expect(workflowSchema(compiler).validate).toBe(validate);
+    expect(workflowSchema(new WorkflowCompiler(coreOnly)).validate).not.toBe(validate);
   });
 
   it('accepts its actions and reports the others as unknown', () => {

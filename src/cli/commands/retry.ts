@@ -5,7 +5,6 @@ import { createFerry } from '../../engine/runtime.js';
 import { resolveStateDir } from '../../store/paths.js';
 import { acquireRunLock } from '../../store/lock.js';
 import { currentRecord, incompatibilities, loadRun, readRun, recordOf, stateOf } from '../../store/runs.js';
-import { loadWorkflow } from '../../workflow/validate.js';
 import type { Command } from '../run-command.js';
 import { executeRun, resolveSecrets } from './run.js';
 
@@ -36,7 +35,7 @@ export const retryCommand: Command = {
       }
       if (state === 'running') throw new UsageError(`run ${runId} is still running (pid alive); stop it before retrying`, 'FERRY_RUN_BUSY');
       // The workflow as it is now on disk: a fixed file is picked up.
-      const workflow = await loadWorkflow(run.start.file, ferry.registry);
+      const workflow = await ferry.load(run.start.file);
       const problems = incompatibilities(run, shapeOf(workflow.steps));
       if (problems.length > 0) {
         throw new UsageError(`${run.start.file} changed in a way this run cannot resume from:\n  ${problems.join('\n  ')}\nStart a new run with \`ferry run\` instead.`, 'FERRY_RETRY_INCOMPATIBLE');

@@ -9,7 +9,6 @@ import { acquireRunLock, type RunLock } from '../../store/lock.js';
 import { JOURNAL_FILE, resolveStateDir, runDir } from '../../store/paths.js';
 import type { RunRecord } from '../../store/record.js';
 import type { RunSummary, TriggerData } from '../../engine/types.js';
-import { loadWorkflow } from '../../workflow/validate.js';
 import type { Workflow } from '../../workflow/types.js';
 import type { CommandIO } from '../io.js';
 import type { Command } from '../run-command.js';
@@ -107,7 +106,7 @@ export const runCommandMain: Command = {
 };
 
 async function runOnce(ferry: Ferry, file: string, values: Record<string, unknown>, io: CommandIO): Promise<number> {
-  const workflow = await loadWorkflow(path.resolve(io.cwd, file), ferry.registry).catch((error: unknown) => {
+  const workflow = await ferry.load(path.resolve(io.cwd, file)).catch((error: unknown) => {
     // Report positions relative to what the user typed.
     if (error instanceof Error && 'issues' in error) (error as Error).message = (error as Error).message.split(path.resolve(io.cwd, file)).join(file);
     throw error;

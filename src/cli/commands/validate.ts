@@ -5,7 +5,7 @@ import type { WorkflowIssue } from '../../errors.js';
 import { accountUses, limitConflicts, type NamedWorkflow } from '../../engine/accounts.js';
 import { builtinRegistry } from '../../providers/index.js';
 import { readSource } from '../../workflow/load.js';
-import { validateSource } from '../../workflow/validate.js';
+import { validateSource, WorkflowCompiler } from '../../workflow/validate.js';
 import type { Command } from '../run-command.js';
 
 const isWorkflowFile = (name: string): boolean => /\.ya?ml$/.test(name) && !/\.test\.ya?ml$/.test(name);
@@ -57,6 +57,8 @@ export const validateCommand: Command = {
       return 2;
     }
     const registry = builtinRegistry();
+    // One compiler for every file: the schema, templates and input schemas are compiled once.
+    const compiler = new WorkflowCompiler(registry);
     const files = await expandPaths(positionals, io.cwd, (message) => io.stderr(`ferry validate: warning: ${message}\n`));
     const all: WorkflowIssue[] = [];
     const names = new Map<string, string>();
@@ -73,7 +75,7 @@ export const validateCommand: Command = {
         all.push(read.issue);
         continue;
       }
-      const { workflow, issues } = validateSource(file, read.text, registry);
+      const { workflow, issues } = validateSource(file, read.text, compiler);
       all.push(...issues);
       if (workflow) {
         loaded.push({ file, workflow });
