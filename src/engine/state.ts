@@ -3,11 +3,12 @@ import { setMaxListeners } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { FerryError, ProviderError, RunFailedError } from '../errors.js';
 import { sharedAgent } from '../providers/http.js';
-import { noJournal, type RunJournal } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { ActionStep, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
 import { dataRoots, type DataRoots } from './data-paths.js';
+import { observe, RunEvents } from './events.js';
+import { journalSubscriber } from './journal-subscriber.js';
 import { Limiter } from './limiter.js';
 import type { RunOptions } from './run.js';
 import type { StepRuntime } from './steps.js';
@@ -41,7 +42,8 @@ export class Run {
   readonly limiter: Limiter;
   readonly dispatcher: Dispatcher;
   readonly signal: AbortSignal;
-  readonly journal: RunJournal;
+  /** What happens in the run, as it happens: the journal, displays and recorders subscribe. */
+  readonly events: RunEvents;
   /** Steps running now, for the interruption message. */
   readonly active = new Set<string>();
 
@@ -56,7 +58,9 @@ export class Run {
     // Every call waiting in a queue, a pause or a backoff listens for the stop: a loop has
     // many at once, and each removes its listener when its wait ends.
     setMaxListeners(0, this.signal);
-    this.journal = options.journal ?? noJournal;
+    this.events = options.events ?? new RunEvents();
+    if (options.journal) this.events.on(journalSubscriber(options.journal));
+    if (options.observer) this.events.on(observe(options.observer));
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
   }
 
