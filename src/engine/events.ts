@@ -63,6 +63,15 @@ export class RunEvents {
     };
   }
 
+  /** Adds a listener ahead of the others (the journal: an entry is written before any display hears of it). */
+  first(listener: RunListener): () => void {
+    this.#listeners.unshift(listener);
+    return () => {
+      const at = this.#listeners.indexOf(listener);
+      if (at >= 0) this.#listeners.splice(at, 1);
+    };
+  }
+
   /** False when nobody listens: the engine then skips building per-item events. */
   get active(): boolean {
     return this.#listeners.length > 0;

@@ -1,10 +1,10 @@
 import { MockAgent } from 'undici';
 import type { MockInterceptor } from 'undici/types/mock-interceptor.js';
 import { UsageError } from '../errors.js';
-import { checkInputs } from '../engine/inputs.js';
 import { Limiter } from '../engine/limiter.js';
 import { Redactor } from '../engine/redact.js';
-import { runWorkflow } from '../engine/run.js';
+import { envSecrets } from '../engine/secrets.js';
+import { createRun, type RunSession } from '../engine/session.js';
 import type { RunSummary, TriggerData } from '../engine/types.js';
 import type { Registry } from '../providers/registry.js';
 import { startSandbox, type Sandbox } from '../sandbox/index.js';
@@ -48,13 +48,12 @@ const SANDBOX_KEYS = {
   segment: { write_key: 'sandbox-segment-key' },
 };
 
-/** Placeholders for declared secrets the case does not set, as `ferry run --sandbox` makes them. */
-function secretsFor(workflow: Workflow, given: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(workflow.secrets.map((name) => [name, given[name] ?? `sandbox-${name.toLowerCase().replace(/_/g, '-')}`]));
-}
-
-/** Runs one case in-process against fresh emulators; nothing leaves 127.0.0.1. */
-export async function runCase(original: Workflow, testCase: TestCase, registry: Registry): Promise<CaseOutcome> {
+/**
+ * Runs one case in-process against fresh emulators; nothing leaves 127.0.0.1. The case's run
+ * is a session like any other; its log lines are recorded by a subscriber. `onRun` is told of
+ * the session before it runs.
+ */
+export async function runCase(original: Workflow, testCase: TestCase, registry: Registry, onRun?: (session: RunSession) => void): Promise<CaseOutcome> {
   const started = performance.now();
   const sandbox = await startSandbox();
   const http = httpFake(testCase.responses);
@@ -67,44 +66,41 @@ export async function runCase(original: Workflow, testCase: TestCase, registry: 
     for (const fault of testCase.faults.http ?? []) http.faults.inject(fault);
     if (testCase.amplitudeExport) sandbox.amplitude.setExportData(new Map(Object.entries(testCase.amplitudeExport)));
     const workflow = isolated.workflow;
-    let trigger: TriggerData = { type: 'manual' };
-    let inputs = testCase.inputs ?? {};
-    if (testCase.body) {
-      const body = testCase.body.value;
-      trigger = { type: 'webhook', body, headers: testCase.headers, query: {} };
-      const hook = workflow.triggers.find((t) => t.type === 'webhook');
-      if (hook?.inputs && body !== null && typeof body === 'object' && !Array.isArray(body)) inputs = { ...(body as Record<string, unknown>) };
-    }
+    const trigger: TriggerData = testCase.body ? { type: 'webhook', body: testCase.body.value, headers: testCase.headers, query: {} } : { type: 'manual' };
+    const stop = new AbortController();
+    const session = createRun(workflow, {
+      registry,
+      inputs: testCase.inputs ?? {},
+      trigger,
+      // Declared secrets the case does not set get placeholders, as in `ferry run --sandbox`.
+      secrets: envSecrets(testCase.secrets, { placeholders: true }),
+      env: testCase.env,
+      // Fresh queues and batchers per case: cases run side by side and must not share pauses.
+      limiter: new Limiter(),
+      dispatcher,
+      redactor: new Redactor(),
+      signal: stop.signal,
+      providerOverrides: {
+        amplitude: { ...SANDBOX_KEYS.amplitude, base_url: sandbox.amplitude.url },
+        segment: { ...SANDBOX_KEYS.segment, base_url: sandbox.segment.url },
+      },
+      subscribers: [(event) => void (event.type === 'log' && outcome.logs.push(event.message))],
+    });
+    onRun?.(session);
     try {
-      inputs = checkInputs(workflow, trigger.type, inputs);
+      await session.record();
     } catch (error) {
+      // Inputs the trigger refuses are the case's outcome, as `ferry run` would refuse them.
       if (!(error instanceof UsageError)) throw error;
       outcome.invalid = error.message;
       return outcome;
     }
-    const stop = new AbortController();
     const timer = setTimeout(() => {
       outcome.timedOut = true;
       stop.abort('timeout');
     }, testCase.timeoutMs);
     try {
-      outcome.summary = await runWorkflow(workflow, {
-        registry,
-        inputs,
-        trigger,
-        secrets: secretsFor(workflow, testCase.secrets),
-        env: testCase.env,
-        // Fresh queues and batchers per case: cases run side by side and must not share pauses.
-        limiter: new Limiter(),
-        dispatcher,
-        redactor: new Redactor(),
-        signal: stop.signal,
-        providerOverrides: {
-          amplitude: { ...SANDBOX_KEYS.amplitude, base_url: sandbox.amplitude.url },
-          segment: { ...SANDBOX_KEYS.segment, base_url: sandbox.segment.url },
-        },
-        observer: { log: (_level, message) => outcome.logs.push(message) },
-      });
+      outcome.summary = await session.run();
     } finally {
       clearTimeout(timer);
     }
