@@ -39,7 +39,7 @@ export interface RunManagerOptions {
   log: (line: string) => void;
   /** A subscriber of each run's events (its core.log lines). */
   subscriber?: (runId: string) => RunListener;
-  /** Told of each run session, recorded or resumed, before it runs. */
+  /** Told of each run session when it is made (a delivery before it is recorded, a resume at `open`). */
   onRun?: (session: RunSession) => void;
   /** The clock replay windows are measured on. @default Date.now */
   now?: () => number;
@@ -201,8 +201,9 @@ export class RunManager implements RunsService {
 
   /** The listener's log of a run is a subscriber: its end in one line, and the caller's (core.log lines). */
   #watch(session: RunSession, served: ServedWorkflow): RunSession {
-    const { log, subscriber } = this.#options;
+    const { log, subscriber, onRun } = this.#options;
     if (subscriber) session.on(subscriber(session.runId));
+    onRun?.(session);
     session.on((event) => {
       if (event.type !== 'run-finished') return;
       const { summary } = event;
@@ -235,7 +236,6 @@ export class RunManager implements RunsService {
 
   async #execute(pending: Pending): Promise<void> {
     const { session, served } = pending;
-    this.#options.onRun?.(session);
     try {
       await session.run();
     } catch (error) {
