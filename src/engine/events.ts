@@ -50,35 +50,56 @@ export type RunEvent =
 export type RunEventType = RunEvent['type'];
 export type RunListener = (event: RunEvent) => void;
 
-/** The listeners of one run. A listener that throws fails the step that emitted, as any engine error would. */
+interface Subscription {
+  listener: RunListener;
+  /** The event types it takes; undefined for all. */
+  types: ReadonlySet<RunEventType> | undefined;
+}
+
+/**
+ * The listeners of one run. A listener may name the event types it takes, so that the engine
+ * builds no per-item event nobody listens to. A listener that throws fails the step that
+ * emitted, as any engine error would.
+ */
 export class RunEvents {
-  readonly #listeners: RunListener[] = [];
+  #subscriptions: Subscription[] = [];
+  /** Listeners per event type, counting those that take every type. */
+  readonly #wanted = new Map<RunEventType, number>();
+  #all = 0;
 
   /** Adds a listener; returns the function that removes it. */
-  on(listener: RunListener): () => void {
-    this.#listeners.push(listener);
-    return () => {
-      const at = this.#listeners.indexOf(listener);
-      if (at >= 0) this.#listeners.splice(at, 1);
-    };
+  on(listener: RunListener, types?: readonly RunEventType[]): () => void {
+    return this.#add({ listener, types: types && new Set(types) }, false);
   }
 
   /** Adds a listener ahead of the others (the journal: an entry is written before any display hears of it). */
-  first(listener: RunListener): () => void {
-    this.#listeners.unshift(listener);
-    return () => {
-      const at = this.#listeners.indexOf(listener);
-      if (at >= 0) this.#listeners.splice(at, 1);
-    };
+  first(listener: RunListener, types?: readonly RunEventType[]): () => void {
+    return this.#add({ listener, types: types && new Set(types) }, true);
   }
 
-  /** False when nobody listens: the engine then skips building per-item events. */
-  get active(): boolean {
-    return this.#listeners.length > 0;
+  /** Whether anyone takes events of this type: per-item events are built only then. */
+  wants(type: RunEventType): boolean {
+    return this.#all > 0 || (this.#wanted.get(type) ?? 0) > 0;
   }
 
   emit(event: RunEvent): void {
-    for (const listener of this.#listeners) listener(event);
+    for (const { listener, types } of this.#subscriptions) if (!types || types.has(event.type)) listener(event);
+  }
+
+  #add(subscription: Subscription, first: boolean): () => void {
+    // Copy on write: a listener added or removed while an event is delivered takes effect from the next one.
+    this.#subscriptions = first ? [subscription, ...this.#subscriptions] : [...this.#subscriptions, subscription];
+    this.#count(subscription, 1);
+    return () => {
+      if (!this.#subscriptions.includes(subscription)) return;
+      this.#subscriptions = this.#subscriptions.filter((s) => s !== subscription);
+      this.#count(subscription, -1);
+    };
+  }
+
+  #count(subscription: Subscription, by: number): void {
+    if (!subscription.types) this.#all += by;
+    else for (const type of subscription.types) this.#wanted.set(type, (this.#wanted.get(type) ?? 0) + by);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { JournalEntry, RunJournal, StepEntry } from '../store/journal.js';
-import type { RunEvent, RunListener } from './events.js';
+import type { RunEvent, RunEventType, RunListener } from './events.js';
 
 /**
  * The journal entry an event is recorded as, or undefined for events the journal does not
@@ -42,7 +42,10 @@ export function journalEntryOf(event: RunEvent): JournalEntry | undefined {
   }
 }
 
-/** Appends each event's entry to `journal`, as it happens (so it is flushed before the next provider call). */
+/** The event types the journal keeps. */
+export const JOURNAL_EVENTS: readonly RunEventType[] = ['run-started', 'run-resumed', 'step-finished', 'loop-progress', 'loop-source', 'run-finished'];
+
+/** Appends each event's entry to `journal`, as it happens (so it is flushed before the next provider call). Subscribe it for JOURNAL_EVENTS. */
 export function journalSubscriber(journal: RunJournal): RunListener {
   return (event) => {
     const entry = journalEntryOf(event);

@@ -9,7 +9,7 @@ import type { FerryError } from '../errors.js';
 import type { Workflow } from '../workflow/types.js';
 import { RunEvents, type RunListener } from './events.js';
 import { runInputs } from './inputs.js';
-import { journalEntryOf, journalSubscriber } from './journal-subscriber.js';
+import { JOURNAL_EVENTS, journalEntryOf, journalSubscriber } from './journal-subscriber.js';
 import type { Limiter } from './limiter.js';
 import type { Redactor } from './redact.js';
 import type { ResumeState } from './resume.js';
@@ -259,7 +259,7 @@ class Session implements RunSession {
   #attach(journal: RunJournal): void {
     this.#detach?.();
     // First in line: an entry is appended before any display hears of its event.
-    this.#detach = this.#events.first(journalSubscriber(journal));
+    this.#detach = this.#events.first(journalSubscriber(journal), JOURNAL_EVENTS);
   }
 
   #attachFile(journal: FileJournal): void {

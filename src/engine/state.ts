@@ -8,7 +8,7 @@ import type { ActionStep, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
 import { dataRoots, type DataRoots } from './data-paths.js';
 import { observe, RunEvents } from './events.js';
-import { journalSubscriber } from './journal-subscriber.js';
+import { JOURNAL_EVENTS, journalSubscriber } from './journal-subscriber.js';
 import { Limiter } from './limiter.js';
 import type { RunOptions } from './run.js';
 import type { StepRuntime } from './steps.js';
@@ -59,7 +59,7 @@ export class Run {
     // many at once, and each removes its listener when its wait ends.
     setMaxListeners(0, this.signal);
     this.events = options.events ?? new RunEvents();
-    if (options.journal) this.events.on(journalSubscriber(options.journal));
+    if (options.journal) this.events.first(journalSubscriber(options.journal), JOURNAL_EVENTS);
     if (options.observer) this.events.on(observe(options.observer));
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
   }

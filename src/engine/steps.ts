@@ -31,7 +31,7 @@ async function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
 
   const started = performance.now();
   const top = scope.inner === undefined;
-  if (run.events.active) run.events.emit({ type: 'step-started', step: step.id, item: scope.item });
+  if (run.events.wants('step-started')) run.events.emit({ type: 'step-started', step: step.id, item: scope.item });
   if (top) run.active.add(step.id);
 
   let active = true;
@@ -74,7 +74,7 @@ function record(step: Step, scope: ItemScope, run: Run, summary: StepSummary): v
 function finish(step: Step, scope: ItemScope, run: Run, summary: StepSummary): void {
   record(step, scope, run, summary);
   if (scope.inner === undefined) run.active.delete(step.id);
-  if (!run.events.active) return;
+  if (!run.events.wants('step-finished')) return;
   const loop = step.kind === 'loop';
   if (summary.status === 'failed' && run.failure) run.events.emit({ type: 'step-finished', step: step.id, item: scope.item, loop, summary, error: errorInfo(run.failure) });
   else run.events.emit({ type: 'step-finished', step: step.id, item: scope.item, loop, summary });
@@ -375,7 +375,8 @@ class CallContext implements ActionContext {
   }
 
   log(level: LogLevel, message: string): void {
-    this.#run.events.emit({ type: 'log', level, message, step: this.#shared.step.id, item: this.item });
+    const events = this.#run.events;
+    if (events.wants('log')) events.emit({ type: 'log', level, message, step: this.#shared.step.id, item: this.item });
   }
 }
 
