@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { MockAgent } from 'undici';
-import { runWorkflow } from '../engine/run.js';
 import { createFerry } from '../engine/runtime.js';
+import { placeholderSecrets } from '../engine/secrets.js';
+import { startRun } from '../engine/session.js';
 import { readItems } from '../engine/sources.js';
 import type { TriggerData } from '../engine/types.js';
 import type { Registry } from '../providers/registry.js';
@@ -13,9 +14,9 @@ import type { CommandIO } from './io.js';
 export interface DryRunOptions {
   /** The command's registry (the workflow was loaded with it). */
   registry: Registry;
+  /** Inputs as given; the session checks them. */
   inputs: Record<string, unknown>;
   trigger: TriggerData;
-  secrets: Record<string, string>;
   /** Render only the first N items of each loop. */
   limit: number | undefined;
   json: boolean;
@@ -39,11 +40,12 @@ interface PlannedCall {
  * sent. Loops go one item at a time so that each call belongs to exactly one step.
  */
 export async function dryRun(original: Workflow, options: DryRunOptions, io: CommandIO): Promise<number> {
-  for (const value of Object.values(options.secrets)) io.redactor.add(value);
+  // A dry run never reads real secrets: placeholders stand in, and are redacted like secrets.
   // `<<env.NAME>>` of a declared secret reads the same placeholder as `<<secrets.NAME>>`:
   // a dry run never shows a real secret, whichever way the workflow reads it.
-  for (const name of Object.keys(options.secrets)) io.redactor.add(io.env[name]);
-  const env = { ...io.env, ...options.secrets };
+  const placeholders = await placeholderSecrets.lookup(original.secrets);
+  for (const name of original.secrets) io.redactor.add(io.env[name]);
+  const env = { ...io.env, ...placeholders };
   const notes: string[] = [];
   const note = (text: string): void => {
     notes.push(text);
@@ -71,25 +73,24 @@ export async function dryRun(original: Workflow, options: DryRunOptions, io: Com
   // A runtime of its own around the recording dispatcher: nothing of it can reach the network.
   const ferry = createFerry({ registry: options.registry, dispatcher: agent, env });
   try {
-    const summary = await runWorkflow(isolated.workflow, {
+    const session = startRun(isolated.workflow, {
       ferry,
       inputs: options.inputs,
       trigger: options.trigger,
-      secrets: options.secrets,
+      secrets: placeholderSecrets,
       env,
       redactor: io.redactor,
       // With one item at a time, a batch window would only add waiting.
       providerOverrides: Object.fromEntries(Object.keys(original.providers).map((p) => [p, { batch: false }])),
-      observer: {
-        stepStarted: (step, item) => void (current = { step, item: [...item] }),
-        stepFinished: (step, item, s) => {
-          if (s.status === 'skipped' && !options.json) io.stdout(`- ${label(step, item, where)}  skipped (\`if:\` is false)\n\n`);
-        },
-        log: (level, message, step, item) => {
-          if (level !== 'debug' || options.verbose) io.stderr(`  ${level === 'info' ? '' : `${level}: `}[${label(step, item, where)}] ${message}\n`);
-        },
-      },
     });
+    // Each call is labelled with the step that started last: loops go one item at a time.
+    session.on((event) => {
+      if (event.type === 'step-started') current = { step: event.step, item: [...event.item] };
+      else if (event.type === 'step-finished' && event.summary.status === 'skipped' && !options.json) io.stdout(`- ${label(event.step, event.item, where)}  skipped (\`if:\` is false)\n\n`);
+      else if (event.type === 'log' && (event.level !== 'debug' || options.verbose)) io.stderr(`  ${event.level === 'info' ? '' : `${event.level}: `}[${label(event.step, event.item, where)}] ${event.message}\n`);
+    });
+    io.onRun?.(session);
+    const summary = await session.done;
     if (options.json) {
       io.json({ workflow: original.name, status: summary.status, error: summary.error, notes, calls: calls.map(redactHeaders) });
     }

@@ -1,4 +1,5 @@
 import { Redactor } from '../engine/redact.js';
+import type { RunSession } from '../engine/session.js';
 import { escapeControls } from '../terminal.js';
 
 /**
@@ -22,6 +23,11 @@ export interface CommandIO {
   redactor: Redactor;
   /** Aborted with 'SIGINT' or 'SIGTERM' when the process is asked to stop. */
   signal?: AbortSignal;
+  /**
+   * Told of each run session a command starts (`run`, `retry`, `serve`, `test`, `--dry-run`),
+   * before its first event: an embedder (or a test) subscribes to what happens in it.
+   */
+  onRun?: (session: RunSession) => void;
 }
 
 export interface CapturedIO extends CommandIO {

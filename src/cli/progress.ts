@@ -1,7 +1,5 @@
-import type { Limiter, PauseEvent } from '../engine/limiter.js';
-import type { RunObserver } from '../engine/types.js';
+import type { RunListener } from '../engine/events.js';
 import type { LoopStep, Workflow } from '../workflow/types.js';
-import { mapSteps } from '../testing/isolate.js';
 import type { CommandIO } from './io.js';
 import { humanObserver } from './output.js';
 
@@ -16,10 +14,9 @@ export interface ProgressState {
 }
 
 export interface Progress {
-  observer: RunObserver;
-  /** The workflow to run: the same steps, with loops that report how many items they hold. */
-  workflow: Workflow;
-  /** Erases the live display and stops listening; calling it again does nothing. */
+  /** Subscribe it to the run's session. */
+  listener: RunListener;
+  /** Erases the live display; calling it again does nothing. */
   stop(): void;
 }
 
@@ -61,11 +58,12 @@ export function renderProgress(state: ProgressState, now: number): string[] {
 }
 
 /**
- * Run output on stderr. On a terminal (and not CI) a live block shows the running loop's
- * done/total, rate, ETA and retries, and provider pauses with the time left, redrawn in
- * place; elsewhere one plain line per finished step and per pause. `quiet` leaves errors only.
+ * Run output on stderr, as a subscriber of the run's events. On a terminal (and not CI) a
+ * live block shows the running loop's done/total, rate, ETA and retries, and provider pauses
+ * with the time left, redrawn in place; elsewhere one plain line per finished step and per
+ * pause. `quiet` leaves errors only.
  */
-export function startProgress(io: CommandIO, workflow: Workflow, options: { verbose: boolean; quiet: boolean }, limiter: Limiter): Progress {
+export function startProgress(io: CommandIO, workflow: Workflow, options: { verbose: boolean; quiet: boolean }): Progress {
   const live = !options.quiet && io.isTTY && io.env.CI !== 'true';
   const state: ProgressState = { step: undefined, startedAt: 0, loop: undefined, pauses: new Map() };
   const lastInner = new Map(workflow.steps.filter((s): s is LoopStep => s.kind === 'loop').map((s) => [s.id, s.steps.at(-1)?.id]));
@@ -98,54 +96,51 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
   const human = humanObserver(printer, options);
   const timer = live ? setInterval(draw, REDRAW_MS) : undefined;
   timer?.unref?.();
-  const unsubscribe = limiter.onPause((event: PauseEvent) => {
-    if (event.waitMs <= 0) return;
-    // The account by its base URL or region, never its credential; `http` has none.
-    const who = event.account ? `${event.provider} (${event.account})` : event.provider;
-    state.pauses.set(event.scope, { until: Date.now() + event.waitMs, reason: event.reason, provider: who });
-    if (!live && !options.quiet) io.stderr(`  ${who} paused for ${formatDuration(event.waitMs)} (${event.reason}): the provider asked to wait\n`);
-  });
 
-  const instrumented = mapSteps(workflow, (s) => {
-    if (s.kind !== 'loop' || !s.over || !workflow.steps.some((top) => top.id === s.id)) return s;
-    const over = s.over;
-    return {
-      ...s,
-      over: (context) => {
-        const items = over(context);
-        if (Array.isArray(items) && state.step === s.id && state.loop) state.loop.total = items.length;
-        return items;
-      },
-    };
-  });
-
-  const observer: RunObserver = {
-    stepStarted(step, item) {
-      if (item.length > 0) return;
-      state.step = step;
-      state.startedAt = Date.now();
-      state.loop = lastInner.has(step) ? { total: undefined, done: 0, retries: 0 } : undefined;
-    },
-    stepFinished(step, item, summary) {
-      if (item.length > 0) {
-        const loop = state.loop;
-        if (!loop) return;
-        if (summary.calls) loop.retries += Math.max(0, summary.calls.attempts - summary.calls.calls);
-        if (item.length === 1 && state.step !== undefined && lastInner.get(state.step) === step) loop.done++;
+  const listener: RunListener = (event) => {
+    switch (event.type) {
+      case 'step-started':
+        if (event.item.length > 0) return;
+        state.step = event.step;
+        state.startedAt = Date.now();
+        state.loop = lastInner.has(event.step) ? { total: undefined, done: 0, retries: 0 } : undefined;
+        return;
+      case 'loop-started':
+        if (event.item.length === 0 && state.step === event.step && state.loop) state.loop.total = event.total;
+        return;
+      case 'step-finished': {
+        const { step, item, summary } = event;
+        if (item.length > 0) {
+          const loop = state.loop;
+          if (!loop) return;
+          if (summary.calls) loop.retries += Math.max(0, summary.calls.attempts - summary.calls.calls);
+          if (item.length === 1 && state.step !== undefined && lastInner.get(state.step) === step) loop.done++;
+          return;
+        }
+        state.step = undefined;
+        state.loop = undefined;
+        human.stepFinished?.(step, item, summary);
         return;
       }
-      state.step = undefined;
-      state.loop = undefined;
-      human.stepFinished?.(step, item, summary);
-    },
-    log: (...args) => human.log?.(...args),
+      case 'log':
+        human.log?.(event.level, event.message, event.step, event.item);
+        return;
+      case 'provider-paused':
+        if (event.waitMs <= 0) return;
+        {
+          // The account by its base URL or region, never its credential; `http` has none.
+          const who = event.account ? `${event.provider} (${event.account})` : event.provider;
+          state.pauses.set(event.scope, { until: Date.now() + event.waitMs, reason: event.reason, provider: who });
+          if (!live && !options.quiet) io.stderr(`  ${who} paused for ${formatDuration(event.waitMs)} (${event.reason}): the provider asked to wait\n`);
+        }
+        return;
+      default:
+    }
   };
   return {
-    observer,
-    workflow: instrumented,
+    listener,
     stop() {
       if (timer) clearInterval(timer);
-      unsubscribe();
       clear();
     },
   };

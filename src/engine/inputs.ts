@@ -1,7 +1,8 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import { UsageError } from '../errors.js';
 import { describeInputError } from '../providers/registry.js';
-import type { Workflow } from '../workflow/types.js';
+import type { WebhookTrigger, Workflow } from '../workflow/types.js';
+import type { TriggerData } from './types.js';
 
 /**
  * Checks run inputs against the trigger's input schemas, each schema compiled once. A runtime
@@ -17,7 +18,11 @@ export class InputChecker {
    */
   check(workflow: Workflow, kind: 'manual' | 'webhook', inputs: Record<string, unknown>): Record<string, unknown> {
     const trigger = workflow.triggers.find((t) => t.type === kind) ?? workflow.triggers.find((t) => t.inputs !== undefined);
-    const declared = trigger?.inputs;
+    return this.checkDeclared(trigger?.inputs, inputs);
+  }
+
+  /** `inputs` checked against one trigger's `inputs:` declaration (none: as they are). */
+  checkDeclared(declared: Record<string, Record<string, unknown>> | undefined, inputs: Record<string, unknown>): Record<string, unknown> {
     if (!declared) return inputs;
     let validate = this.#validators.get(declared);
     if (!validate) {
@@ -41,4 +46,21 @@ export class InputChecker {
  */
 export function checkInputs(workflow: Workflow, kind: 'manual' | 'webhook', inputs: Record<string, unknown>): Record<string, unknown> {
   return new InputChecker().check(workflow, kind, inputs);
+}
+
+/**
+ * The one rule that turns what starts a run into its inputs, for `ferry run` (`--input`,
+ * `--body`), the listener and `ferry test`: when the webhook trigger the delivery came in on
+ * (`hookPath`, else the workflow's first) declares `inputs:` and the body is a JSON object,
+ * the body's fields are inputs; inputs given beside it (`--input`) win. The result is checked
+ * against that trigger's declaration (as a manual start's for a manual start).
+ */
+export function runInputs(workflow: Workflow, trigger: TriggerData, given: Record<string, unknown> = {}, hookPath?: string, checker = new InputChecker()): Record<string, unknown> {
+  if (trigger.type !== 'webhook') return checker.check(workflow, trigger.type, given);
+  const hook = workflow.triggers.find((t): t is WebhookTrigger => t.type === 'webhook' && (hookPath === undefined || t.path === hookPath));
+  // A workflow without a webhook trigger run with `--body`: its inputs are checked as a manual start's.
+  if (!hook) return checker.check(workflow, 'webhook', given);
+  const body = trigger.body;
+  const fromBody = hook.inputs !== undefined && body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  return checker.checkDeclared(hook.inputs, { ...fromBody, ...given });
 }

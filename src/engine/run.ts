@@ -1,12 +1,13 @@
 import { RunFailedError, errorMessage } from '../errors.js';
 import type { RunJournal, RunMode } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
-import type { Workflow } from '../workflow/types.js';
+import type { Step, Workflow } from '../workflow/types.js';
+import type { RunEvent, RunEvents } from './events.js';
 import type { Redactor } from './redact.js';
 import { shapeOf, type ResumeState } from './resume.js';
 import { newRunId } from './run-id.js';
 import type { Ferry } from './runtime.js';
-import { errorInfo, interruption, Run } from './state.js';
+import { errorInfo, interruption, Run, type ItemScope } from './state.js';
 import { runSteps } from './steps.js';
 import type { RunObserver, RunSummary, TriggerData } from './types.js';
 
@@ -35,7 +36,10 @@ export interface RunOptions {
   mode?: RunMode;
   /** Provider block fields that replace the workflow's (the sandbox sets base_url and keys). */
   providerOverrides?: Record<string, Record<string, unknown>>;
+  /** Hooks for the run's steps and logs; a listener over `events` (kept for embedders of earlier versions). */
   observer?: RunObserver;
+  /** Where the run's events go; the run session passes its own. @default a new stream, with `journal` and `observer` subscribed */
+  events?: RunEvents;
   /** Collects secret values; the caller redacts what it prints with it. */
   redactor?: Redactor;
   /**
@@ -43,7 +47,7 @@ export interface RunOptions {
    * finish within their timeout and are recorded. The run ends `failed` and can be retried.
    */
   signal?: AbortSignal;
-  /** Where entries go; `FileJournal` in the CLI. @default nothing is kept */
+  /** Where entries go: subscribed to the run's events (journal-subscriber.ts). @default nothing is kept */
   journal?: RunJournal;
   /** Steps that completed in an earlier attempt of this run (`ferry retry`), from its journal. */
   resume?: ResumeState;
@@ -55,15 +59,27 @@ export interface RunOptions {
   stateDir?: string;
 }
 
-/** Runs a validated workflow from its first step to the end or to the first failed step. */
-export async function runWorkflow(workflow: Workflow, options: RunOptions): Promise<RunSummary> {
+/** A run whose context is built and providers rendered, ready to record and run. */
+export interface PreparedRun {
+  readonly run: Run;
+  readonly context: TemplateContext;
+  /** Outputs of the top-level steps, by id (also `context.steps`). */
+  readonly steps: ItemScope['steps'];
+  /** Rendering a provider block failed: the run fails with it when it runs. */
+  readonly providersFailed: unknown;
+}
+
+/**
+ * Builds a run's context and renders its provider blocks, so that provider keys join the
+ * redactor before anything is recorded. Runs nothing; `runPrepared` does.
+ */
+export function prepareRun(workflow: Workflow, options: RunOptions): PreparedRun {
   const runId = options.runId ?? newRunId();
   const run = new Run(workflow, options, runId);
-  const started = performance.now();
   const secrets = options.secrets ?? {};
   for (const value of Object.values(secrets)) options.redactor?.add(value);
   const trigger = options.trigger ?? { type: 'manual' };
-  const steps: Record<string, { output: unknown; status: string }> = {};
+  const steps: ItemScope['steps'] = {};
   const context: TemplateContext = {
     inputs: options.inputs ?? {},
     trigger: { type: trigger.type, body: trigger.body ?? null, headers: trigger.headers ?? {}, query: trigger.query ?? {} },
@@ -73,38 +89,57 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
     run: { id: runId },
     workflow: { name: workflow.name },
   };
-  // Provider keys and their encoded forms join the redactor before the first entry is written.
   let providersFailed: unknown;
   try {
     renderProviders(run, context);
   } catch (error) {
     providersFailed = error;
   }
-  if (options.resume) run.journal.append({ t: 'resume', at: new Date().toISOString(), pid: process.pid });
-  else {
-    run.journal.append({
-      t: 'run',
-      v: 1,
-      runId,
-      workflow: workflow.name,
-      file: workflow.file,
-      startedAt: run.summary.startedAt,
-      pid: process.pid,
-      mode: options.mode ?? 'live',
-      inputs: options.inputs ?? {},
-      trigger,
-      shape: shapeOf(workflow.steps),
-    });
-  }
+  return { run, context, steps, providersFailed };
+}
+
+/** The `run-started` event of a new run: what its journal's first entry holds. */
+export function runStartedEvent(prepared: PreparedRun, annotations?: Record<string, unknown>): Extract<RunEvent, { type: 'run-started' }> {
+  const { run } = prepared;
+  const { options, workflow } = run;
+  return {
+    type: 'run-started',
+    runId: run.runId,
+    workflow: workflow.name,
+    file: workflow.file,
+    startedAt: run.summary.startedAt,
+    pid: process.pid,
+    mode: options.mode ?? 'live',
+    inputs: options.inputs ?? {},
+    trigger: options.trigger ?? { type: 'manual' },
+    shape: shapeOf(workflow.steps),
+    ...(annotations ? { annotations } : {}),
+  };
+}
+
+/** Runs a validated workflow from its first step to the end or to the first failed step. */
+export async function runWorkflow(workflow: Workflow, options: RunOptions): Promise<RunSummary> {
+  const prepared = prepareRun(workflow, options);
+  const { run } = prepared;
+  run.events.emit(options.resume ? { type: 'run-resumed', runId: run.runId, at: new Date().toISOString(), pid: process.pid } : runStartedEvent(prepared));
+  return runPrepared(prepared);
+}
+
+/** Runs a prepared run whose start is recorded: its steps, then the `run-finished` event. */
+export async function runPrepared(prepared: PreparedRun): Promise<RunSummary> {
+  const { run, context, steps } = prepared;
+  const started = performance.now();
+  const stopPauses = prepared.providersFailed === undefined ? forwardPauses(run) : () => undefined;
   let interrupted: string | undefined;
   // The runtime writes this run's journal before each of its provider calls.
-  const untrack = options.ferry.trackJournal(run.journal);
+  const journal = run.options.journal;
+  const untrack = journal ? run.ferry.trackJournal(journal) : () => undefined;
   try {
-    if (providersFailed !== undefined) throw providersFailed;
+    if (prepared.providersFailed !== undefined) throw prepared.providersFailed;
     // Every account the workflow names gets its scope (and this workflow's limits) before the
     // first call: a stricter limit holds from the start, whichever step calls first.
     for (const provider of run.providerConfigs.keys()) run.scope(provider);
-    await runSteps(workflow.steps, { context, steps, item: [], inner: undefined }, run);
+    await runSteps(run.workflow.steps, { context, steps, item: [], inner: undefined }, run);
     if (run.signal.aborted) throw interruption(run);
   } catch (error) {
     const failure = error instanceof RunFailedError ? error : new RunFailedError('(run)', null, errorMessage(error), { cause: error });
@@ -113,17 +148,33 @@ export async function runWorkflow(workflow: Workflow, options: RunOptions): Prom
     run.summary.error = errorInfo(failure);
   } finally {
     untrack();
+    stopPauses();
   }
   run.summary.durationMs = Math.round(performance.now() - started);
-  run.journal.append({
-    t: 'end',
-    status: run.summary.status,
-    at: new Date().toISOString(),
-    ms: run.summary.durationMs,
-    error: run.summary.error,
-    ...(interrupted === undefined ? {} : { interrupted }),
-  });
+  run.events.emit({ type: 'run-finished', summary: run.summary, at: new Date().toISOString(), ...(interrupted === undefined ? {} : { interrupted }) });
   return run.summary;
+}
+
+/**
+ * The pauses of the provider accounts this run calls, as `provider-paused` events. The limit
+ * scopes are shared by the runs of a runtime; each run hears about the accounts it uses.
+ */
+function forwardPauses(run: Run): () => void {
+  const scopes = new Set<string>();
+  const collect = (steps: readonly Step[]): void => {
+    for (const step of steps) {
+      if (step.kind === 'loop') collect(step.steps);
+      else {
+        const provider = run.ferry.registry.action(step.action)?.provider.name;
+        const scope = provider === undefined ? undefined : run.scope(provider);
+        if (scope) scopes.add(scope.scope);
+      }
+    }
+  };
+  collect(run.workflow.steps);
+  return run.limiter.onPause((event) => {
+    if (scopes.has(event.scope)) run.events.emit({ type: 'provider-paused', provider: event.provider, account: event.account, scope: event.scope, waitMs: event.waitMs, reason: event.reason });
+  });
 }
 
 function renderProviders(run: Run, context: TemplateContext): void {

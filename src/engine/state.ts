@@ -2,12 +2,13 @@ import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { FerryError, ProviderError, RunFailedError } from '../errors.js';
-import { noJournal, type RunJournal } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { ActionStep, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
 import { accountOf, limitsOf } from './accounts.js';
 import { dataRoots, type DataRoots } from './data-paths.js';
+import { observe, RunEvents } from './events.js';
+import { JOURNAL_EVENTS, journalSubscriber } from './journal-subscriber.js';
 import type { Limiter, ProviderQueue } from './limiter.js';
 import type { RunOptions } from './run.js';
 import type { Ferry } from './runtime.js';
@@ -36,7 +37,8 @@ export class Run {
   /** Each provider's limit scope (its account's queue), resolved once per run. */
   readonly #scopes = new Map<string, ProviderQueue>();
   readonly signal: AbortSignal;
-  readonly journal: RunJournal;
+  /** What happens in the run, as it happens: the journal, displays and recorders subscribe. */
+  readonly events: RunEvents;
   /** Steps running now, for the interruption message. */
   readonly active = new Set<string>();
 
@@ -50,7 +52,9 @@ export class Run {
     // Every call waiting in a queue, a pause or a backoff listens for the stop: a loop has
     // many at once, and each removes its listener when its wait ends.
     setMaxListeners(0, this.signal);
-    this.journal = options.journal ?? noJournal;
+    this.events = options.events ?? new RunEvents();
+    if (options.journal) this.events.first(journalSubscriber(options.journal), JOURNAL_EVENTS);
+    if (options.observer) this.events.on(observe(options.observer));
     this.summary = { runId, workflow: workflow.name, status: 'succeeded', error: null, steps: {}, startedAt: new Date().toISOString(), durationMs: 0 };
   }
 

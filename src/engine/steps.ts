@@ -10,7 +10,6 @@ import type { BatchSettings } from './batcher.js';
 import type { ProviderQueue } from './limiter.js';
 import { stepKey } from './resume.js';
 import { callWithRetry, type CallStats } from './retry.js';
-import type { StepEntry } from '../store/journal.js';
 import { confineDataPath } from './data-paths.js';
 import { fingerprint, readItems, sourceChange, sourceChangedError, type SourceFingerprint } from './sources.js';
 import { errorInfo, interruption, type ItemScope, type Run } from './state.js';
@@ -32,7 +31,7 @@ async function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
 
   const started = performance.now();
   const top = scope.inner === undefined;
-  run.options.observer?.stepStarted?.(step.id, scope.item);
+  if (run.events.wants('step-started')) run.events.emit({ type: 'step-started', step: step.id, item: scope.item });
   if (top) run.active.add(step.id);
 
   let active = true;
@@ -71,24 +70,15 @@ function record(step: Step, scope: ItemScope, run: Run, summary: StepSummary): v
   else addInner(scope.inner, step.id, summary);
 }
 
-/** Records a step that ran (or was skipped) and writes its journal entry; `failure` is its own error, else the run's. */
+/** Records a step that ran (or was skipped) and tells the run's listeners (the journal among them); `failure` is its own error, else the run's. */
 function finish(step: Step, scope: ItemScope, run: Run, summary: StepSummary, failure?: RunFailedError): void {
   record(step, scope, run, summary);
   if (scope.inner === undefined) run.active.delete(step.id);
-  const entry: StepEntry = {
-    t: 'step',
-    id: step.id,
-    item: scope.item,
-    status: summary.status,
-    // A loop's items are rebuilt from its inner steps' entries; only the count is kept.
-    output: step.kind === 'loop' ? { count: (summary.output as { count?: number } | null)?.count ?? 0 } : summary.output,
-    ms: summary.durationMs,
-  };
-  if (summary.calls && summary.calls.calls > 0) entry.calls = summary.calls;
+  if (!run.events.wants('step-finished')) return;
+  const loop = step.kind === 'loop';
   const error = failure ?? run.failure;
-  if (summary.status === 'failed' && error) entry.error = errorInfo(error);
-  run.journal.append(entry);
-  run.options.observer?.stepFinished?.(step.id, scope.item, summary);
+  if (summary.status === 'failed' && error) run.events.emit({ type: 'step-finished', step: step.id, item: scope.item, loop, summary, error: errorInfo(error) });
+  else run.events.emit({ type: 'step-finished', step: step.id, item: scope.item, loop, summary });
 }
 
 function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: StepSummary): never {
@@ -147,13 +137,15 @@ async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<st
     // progress mark are read past without running anything.
     const done = run.options.resume?.progress?.get(key) ?? 0;
     while (count < done && !(await rows.next()).done) count++;
-    progress = new LoopProgress(count, (mark) => run.journal.append({ t: 'progress', id: step.id, item: scope.item, done: mark }));
+    run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: undefined });
+    progress = new LoopProgress(count, (mark) => run.events.emit({ type: 'loop-progress', step: step.id, item: scope.item, done: mark }));
   } else {
     const items = step.over?.(scope.context);
     if (!Array.isArray(items)) {
       throw new RunFailedError(step.id, null, `step \`${step.id}\`: loop.over must render to an array, got ${items === null ? 'null' : typeof items}`);
     }
     outputs = new Array(items.length);
+    run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: items.length });
     const iterator = items[Symbol.iterator]();
     pull = () => iterator.next();
   }
@@ -221,7 +213,7 @@ async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: str
   } catch (error) {
     throw new FerryError('FERRY_LOOP_FILE', `loop.file ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)})`, { cause: error });
   }
-  run.journal.append({ t: 'source', id: step.id, item: scope.item, ...print });
+  run.events.emit({ type: 'loop-source', step: step.id, item: scope.item, ...print });
   return file;
 }
 
@@ -395,7 +387,8 @@ class CallContext implements ActionContext {
   }
 
   log(level: LogLevel, message: string): void {
-    this.#run.options.observer?.log?.(level, message, this.#shared.step.id, this.item);
+    const events = this.#run.events;
+    if (events.wants('log')) events.emit({ type: 'log', level, message, step: this.#shared.step.id, item: this.item });
   }
 }
 

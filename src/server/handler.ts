@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { UsageError } from '../errors.js';
-import { InputChecker } from '../engine/inputs.js';
+import { InputChecker, runInputs } from '../engine/inputs.js';
 import type { TriggerData } from '../engine/types.js';
 import type { Workflow } from '../workflow/types.js';
 import { checkSignature, FERRY_SIGNATURE, GITHUB_SIGNATURE, STANDARD_SIGNATURE, type ReplayKey, type SignedDelivery } from './signature.js';
@@ -21,8 +21,6 @@ export interface Route {
   served: ServedWorkflow;
   /** The rendered `secret:`; undefined only for an unsigned trigger on a loopback listener. */
   secret: string | undefined;
-  /** The trigger declares `inputs:`: the JSON body is checked against them and becomes `inputs`. */
-  checksInputs: boolean;
 }
 
 /** A delivery that passed every check, ready to be recorded as a run. */
@@ -130,17 +128,15 @@ export function createHandler(options: HandlerOptions): Handler {
       return reply(400, { error: 'body is not JSON' });
     }
     if (nestsDeeper(body, MAX_BODY_DEPTH)) return reply(400, { error: `body nests deeper than ${MAX_BODY_DEPTH} levels` });
-    let inputs: Record<string, unknown> = {};
-    if (route.checksInputs) {
-      const object = body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
-      try {
-        inputs = checker.check(route.served.workflow, 'webhook', object);
-      } catch (error) {
-        if (error instanceof UsageError) return reply(400, { error: error.message });
-        throw error;
-      }
-    }
     const trigger: TriggerData = { type: 'webhook', body, headers: forwardedHeaders(request.headers), query };
+    // The one body -> inputs rule, here for an early 400; the run's session applies it again.
+    let inputs: Record<string, unknown>;
+    try {
+      inputs = runInputs(route.served.workflow, trigger, {}, route.path, checker);
+    } catch (error) {
+      if (error instanceof UsageError) return reply(400, { error: error.message });
+      throw error;
+    }
     // A signed id names the delivery; an unsigned header only helps an honest sender's retries.
     const deliveryId = signed?.id ?? deliveryIdOf(request.headers);
     const { runId, duplicate } = await options.runs.accept({ route, deliveryId, replays: signed?.replays ?? [], inputs, trigger });

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { errorMessage, type WorkflowIssue } from '../errors.js';
+import { envSecrets, type SecretSource } from '../engine/secrets.js';
 import type { Registry } from '../providers/registry.js';
 import type { CompiledValue } from '../template/value.js';
 import { locate, parseSource, readSource, type YamlPath } from '../workflow/load.js';
@@ -13,6 +14,8 @@ export interface LoadRoutesOptions {
   files: readonly string[];
   cwd: string;
   env: Record<string, string | undefined>;
+  /** Where the workflows' declared secrets are read. @default the environment `env` */
+  secrets?: SecretSource;
   registry: Registry;
   /** Whether the listener is reachable only from this machine. */
   loopback: boolean;
@@ -63,9 +66,10 @@ export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRout
     if (other) issue(['name'], 'FERRY_NAME_DUPLICATE', `workflow name \`${workflow.name}\` is already used by ${other}`);
     else names.set(folderKey, file);
 
+    const found = await (options.secrets ?? envSecrets(options.env)).lookup(workflow.secrets);
     const secrets: Record<string, string> = {};
     for (const name of workflow.secrets) {
-      const value = options.env[name];
+      const value = found[name];
       if (value === undefined || value === '') issue(['secrets'], 'FERRY_SECRET_MISSING', `missing secret \`${name}\`: set it in the environment of ferry serve`);
       else secrets[name] = value;
     }
@@ -96,7 +100,7 @@ export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRout
       } else {
         out.warnings.push(`${where.file}:${where.line}:${where.col}: webhook \`${trigger.path}\` has no \`secret\`: accepting unsigned deliveries because the listener is on loopback`);
       }
-      out.routes.push({ path: trigger.path, served, secret, checksInputs: trigger.inputs !== undefined });
+      out.routes.push({ path: trigger.path, served, secret });
       serves = true;
     });
     if (serves) out.served.push(served);

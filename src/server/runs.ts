@@ -1,15 +1,15 @@
-import { mkdir, open, readdir, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { mkdir, readdir } from 'node:fs/promises';
 import { errorMessage } from '../errors.js';
+import type { RunListener } from '../engine/events.js';
 import type { Redactor } from '../engine/redact.js';
-import { ResumeFold, runWorkflow, shapeOf, type ResumeState } from '../engine/run.js';
-import { newRunId } from '../engine/run-id.js';
+import { ResumeFold, shapeOf } from '../engine/run.js';
 import type { Ferry } from '../engine/runtime.js';
-import type { RunObserver, TriggerData } from '../engine/types.js';
-import { FileJournal, type JournalEntry } from '../store/journal.js';
-import { acquireRunLock, type RunLock } from '../store/lock.js';
-import { isRunId, JOURNAL_FILE, runDir, runsDir, WORKFLOW_COPY } from '../store/paths.js';
-import { startRecord, writeRunRecord, writeRunRecordQuietly, type RunHook, type RunRecord } from '../store/record.js';
+import { envSecrets, type SecretSource } from '../engine/secrets.js';
+import { createRun, type RunSession } from '../engine/session.js';
+import { DurableRecorder } from '../store/durable.js';
+import type { JournalEntry } from '../store/journal.js';
+import { isRunId, runsDir } from '../store/paths.js';
+import { writeRunRecordQuietly, type RunHook, type RunRecord } from '../store/record.js';
 import { currentRecord, incompatibilities, loadRun, recordOf, stateOf, summarize, type RunState } from '../store/runs.js';
 import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
 
@@ -29,12 +29,16 @@ export interface RunManagerOptions {
   /** Redacts journals; gets every served workflow's secrets. */
   redactor: Redactor;
   env: Record<string, string | undefined>;
+  /** Where runs read the workflows' declared secrets. @default the environment `env` */
+  secrets?: SecretSource;
   /** Runs in flight at once; further accepted runs wait in order. @default 32 */
   maxRuns?: number;
   /** One line about each run's end, resumes and errors. */
   log: (line: string) => void;
-  /** Progress of each run (core.log lines). */
-  observer?: (runId: string) => RunObserver;
+  /** A subscriber of each run's events (its core.log lines). */
+  subscriber?: (runId: string) => RunListener;
+  /** Told of each run session when it is made (a delivery before it is recorded, a resume at `open`). */
+  onRun?: (session: RunSession) => void;
   /** The clock replay windows are measured on. @default Date.now */
   now?: () => number;
 }
@@ -49,13 +53,8 @@ interface Seen {
 const SWEEP_EVERY_MS = 60_000;
 
 interface Pending {
-  runId: string;
+  session: RunSession;
   served: ServedWorkflow;
-  inputs: Record<string, unknown>;
-  trigger: TriggerData;
-  resume: ResumeState;
-  /** The run's record so far, carried on by its journal. */
-  record: RunRecord | undefined;
 }
 
 /**
@@ -76,7 +75,8 @@ export class RunManager implements RunsService {
   /** Insertion order is arrival order: the FIFO of accepted runs waiting for a slot. */
   readonly #waiting = new Map<string, Pending>();
   readonly #stop = new AbortController();
-  readonly #runsDirSync: DirSync;
+  readonly #recorder: DurableRecorder;
+  readonly #secrets: SecretSource;
   #started = false;
 
   constructor(options: RunManagerOptions) {
@@ -85,7 +85,8 @@ export class RunManager implements RunsService {
     this.maxRuns = maxRuns;
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    this.#runsDirSync = new DirSync(runsDir(options.stateDir));
+    this.#recorder = new DurableRecorder(options.stateDir);
+    this.#secrets = options.secrets ?? envSecrets(options.env);
   }
 
   get running(): number {
@@ -99,8 +100,7 @@ export class RunManager implements RunsService {
   /**
    * Reads the runs of the state dir: every delivery id the listener recorded goes back into the
    * index, and accepted runs of served workflows that did not finish are queued again.
-   * Returns the ids queued for resuming; nothing runs before `start()`. Only the runs' records
-   * are read, and the journals of the runs it resumes (or of runs without an up-to-date record).
+   * Returns the ids queued for resuming; nothing runs before `start()`.
    */
   async open(served: readonly ServedWorkflow[]): Promise<string[]> {
     const byFile = new Map(served.map((s) => [s.workflow.file, s]));
@@ -128,7 +128,9 @@ export class RunManager implements RunsService {
         this.#options.log(`run ${id} of ${run.start.workflow} not resumed: ${again.file} changed (${problems.join('; ')}); use ferry retry after fixing it`);
         continue;
       }
-      this.#waiting.set(id, { runId: id, served: again, inputs: run.start.inputs, trigger: run.start.trigger, resume: folding.result(), record: recordOf(run) });
+      const session = createRun(again.workflow, { ...this.#sessionOptions(), runId: id, inputs: run.start.inputs, trigger: run.start.trigger, resume: folding.result(), record: recordOf(run) });
+      this.#watch(session, again);
+      this.#waiting.set(id, { session, served: again });
       resumed.push(id);
     }
     return resumed;
@@ -160,17 +162,26 @@ export class RunManager implements RunsService {
       if (seen && seen.untilMs >= now) return { runId: await seen.run, duplicate: true };
     }
     this.#sweep(now);
-    const runId = newRunId();
-    const recording = this.#record(runId, delivery);
-    const recorded = recording.then(() => runId);
+    const { route } = delivery;
+    // Recorded durably (fsynced) before accept resolves; run later, when a slot is free.
+    const session = createRun(route.served.workflow, {
+      ...this.#sessionOptions(),
+      inputs: delivery.inputs,
+      trigger: delivery.trigger,
+      hookPath: route.path,
+      annotations: { hook: hookOf(delivery) },
+      durable: this.#recorder,
+    });
+    this.#watch(session, route.served);
+    const runId = session.runId;
+    const recorded = session.record().then(() => runId);
     // Set before the first await: a redelivery racing the original waits for it instead of starting a second run.
     for (const { key, untilMs } of keys) this.#deliveries.set(key, { run: recorded, untilMs });
     recorded.catch(() => {
       for (const { key } of keys) if (this.#deliveries.get(key)?.run === recorded) this.#deliveries.delete(key);
     });
     await recorded;
-    const record = await recording;
-    this.#waiting.set(runId, { runId, served: delivery.route.served, inputs: delivery.inputs, trigger: delivery.trigger, resume: new Map(), record });
+    this.#waiting.set(runId, { session, served: route.served });
     this.#pump();
     return { runId, duplicate: false };
   }
@@ -198,51 +209,24 @@ export class RunManager implements RunsService {
     await Promise.allSettled([...this.#active.values()]);
   }
 
-  /** Writes the run's folder, workflow copy, `run` entry and record; returns the record. */
-  async #record(runId: string, delivery: Delivery): Promise<RunRecord> {
-    const { stateDir, redactor } = this.#options;
-    const { workflow } = delivery.route.served;
-    const entry: ListenerRunEntry = {
-      t: 'run',
-      v: 1,
-      runId,
-      workflow: workflow.name,
-      file: workflow.file,
-      startedAt: new Date().toISOString(),
-      pid: process.pid,
-      inputs: delivery.inputs,
-      trigger: delivery.trigger,
-      shape: shapeOf(workflow.steps),
-      hook: {
-        path: delivery.route.path,
-        delivery: delivery.deliveryId ?? null,
-        ...(delivery.replays.length > 0 ? { replays: delivery.replays.map((r) => ({ key: r.key, until: r.untilMs })) } : {}),
-      },
-    };
-    // The line first: what cannot be written leaves nothing behind in the state dir.
-    const line = `${redactor.redactJson(entry)}\n`;
-    const dir = runDir(stateDir, runId);
-    await mkdir(dir, { mode: 0o700 });
-    try {
-      // `wx`: a run id is never appended to twice.
-      const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx', 0o600), writeFile(path.join(dir, WORKFLOW_COPY), workflow.source, { mode: 0o600 })]);
-      try {
-        await journal.writeFile(line);
-        // The record beside it, so that the next start finds the delivery keys without the journal.
-        const record = startRecord(entry, Buffer.byteLength(line));
-        writeRunRecord(stateDir, record, redactor);
-        // The entry, then the names of the new file and folder: a 202 promises that the run
-        // survives a power cut. The three syncs are independent, so they overlap.
-        await Promise.all([journal.sync(), syncDir(dir), this.#runsDirSync.sync()]);
-        return record;
-      } finally {
-        await journal.close();
-      }
-    } catch (error) {
-      // A 500 tells the sender to deliver again: a half-written run must not be resumed at the next start.
-      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-      throw error;
-    }
+  /** What every run is started with: the listener's queues, secrets, state dir and stop. */
+  #sessionOptions() {
+    const { ferry, redactor, env, stateDir } = this.#options;
+    return { ferry, redactor, env, stateDir, secrets: this.#secrets, signal: this.#stop.signal };
+  }
+
+  /** The listener's log of a run is a subscriber: its end in one line, and the caller's (core.log lines). */
+  #watch(session: RunSession, served: ServedWorkflow): RunSession {
+    const { log, subscriber, onRun } = this.#options;
+    if (subscriber) session.on(subscriber(session.runId));
+    onRun?.(session);
+    session.on((event) => {
+      if (event.type !== 'run-finished') return;
+      const { summary } = event;
+      const how = summary.status === 'succeeded' ? `succeeded in ${summary.durationMs}ms` : `failed: ${summary.error?.message ?? 'unknown error'}`;
+      log(`run ${session.runId} (${served.workflow.name}) ${how}`);
+    });
+    return session;
   }
 
   /** Drops replay keys past their window; delivery ids stay (they last as long as their run). */
@@ -256,53 +240,33 @@ export class RunManager implements RunsService {
     while (this.#started && !this.#stop.signal.aborted && this.#active.size < this.maxRuns) {
       const next = this.#waiting.values().next();
       if (next.done) return;
-      this.#waiting.delete(next.value.runId);
+      const { runId } = next.value.session;
+      this.#waiting.delete(runId);
       const done = this.#execute(next.value).finally(() => {
-        this.#active.delete(next.value.runId);
+        this.#active.delete(runId);
         this.#pump();
       });
-      this.#active.set(next.value.runId, done);
+      this.#active.set(runId, done);
     }
   }
 
   async #execute(pending: Pending): Promise<void> {
-    const { stateDir, redactor, log } = this.#options;
-    const { workflow } = pending.served;
-    let journal: FileJournal | undefined;
-    let lock: RunLock | undefined;
+    const { session, served } = pending;
     try {
-      lock = acquireRunLock(stateDir, pending.runId);
-      // A journal that cannot be written (a full disk) stops its run before the next call.
-      const journalStop = new AbortController();
-      journal = new FileJournal(path.join(runDir(stateDir, pending.runId), JOURNAL_FILE), redactor, {
-        onFailure: (error) => journalStop.abort(error.code === 'FERRY_DISK_FULL' ? 'a full disk' : 'a journal write error'),
-        ...(pending.record ? { record: pending.record } : {}),
-      });
-      // The `run` entry is already on disk: starting "as a resume" makes the engine append a
-      // `resume` entry (with this pid) instead of a second `run` entry.
-      const summary = await runWorkflow(workflow, {
-        ferry: this.#options.ferry,
-        runId: pending.runId,
-        inputs: pending.inputs,
-        trigger: pending.trigger,
-        secrets: pending.served.secrets,
-        env: this.#options.env,
-        redactor,
-        journal,
-        stateDir: this.#options.stateDir,
-        signal: AbortSignal.any([this.#stop.signal, journalStop.signal]),
-        resume: pending.resume,
-        ...(this.#options.observer ? { observer: this.#options.observer(pending.runId) } : {}),
-      });
-      const how = summary.status === 'succeeded' ? `succeeded in ${summary.durationMs}ms` : `failed: ${summary.error?.message ?? 'unknown error'}`;
-      log(`run ${pending.runId} (${workflow.name}) ${how}`);
+      await session.run();
     } catch (error) {
-      log(`run ${pending.runId} (${workflow.name}) could not run: ${errorMessage(error)}`);
-    } finally {
-      journal?.close();
-      lock?.release();
+      this.#options.log(`run ${session.runId} (${served.workflow.name}) could not run: ${errorMessage(error)}`);
     }
   }
+}
+
+/** The `hook` field of the listener's `run` entry: where the delivery came in and its keys. */
+function hookOf(delivery: Delivery): ListenerRunEntry['hook'] {
+  return {
+    path: delivery.route.path,
+    delivery: delivery.deliveryId ?? null,
+    ...(delivery.replays.length > 0 ? { replays: delivery.replays.map((r) => ({ key: r.key, until: r.untilMs })) } : {}),
+  };
 }
 
 /** The index keys of a delivery on `hookPath`: its id (for good) and its replay keys (for their window). */
@@ -310,38 +274,4 @@ function keysOf(hookPath: string, deliveryId: string | null, replays: readonly {
   const keys = replays.map((r) => ({ key: `${hookPath}\0replay\0${r.key}`, untilMs: r.untilMs }));
   if (deliveryId !== null) keys.unshift({ key: `${hookPath}\0id\0${deliveryId}`, untilMs: Infinity });
   return keys;
-}
-
-/**
- * Group commit for a folder every delivery adds to: callers that arrive while an fsync runs
- * share the next one (the running one may have started before their change), so a burst of
- * deliveries costs two fsyncs of `runs/`, not one each.
- */
-class DirSync {
-  #running: Promise<void> | undefined;
-  #next: Promise<void> | undefined;
-  constructor(readonly dir: string) {}
-
-  sync(): Promise<void> {
-    if (!this.#running) {
-      this.#running = syncDir(this.dir).finally(() => (this.#running = undefined));
-      return this.#running;
-    }
-    this.#next ??= this.#running
-      .catch(() => undefined)
-      .then(() => {
-        this.#next = undefined;
-        return this.sync();
-      });
-    return this.#next;
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

@@ -2,8 +2,9 @@ import { MockAgent } from 'undici';
 import type { MockInterceptor } from 'undici/types/mock-interceptor.js';
 import { UsageError } from '../errors.js';
 import { Redactor } from '../engine/redact.js';
-import { runWorkflow } from '../engine/run.js';
 import { createFerry } from '../engine/runtime.js';
+import { envSecrets } from '../engine/secrets.js';
+import { createRun, type RunSession } from '../engine/session.js';
 import type { RunSummary, TriggerData } from '../engine/types.js';
 import type { Registry } from '../providers/registry.js';
 import { startSandbox, type Sandbox } from '../sandbox/index.js';
@@ -47,17 +48,13 @@ const SANDBOX_KEYS = {
   segment: { write_key: 'sandbox-segment-key' },
 };
 
-/** Placeholders for declared secrets the case does not set, as `ferry run --sandbox` makes them. */
-function secretsFor(workflow: Workflow, given: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(workflow.secrets.map((name) => [name, given[name] ?? `sandbox-${name.toLowerCase().replace(/_/g, '-')}`]));
-}
-
 /**
  * Runs one case in-process against fresh emulators; nothing leaves 127.0.0.1. The case gets a
  * runtime of its own on the test run's registry: its dispatcher routes to its emulators, and
- * cases that run side by side share no queue or pause.
+ * cases that run side by side share no queue or pause. Its run is a session like any other;
+ * its log lines are recorded by a subscriber. `onRun` is told of the session before it runs.
  */
-export async function runCase(original: Workflow, testCase: TestCase, registry: Registry): Promise<CaseOutcome> {
+export async function runCase(original: Workflow, testCase: TestCase, registry: Registry, onRun?: (session: RunSession) => void): Promise<CaseOutcome> {
   const started = performance.now();
   const sandbox = await startSandbox();
   const http = httpFake(testCase.responses);
@@ -71,41 +68,38 @@ export async function runCase(original: Workflow, testCase: TestCase, registry: 
     for (const fault of testCase.faults.http ?? []) http.faults.inject(fault);
     if (testCase.amplitudeExport) sandbox.amplitude.setExportData(new Map(Object.entries(testCase.amplitudeExport)));
     const workflow = isolated.workflow;
-    let trigger: TriggerData = { type: 'manual' };
-    let inputs = testCase.inputs ?? {};
-    if (testCase.body) {
-      const body = testCase.body.value;
-      trigger = { type: 'webhook', body, headers: testCase.headers, query: {} };
-      const hook = workflow.triggers.find((t) => t.type === 'webhook');
-      if (hook?.inputs && body !== null && typeof body === 'object' && !Array.isArray(body)) inputs = { ...(body as Record<string, unknown>) };
-    }
+    const trigger: TriggerData = testCase.body ? { type: 'webhook', body: testCase.body.value, headers: testCase.headers, query: {} } : { type: 'manual' };
+    const stop = new AbortController();
+    const session = createRun(workflow, {
+      ferry,
+      inputs: testCase.inputs ?? {},
+      trigger,
+      // Declared secrets the case does not set get placeholders, as in `ferry run --sandbox`.
+      secrets: envSecrets(testCase.secrets, { placeholders: true }),
+      env: testCase.env,
+      redactor: new Redactor(),
+      signal: stop.signal,
+      providerOverrides: {
+        amplitude: { ...SANDBOX_KEYS.amplitude, base_url: sandbox.amplitude.url },
+        segment: { ...SANDBOX_KEYS.segment, base_url: sandbox.segment.url },
+      },
+      subscribers: [(event) => void (event.type === 'log' && outcome.logs.push(event.message))],
+    });
+    onRun?.(session);
     try {
-      inputs = ferry.inputs.check(workflow, trigger.type, inputs);
+      await session.record();
     } catch (error) {
+      // Inputs the trigger refuses are the case's outcome, as `ferry run` would refuse them.
       if (!(error instanceof UsageError)) throw error;
       outcome.invalid = error.message;
       return outcome;
     }
-    const stop = new AbortController();
     const timer = setTimeout(() => {
       outcome.timedOut = true;
       stop.abort('timeout');
     }, testCase.timeoutMs);
     try {
-      outcome.summary = await runWorkflow(workflow, {
-        ferry,
-        inputs,
-        trigger,
-        secrets: secretsFor(workflow, testCase.secrets),
-        env: testCase.env,
-        redactor: new Redactor(),
-        signal: stop.signal,
-        providerOverrides: {
-          amplitude: { ...SANDBOX_KEYS.amplitude, base_url: sandbox.amplitude.url },
-          segment: { ...SANDBOX_KEYS.segment, base_url: sandbox.segment.url },
-        },
-        observer: { log: (_level, message) => outcome.logs.push(message) },
-      });
+      outcome.summary = await session.run();
     } finally {
       clearTimeout(timer);
     }

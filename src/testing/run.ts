@@ -3,6 +3,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage, type WorkflowIssue } from '../errors.js';
 import { Redactor } from '../engine/redact.js';
+import type { RunSession } from '../engine/session.js';
 import type { Registry } from '../providers/registry.js';
 import { locate, readSource } from '../workflow/load.js';
 import { validateSource, WorkflowCompiler } from '../workflow/validate.js';
@@ -77,6 +78,8 @@ export interface RunTestsOptions {
   registry: Registry;
   /** Cases in flight at once, across files. @default the number of CPUs, at most 8 */
   concurrency?: number;
+  /** Told of each case's run session before it runs. */
+  onRun?: (session: RunSession) => void;
 }
 
 /** Runs every case of every file, files and cases side by side; results keep the files' order. */
@@ -100,7 +103,7 @@ async function runFile(file: string, options: RunTestsOptions, slot: ReturnType<
     result.issues = loaded.issues;
   } else {
     const { test, workflow } = loaded;
-    result.cases = await Promise.all(test.cases.map((c) => slot(() => runOne(test, workflow, c, options.registry))));
+    result.cases = await Promise.all(test.cases.map((c) => slot(() => runOne(test, workflow, c, options))));
   }
   result.durationMs = Math.round(performance.now() - started);
   return result;
@@ -126,11 +129,11 @@ async function loadTestFile(file: string, options: RunTestsOptions, parsers: Par
   return { test, workflow: checked.workflow };
 }
 
-async function runOne(test: TestFile, workflow: Workflow, testCase: TestCase, registry: Registry): Promise<CaseResult> {
+async function runOne(test: TestFile, workflow: Workflow, testCase: TestCase, options: RunTestsOptions): Promise<CaseResult> {
   const started = performance.now();
   let failures: Failure[];
   try {
-    failures = checkCase(testCase, await runCase(workflow, testCase, registry));
+    failures = checkCase(testCase, await runCase(workflow, testCase, options.registry, options.onRun));
   } catch (error) {
     failures = [{ path: ['cases', testCase.index, 'name'], message: `the case could not run: ${errorMessage(error)}`, details: [] }];
   }

@@ -29,8 +29,8 @@ steps: [{ id: say, action: core.log, with: { message: "<<inputs.user>>" } }]
 );
 
 const routes: Route[] = [
-  { path: '/hooks/plain', served: { workflow: plain, file: 'plain.yaml', secrets: {} }, secret: SECRET, checksInputs: false },
-  { path: '/hooks/typed', served: { workflow: typed, file: 'typed.yaml', secrets: {} }, secret: undefined, checksInputs: true },
+  { path: '/hooks/plain', served: { workflow: plain, file: 'plain.yaml', secrets: {} }, secret: SECRET },
+  { path: '/hooks/typed', served: { workflow: typed, file: 'typed.yaml', secrets: {} }, secret: undefined },
 ];
 
 /** A run manager that keeps what it was given; redelivery is keyed like the real one. */

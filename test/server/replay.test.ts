@@ -34,7 +34,7 @@ steps: [{ id: say, action: core.log, with: { message: hi } }]
     registry,
     file,
   );
-  return { path: `/hooks/${name}`, served: { workflow, file: `${name}.yaml`, secrets: {} }, secret, checksInputs: inputs !== undefined };
+  return { path: `/hooks/${name}`, served: { workflow, file: `${name}.yaml`, secrets: {} }, secret };
 }
 
 let routes: Route[];

@@ -29,9 +29,9 @@ describe('served routes', () => {
     );
     const loaded = await loadRoutes({ files: ['a.yaml'], cwd, env: { A_SECRET: 'from-env', SUFFIX: 'y' }, registry: builtinRegistry(), loopback: false });
     expect(loaded.issues).toEqual([]);
-    expect(loaded.routes.map((r) => [r.path, r.secret, r.checksInputs])).toEqual([
-      ['/a', 'from-env', true],
-      ['/a2', 'x-y', false],
+    expect(loaded.routes.map((r) => [r.path, r.secret])).toEqual([
+      ['/a', 'from-env'],
+      ['/a2', 'x-y'],
     ]);
     expect(loaded.served).toHaveLength(1);
     expect(loaded.served[0]?.secrets).toEqual({ A_SECRET: 'from-env' });

@@ -45,7 +45,7 @@ steps:
     registry,
     file,
   );
-  return { path: `/hooks/${name}`, served: { workflow, file: `${name}.yaml`, secrets: {} }, secret: undefined, checksInputs: false };
+  return { path: `/hooks/${name}`, served: { workflow, file: `${name}.yaml`, secrets: {} }, secret: undefined };
 }
 
 function delivery(r: Route, n: number, deliveryId?: string): Delivery {

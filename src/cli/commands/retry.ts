@@ -1,12 +1,14 @@
 import { UsageError } from '../../errors.js';
+import type { RunListener } from '../../engine/events.js';
 import { ResumeFold, shapeOf } from '../../engine/run.js';
+import { envSecrets } from '../../engine/secrets.js';
 import { firstSourceChange, sourceChangedError } from '../../engine/sources.js';
 import { createFerry } from '../../engine/runtime.js';
 import { resolveStateDir } from '../../store/paths.js';
 import { acquireRunLock } from '../../store/lock.js';
 import { currentRecord, incompatibilities, loadRun, readRun, recordOf, stateOf } from '../../store/runs.js';
 import type { Command } from '../run-command.js';
-import { executeRun, resolveSecrets } from './run.js';
+import { executeRun } from './run.js';
 
 export const retryCommand: Command = {
   usage: 'ferry retry <run-id> [--state-dir DIR] [--json] [--verbose] [--quiet]',
@@ -46,12 +48,16 @@ export const retryCommand: Command = {
       if (changed !== undefined) throw new UsageError(sourceChangedError(changed, runId).message, 'FERRY_LOOP_FILE_CHANGED');
       // A run is resumed where it started: a sandbox run in the sandbox, a live run live.
       const sandbox = run.start.mode === 'sandbox';
-      const secrets = resolveSecrets(workflow, io.env, sandbox, `then retry again (run ${runId} is a live run: a retry sends to the real providers, as the run did)`);
-      if (values.quiet !== true) io.stderr(`resuming run ${runId} of ${run.start.workflow}${sandbox ? ' in the sandbox, where it started (--sandbox)' : ''}\n`);
+      const secrets = envSecrets(io.env, { placeholders: sandbox });
+      const secretHint = `then retry again (run ${runId} is a live run: a retry sends to the real providers, as the run did)`;
+      // Said once the session read the secrets and took up the run, before its first step.
+      const announce: RunListener = (event) => {
+        if (event.type === 'run-resumed' && values.quiet !== true) io.stderr(`resuming run ${runId} of ${run.start.workflow}${sandbox ? ' in the sandbox, where it started (--sandbox)' : ''}\n`);
+      };
       return await executeRun(
         ferry,
         workflow,
-        { runId, inputs: run.start.inputs, trigger: run.start.trigger, secrets, sandbox, stateDirFlag, values, resume, record: recordOf(run), lock },
+        { inputs: run.start.inputs, trigger: run.start.trigger, secrets, secretHint, sandbox, stateDirFlag, values, resume: { runId, state: resume, record: recordOf(run) }, lock, subscribers: [announce] },
         io,
       );
     } finally {

@@ -1,13 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError, type FerryError } from '../../errors.js';
-import { runWorkflow, type ResumeState } from '../../engine/run.js';
-import { newRunId } from '../../engine/run-id.js';
+import { UsageError } from '../../errors.js';
+import type { RunListener } from '../../engine/events.js';
+import type { ResumeState } from '../../engine/run.js';
+import { envSecrets, type SecretSource } from '../../engine/secrets.js';
 import { createFerry, type Ferry } from '../../engine/runtime.js';
-import { FileJournal } from '../../store/journal.js';
-import { acquireRunLock, type RunLock } from '../../store/lock.js';
-import { JOURNAL_FILE, resolveStateDir, runDir } from '../../store/paths.js';
+import { resumeRun, startRun, type RunSession, type RunSessionOptions } from '../../engine/session.js';
+import type { RunLock } from '../../store/lock.js';
 import type { RunRecord } from '../../store/record.js';
+import { resolveStateDir } from '../../store/paths.js';
 import type { RunSummary, TriggerData } from '../../engine/types.js';
 import type { Workflow } from '../../workflow/types.js';
 import type { CommandIO } from '../io.js';
@@ -62,22 +63,6 @@ async function readJson(file: string, flag: string): Promise<unknown> {
   }
 }
 
-/** Declared secrets from the environment; placeholders in sandbox and dry-run mode. */
-export function resolveSecrets(workflow: Workflow, env: Record<string, string | undefined>, placeholders: boolean, hint = 'or try the run with --sandbox'): Record<string, string> {
-  const secrets: Record<string, string> = {};
-  const missing: string[] = [];
-  for (const name of workflow.secrets) {
-    const value = env[name];
-    if (value !== undefined && value !== '') secrets[name] = value;
-    else if (placeholders) secrets[name] = `sandbox-${name.toLowerCase().replace(/_/g, '-')}`;
-    else missing.push(name);
-  }
-  if (missing.length > 0) {
-    throw new UsageError(`missing secret${missing.length > 1 ? 's' : ''} ${missing.map((m) => `\`${m}\``).join(', ')}: set ${missing.length > 1 ? 'them' : 'it'} in the environment (e.g. export ${missing[0]}=...), ${hint}`, 'FERRY_SECRET_MISSING');
-  }
-  return secrets;
-}
-
 export const runCommandMain: Command = {
   usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox] [--json] [--verbose] [--quiet]',
   options: {
@@ -116,20 +101,15 @@ async function runOnce(ferry: Ferry, file: string, values: Record<string, unknow
   const limit = parseLimit(values.limit, dry);
   if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
   let trigger: TriggerData = { type: 'manual' };
-  let inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd);
+  const inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd);
   if (values.body !== undefined) {
     const body = await readJson(path.resolve(io.cwd, String(values.body)), '--body');
     trigger = { type: 'webhook', body, headers: {}, query: {} };
-    const hook = workflow.triggers.find((t) => t.type === 'webhook');
-    if (hook?.inputs && body !== null && typeof body === 'object' && !Array.isArray(body)) inputs = { ...(body as Record<string, unknown>), ...inputs };
   }
-  inputs = ferry.inputs.check(workflow, trigger.type, inputs);
-  // A dry run never reads real secrets: placeholders stand in, and are redacted like secrets.
-  const secrets = resolveSecrets(workflow, dry ? {} : io.env, sandboxMode || dry);
-  if (dry) return dryRun(workflow, { registry: ferry.registry, inputs, trigger, secrets, limit, json: values.json === true, verbose: values.verbose === true }, io);
-
-  const runId = newRunId();
-  return executeRun(ferry, workflow, { runId, inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
+  if (dry) return dryRun(workflow, { registry: ferry.registry, inputs, trigger, limit, json: values.json === true, verbose: values.verbose === true }, io);
+  // Placeholders stand in for secrets the environment lacks in the sandbox, as in `ferry test`.
+  const secrets = envSecrets(io.env, { placeholders: sandboxMode });
+  return executeRun(ferry, workflow, { inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
 }
 
 function parseLimit(raw: unknown, dry: boolean): number | undefined {
@@ -141,74 +121,66 @@ function parseLimit(raw: unknown, dry: boolean): number | undefined {
 }
 
 export interface ExecuteOptions {
-  runId: string;
+  /** Inputs as given; the session checks them (a resume passes the recorded ones). */
   inputs: Record<string, unknown>;
   trigger: TriggerData;
-  secrets: Record<string, string>;
+  secrets: SecretSource;
+  /** What a missing-secret error suggests besides setting it. */
+  secretHint?: string;
   sandbox: boolean;
   stateDirFlag: string | undefined;
   values: Record<string, unknown>;
-  resume?: ResumeState;
-  /** The run's record (`run.json`) as its earlier attempts left it, carried on by a resume. */
-  record?: RunRecord;
+  /** Resume this recorded run (`ferry retry`), carrying on its record (`run.json`). */
+  resume?: { runId: string; state: ResumeState; record?: RunRecord | undefined };
   /** The run's lock when the caller took it already (`retry` takes it before reading the journal). */
   lock?: RunLock;
+  /** More subscribers of the run's events, ahead of the progress display. */
+  subscribers?: RunListener[];
 }
 
 /**
- * Runs (or resumes) with a journal in the state dir; shared by `run` and `retry`. The run's
- * lock is held from before its first entry to its end, so one run never has two runners.
+ * Runs (or resumes) a session with its journal in the state dir; shared by `run` and `retry`.
+ * The run's lock is held from before its first entry to its end, so one run never has two
+ * runners. Progress and the human output are subscribers of the session's events.
  */
 export async function executeRun(ferry: Ferry, workflow: Workflow, options: ExecuteOptions, io: CommandIO): Promise<number> {
   const { values } = options;
-  for (const value of Object.values(options.secrets)) io.redactor.add(value);
   const stateDir = resolveStateDir(options.stateDirFlag, io.env, io.cwd);
-  const lock = options.lock ?? acquireRunLock(stateDir, options.runId);
-  // A journal that cannot be written (full disk) stops the run: nothing after it would be recorded.
-  const journalStop = new AbortController();
-  const journalOptions = { onFailure: (error: FerryError) => journalStop.abort(error.code === 'FERRY_DISK_FULL' ? 'a full disk' : 'a journal write error') };
-  let journal: FileJournal;
-  try {
-    journal = options.resume
-      ? new FileJournal(path.join(runDir(stateDir, options.runId), JOURNAL_FILE), io.redactor, { ...journalOptions, ...(options.record ? { record: options.record } : {}) })
-      : FileJournal.create(stateDir, options.runId, workflow.source, io.redactor, journalOptions);
-  } catch (error) {
-    lock.release();
-    throw error;
-  }
-  const signal = io.signal ? AbortSignal.any([io.signal, journalStop.signal]) : journalStop.signal;
   let sandbox: CliSandbox | undefined;
   let summary: RunSummary;
-  const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true }, ferry.limits);
+  let session: RunSession;
+  const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true });
   try {
     if (options.sandbox) sandbox = await (await import('../sandbox.js')).startCliSandbox();
-    summary = await runWorkflow(progress.workflow, {
+    const common: RunSessionOptions = {
       ferry,
-      runId: options.runId,
       inputs: options.inputs,
       trigger: options.trigger,
       secrets: options.secrets,
+      ...(options.secretHint === undefined ? {} : { secretHint: options.secretHint }),
       env: io.env,
       redactor: io.redactor,
-      journal,
       stateDir,
       mode: options.sandbox ? 'sandbox' : 'live',
-      ...(options.resume ? { resume: options.resume } : {}),
-      signal,
+      ...(options.lock ? { lock: options.lock } : {}),
+      ...(io.signal ? { signal: io.signal } : {}),
       ...(sandbox ? { providerOverrides: sandbox.overrides } : {}),
-      observer: progress.observer,
-    });
+      subscribers: [...(options.subscribers ?? []), progress.listener],
+    };
+    session = options.resume ? resumeRun(workflow, { ...common, runId: options.resume.runId, inputs: options.inputs, resume: options.resume.state, ...(options.resume.record ? { record: options.resume.record } : {}) }) : startRun(workflow, common);
+    io.onRun?.(session);
+    summary = await session.done;
     progress.stop();
     if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe()}\n`);
   } finally {
     progress.stop();
-    journal.close();
-    lock.release();
+    options.lock?.release();
     await sandbox?.close();
   }
   printSummary(summary, io, { json: values.json === true, quiet: values.quiet === true });
-  if (journal.failure) io.stderr(`${journal.failure.message}\n`);
-  if (summary.status === 'succeeded' && !journal.failure) return 0;
+  const journalFailure = session.journalFailure;
+  if (journalFailure) io.stderr(`${journalFailure.message}\n`);
+  if (summary.status === 'succeeded' && !journalFailure) return 0;
   const stateFlag = options.stateDirFlag === undefined ? '' : ` --state-dir ${options.stateDirFlag}`;
   io.stderr(`resume with: ferry retry ${summary.runId}${stateFlag}\n`);
   const reason = io.signal?.aborted ? String(io.signal.reason) : undefined;

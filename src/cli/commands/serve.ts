@@ -3,7 +3,8 @@ import path from 'node:path';
 import { UsageError } from '../../errors.js';
 import { accountUses, limitConflicts } from '../../engine/accounts.js';
 import { createFerry, type DeclaredAccount, type Ferry } from '../../engine/runtime.js';
-import type { RunObserver } from '../../engine/types.js';
+import type { RunListener } from '../../engine/events.js';
+import { envSecrets } from '../../engine/secrets.js';
 import { createHandler } from '../../server/handler.js';
 import { listen } from '../../server/listen.js';
 import type { ServedWorkflow } from '../../server/handler.js';
@@ -25,13 +26,13 @@ function integer(value: unknown, flag: string, min: number, max: number): number
   return n;
 }
 
-function runObserver(io: CommandIO, runId: string, verbose: boolean): RunObserver {
-  return {
-    log(level, message, step, item) {
-      if (level === 'debug' && !verbose) return;
-      const where = item.length > 0 ? `${step}#${item.join('.')}` : step;
-      io.stderr(`  ${level === 'info' ? '' : `${level}: `}[${runId} ${where}] ${message}\n`);
-    },
+/** A run's log lines on stderr, tagged with its id: a subscriber of the run's events. */
+function runLog(io: CommandIO, runId: string, verbose: boolean): RunListener {
+  return (event) => {
+    if (event.type !== 'log' || (event.level === 'debug' && !verbose)) return;
+    const { level, message, step, item } = event;
+    const where = item.length > 0 ? `${step}#${item.join('.')}` : step;
+    io.stderr(`  ${level === 'info' ? '' : `${level}: `}[${runId} ${where}] ${message}\n`);
   };
 }
 
@@ -74,7 +75,8 @@ interface ServeOptions {
 
 async function serve(ferry: Ferry, { dir, host, port, maxRuns, values }: ServeOptions, io: CommandIO): Promise<number> {
   const loopback = isLoopback(host);
-  const loaded = await loadRoutes({ files: await expandPaths([dir], io.cwd), cwd: io.cwd, env: io.env, registry: ferry.registry, loopback });
+  const secrets = envSecrets(io.env);
+  const loaded = await loadRoutes({ files: await expandPaths([dir], io.cwd), cwd: io.cwd, env: io.env, secrets, registry: ferry.registry, loopback });
   for (const route of loaded.routes) io.redactor.add(route.secret);
   const apiToken = io.env.FERRY_API_TOKEN || undefined;
   io.redactor.add(apiToken);
@@ -100,7 +102,9 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values }: ServeOp
     env: io.env,
     maxRuns,
     log,
-    observer: (runId) => runObserver(io, runId, values.verbose === true),
+    secrets,
+    subscriber: (runId) => runLog(io, runId, values.verbose === true),
+    ...(io.onRun ? { onRun: io.onRun } : {}),
   });
   // The delivery index is complete before the first request; nothing runs before the port is ours.
   const resumed = await runs.open(loaded.served);

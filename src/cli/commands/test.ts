@@ -33,7 +33,7 @@ export const testCommand: Command = {
       return 2;
     }
     const started = performance.now();
-    const results = await runTestFiles(files, { cwd: io.cwd, registry: builtinRegistry() });
+    const results = await runTestFiles(files, { cwd: io.cwd, registry: builtinRegistry(), ...(io.onRun ? { onRun: io.onRun } : {}) });
     const t = totals(results, Math.round(performance.now() - started));
     const text = textReport(results, t);
     // JUnit without --output owns stdout; the readable report then goes to stderr.
