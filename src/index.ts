@@ -15,7 +15,7 @@ export { envSecrets, placeholderSecrets, readSecrets } from './engine/secrets.js
 export type { SecretSource, EnvSecretsOptions } from './engine/secrets.js';
 export { runWorkflow, idempotencyKey } from './engine/run.js';
 export type { RunOptions } from './engine/run.js';
-export type { RunSummary, StepSummary, RunObserver, TriggerData } from './engine/types.js';
+export type { RunSummary, StepSummary, RunObserver, TriggerData } from './types.js';
 export { Limiter, scopeKey } from './engine/limiter.js';
 export type { Account, PauseEvent, QueueLimits } from './engine/limiter.js';
 export { checkInputs, InputChecker, runInputs } from './engine/inputs.js';

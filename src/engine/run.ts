@@ -3,13 +3,13 @@ import type { RunJournal, RunMode } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Step, Workflow } from '../workflow/types.js';
 import type { RunEvent, RunEvents } from './events.js';
-import type { Redactor } from './redact.js';
+import type { Redactor } from '../redact.js';
 import { shapeOf, type ResumeState } from './resume.js';
 import { newRunId } from './run-id.js';
 import type { Ferry } from './runtime.js';
 import { errorInfo, interruption, Run, type ItemScope } from './state.js';
 import { runSteps } from './steps.js';
-import type { RunObserver, RunSummary, TriggerData } from './types.js';
+import type { RunObserver, RunSummary, TriggerData } from '../types.js';
 
 export { ResumeFold, resumeStateFrom, shapeOf, stepKey } from './resume.js';
 export type { ResumeState } from './resume.js';

@@ -13,7 +13,7 @@ import type { Limiter, ProviderQueue } from './limiter.js';
 import type { RunOptions } from './run.js';
 import type { Ferry } from './runtime.js';
 import type { StepRuntime } from './steps.js';
-import type { InnerStepSummary, RunErrorInfo, RunSummary } from './types.js';
+import type { InnerStepSummary, RunErrorInfo, RunSummary } from '../types.js';
 
 export interface ItemScope {
   context: TemplateContext;

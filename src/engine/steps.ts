@@ -13,7 +13,7 @@ import { callWithRetry, type CallStats } from './retry.js';
 import { confineDataPath } from './data-paths.js';
 import { fingerprint, readItems, sourceChange, sourceChangedError, type SourceFingerprint } from './sources.js';
 import { errorInfo, interruption, type ItemScope, type Run } from './state.js';
-import type { CallSummary, InnerStepSummary, StepSummary } from './types.js';
+import type { CallSummary, InnerStepSummary, StepSummary } from '../types.js';
 
 /** Runs steps in order within one scope (the workflow, or one loop item) until one fails. */
 export async function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {

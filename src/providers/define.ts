@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import type { ProviderError } from '../errors.js';
+import type { LogLevel } from '../types.js';
 import type { JsonSchema } from '../workflow/schema.js';
 import { NEVER_ABORTED } from './http.js';
 
@@ -102,7 +103,7 @@ export type ItemOutcome<Result> =
   | { kind: 'resend'; error: ProviderError }
   | Failure;
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type { LogLevel } from '../types.js';
 
 export interface ActionDefinition<Input = unknown, Output = unknown, Config = Record<string, unknown>> {
   /** Name within its provider: `identify_user` becomes `amplitude.identify_user`. */

@@ -3,7 +3,7 @@ import { Agent } from 'undici';
 import { runWorkflow } from '../../src/engine/run.js';
 import { createFerry, type Ferry } from '../../src/engine/runtime.js';
 import type { PauseEvent } from '../../src/engine/limiter.js';
-import type { RunSummary } from '../../src/engine/types.js';
+import type { RunSummary } from '../../src/types.js';
 import { defineAction, defineProvider } from '../../src/providers/define.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
