@@ -3,7 +3,7 @@ import type { ProviderDefinition } from '../providers/define.js';
 import type { Registry } from '../providers/registry.js';
 import { locate, parseSource, sourceData, type SourceDocument } from '../workflow/load.js';
 import type { ProviderSettings, Workflow } from '../workflow/types.js';
-import type { Account, QueueLimits } from './limiter.js';
+import type { Account, QueueLimits } from './queue.js';
 
 /**
  * The account a rendered provider block names: the provider, its base URL (else region) and a

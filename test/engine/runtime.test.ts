@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import { runWorkflow } from '../../src/engine/run.js';
 import { createFerry, type Ferry } from '../../src/engine/runtime.js';
-import type { PauseEvent } from '../../src/engine/limiter.js';
+import type { PauseEvent } from '../../src/engine/queue.js';
 import type { RunSummary } from '../../src/types.js';
 import { defineAction, defineProvider } from '../../src/providers/define.js';
 import { builtinRegistry } from '../../src/providers/index.js';
