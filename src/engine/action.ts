@@ -3,6 +3,7 @@ import { FerryError, TemplateError } from '../errors.js';
 import { DEFAULT_MAX_WAIT_MS, parseDuration, type ActionStep } from '../workflow/types.js';
 import type { CallSummary } from '../types.js';
 import type { BatchSettings } from './batcher.js';
+import { accountUrls } from './accounts.js';
 import { CallContext } from './call-context.js';
 import type { ProviderQueue } from './queue.js';
 import type { ItemScope, Run, StepRuntime } from './state.js';
@@ -41,13 +42,15 @@ function stepRuntime(step: ActionStep, run: Run): StepRuntime {
     registered,
     provider,
     config,
+    urls: accountUrls(registered.provider, config),
+    signal: undefined,
     queue: run.scope(provider) as ProviderQueue,
     policy: step.retry ?? run.workflow.retry,
     baseDir: path.dirname(run.workflow.file),
     timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,
     maxWaitMs: settings?.maxWaitMs ?? DEFAULT_MAX_WAIT_MS,
     batch,
-    shared: new Map(),
+    specs: new Map(),
   };
 }
 

@@ -1,7 +1,6 @@
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
-import type { ActionContext, BatchSpec } from '../providers/define.js';
-import { NEVER_ABORTED } from '../providers/http.js';
+import type { ActionContext, BatchDeclaration, BatchSpec, BatchVariant } from '../providers/define.js';
 import type { CallSummary, LogLevel } from '../types.js';
 import { confineDataPath } from './data-paths.js';
 import { callWithRetry, type CallStats } from './retry.js';
@@ -13,8 +12,6 @@ export class CallContext implements ActionContext {
   readonly #run: Run;
   readonly #calls: CallSummary;
   readonly item: readonly number[];
-  // Calls on the wire are not cut by a graceful stop: their timeout bounds them.
-  readonly signal = NEVER_ABORTED;
 
   constructor(shared: StepRuntime, run: Run, item: readonly number[], calls: CallSummary) {
     this.#shared = shared;
@@ -35,8 +32,14 @@ export class CallContext implements ActionContext {
   get baseDir(): string {
     return this.#shared.baseDir;
   }
+  get urls(): Readonly<Record<string, string>> {
+    return this.#shared.urls;
+  }
   get timeoutMs(): number {
     return this.#shared.timeoutMs;
+  }
+  get signal(): undefined {
+    return this.#shared.signal;
   }
 
   async resolveDataPath(value: string, field: string): Promise<string> {
@@ -60,7 +63,8 @@ export class CallContext implements ActionContext {
     }
   }
 
-  async batch<Item, Result>(spec: BatchSpec<Item, Result>, entry: Item): Promise<Result> {
+  async batch<Item, Result, Variant extends BatchVariant = undefined>(declaration: BatchDeclaration<Item, Result, Record<string, unknown>, string, Variant>, entry: Item, variant?: Variant): Promise<Result> {
+    const spec = this.#spec(declaration as BatchDeclaration<unknown, unknown, Record<string, unknown>, string, BatchVariant>, variant) as BatchSpec<Item, Result>;
     const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
     const { queue, batch, policy, maxWaitMs } = this.#shared;
     const run = this.#run;
@@ -71,12 +75,20 @@ export class CallContext implements ActionContext {
     }
   }
 
-  shared<S>(key: string, make: () => S): S {
-    const shared = this.#shared.shared;
-    if (shared.has(key)) return shared.get(key) as S;
-    const value = make();
-    shared.set(key, value);
-    return value;
+  /** The declaration's spec for this step and `variant`: made on the step's first call, then looked up. */
+  #spec(declaration: BatchDeclaration<unknown, unknown, Record<string, unknown>, string, BatchVariant>, variant: BatchVariant): BatchSpec<unknown, unknown> {
+    const runtime = this.#shared;
+    let byVariant = runtime.specs.get(declaration as BatchDeclaration<unknown, unknown>);
+    if (byVariant === undefined) {
+      byVariant = new Map();
+      runtime.specs.set(declaration as BatchDeclaration<unknown, unknown>, byVariant);
+    }
+    let spec = byVariant.get(variant);
+    if (spec === undefined) {
+      spec = declaration.spec(runtime, variant);
+      byVariant.set(variant, spec);
+    }
+    return spec;
   }
 
   log(level: LogLevel, message: string): void {

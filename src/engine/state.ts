@@ -3,6 +3,7 @@ import { setMaxListeners } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { FerryError, ProviderError, RunFailedError } from '../errors.js';
 import type { TemplateContext } from '../template/compile.js';
+import type { BatchContext, BatchDeclaration, BatchSpec, BatchVariant } from '../providers/define.js';
 import type { RegisteredAction } from '../providers/registry.js';
 import type { ActionStep, RetryPolicy, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
@@ -18,12 +19,19 @@ import type { ResumeState } from './resume.js';
 import type { Ferry } from './runtime.js';
 import type { InnerStepSummary, RunErrorInfo, RunObserver, RunSummary, TriggerData } from '../types.js';
 
-/** What every call of one action step shares within a run, resolved on its first call. */
-export interface StepRuntime {
+/**
+ * What every call of one action step shares within a run, resolved on its first call. It is
+ * also the BatchContext that the step's batch specs are made from.
+ */
+export interface StepRuntime extends BatchContext {
   readonly step: ActionStep;
   readonly registered: RegisteredAction;
   readonly provider: string;
   readonly config: Record<string, unknown>;
+  /** The account's URL of each host the provider declares (accounts.ts, accountUrls). */
+  readonly urls: Readonly<Record<string, string>>;
+  /** Calls on the wire are not cut by a graceful stop: their timeout bounds them. */
+  readonly signal: undefined;
   readonly queue: ProviderQueue;
   readonly policy: RetryPolicy;
   readonly baseDir: string;
@@ -31,8 +39,8 @@ export interface StepRuntime {
   /** The provider block's `max_wait`: the longest pause a call may wait for. */
   readonly maxWaitMs: number;
   readonly batch: BatchSettings;
-  /** What the step's calls share (ActionContext.shared): batch specs, made on the first call. */
-  readonly shared: Map<string, unknown>;
+  /** The step's batch specs by declaration and variant, each made on its first call. */
+  readonly specs: Map<BatchDeclaration<unknown, unknown>, Map<BatchVariant, BatchSpec<unknown, unknown>>>;
 }
 
 export interface RunOptions {
