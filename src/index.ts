@@ -1,6 +1,6 @@
 /** ferry's public API: define providers and actions, load and run workflows. */
 export { defineAction, defineProvider } from './providers/define.js';
-export type { ActionContext, ActionDefinition, LogLevel, ProviderDefinition } from './providers/define.js';
+export type { ActionContext, ActionDefinition, BatchContext, BatchDeclaration, BatchSpec, BatchVariant, Failure, ItemOutcome, RequestOutcome, ProviderDefinition } from './providers/define.js';
 export { Registry } from './providers/registry.js';
 export { builtinProviders, builtinRegistry } from './providers/index.js';
 export { loadWorkflow, loadWorkflowText, validateSource } from './workflow/validate.js';
@@ -15,9 +15,11 @@ export { envSecrets, placeholderSecrets, readSecrets } from './engine/secrets.js
 export type { SecretSource, EnvSecretsOptions } from './engine/secrets.js';
 export { runWorkflow, idempotencyKey } from './engine/run.js';
 export type { RunOptions } from './engine/run.js';
-export type { RunSummary, StepSummary, RunObserver, TriggerData } from './engine/types.js';
-export { Limiter, scopeKey } from './engine/limiter.js';
-export type { Account, PauseEvent, QueueLimits } from './engine/limiter.js';
+export type { LogLevel, RunSummary, StepSummary, RunErrorInfo, CallSummary, RunObserver, TriggerData } from './types.js';
+export { Redactor } from './redact.js';
+export { Limiter } from './engine/limiter.js';
+export { scopeKey } from './engine/queue.js';
+export type { Account, PauseEvent, QueueLimits } from './engine/queue.js';
 export { checkInputs, InputChecker, runInputs } from './engine/inputs.js';
 export { compileTemplate } from './template/compile.js';
 export * from './errors.js';

@@ -4,7 +4,7 @@ import { createFerry } from '../engine/runtime.js';
 import { placeholderSecrets } from '../engine/secrets.js';
 import { startRun } from '../engine/session.js';
 import { readItems } from '../engine/sources.js';
-import type { TriggerData } from '../engine/types.js';
+import type { TriggerData } from '../types.js';
 import type { Registry } from '../providers/registry.js';
 import { lowerHeaders } from '../testing/harness.js';
 import { isolate, mapSteps } from '../testing/isolate.js';

@@ -1,4 +1,4 @@
-import { Redactor } from '../engine/redact.js';
+import { Redactor } from '../redact.js';
 import type { RunSession } from '../engine/session.js';
 import { escapeControls } from '../terminal.js';
 

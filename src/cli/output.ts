@@ -1,4 +1,4 @@
-import type { RunObserver, RunSummary, StepSummary } from '../engine/types.js';
+import type { RunObserver, RunSummary, StepSummary } from '../types.js';
 import type { CommandIO } from './io.js';
 
 const MARK: Record<StepSummary['status'], string> = { succeeded: '✓', failed: '✗', skipped: '-' };

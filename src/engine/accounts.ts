@@ -3,7 +3,7 @@ import type { ProviderDefinition } from '../providers/define.js';
 import type { Registry } from '../providers/registry.js';
 import { locate, parseSource, sourceData, type SourceDocument } from '../workflow/load.js';
 import type { ProviderSettings, Workflow } from '../workflow/types.js';
-import type { Account, QueueLimits } from './limiter.js';
+import type { Account, QueueLimits } from './queue.js';
 
 /**
  * The account a rendered provider block names: the provider, its base URL (else region) and a
@@ -17,6 +17,24 @@ export function accountOf(definition: ProviderDefinition | undefined, provider: 
   const hash = createHash('sha256');
   for (const field of fields) hash.update(`${field}\0${JSON.stringify(config[field] ?? null)}\0`);
   return { provider, baseUrl, credentialHash: hash.digest('hex') };
+}
+
+/**
+ * The account's URL of each host the provider declares, without a trailing slash: the block's
+ * `base_url` replaces them all, else its `region` (`us` by default) picks each host's URL.
+ */
+export function accountUrls(definition: ProviderDefinition, config: Record<string, unknown>): Record<string, string> {
+  const urls: Record<string, string> = {};
+  const base = typeof config.base_url === 'string' && config.base_url !== '' ? config.base_url : undefined;
+  const region = typeof config.region === 'string' ? config.region : 'us';
+  for (const [name, byRegion] of Object.entries(definition.hosts ?? {})) {
+    const url = base ?? byRegion[region];
+    if (url === undefined) {
+      throw new Error(`provider \`${definition.name}\` has no \`${name}\` host in region \`${region}\` (it has ${Object.keys(byRegion).join(', ')}); set \`base_url\` or another \`region\``);
+    }
+    urls[name] = url.replace(/\/+$/, '');
+  }
+  return urls;
 }
 
 /** A workflow's limits for a provider: its own `concurrency`/`rate`, else the provider's defaults. */

@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici';
 import { ProviderError } from '../errors.js';
 import type { BatchSpec, ItemOutcome, RequestOutcome } from '../providers/define.js';
 import type { RetryPolicy } from '../workflow/types.js';
-import type { ProviderQueue } from './limiter.js';
+import type { ProviderQueue } from './queue.js';
 import { decide, failureCode, outcomeOf, stoppedWaiting, waitBeforeRetry, wouldRetry, type CallStats, type Decision, type FailedOutcome } from './retry.js';
 import { MAX_TIMER_MS } from './timers.js';
 

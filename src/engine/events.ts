@@ -1,7 +1,7 @@
-import type { LogLevel } from '../providers/define.js';
+import type { LogLevel } from '../types.js';
 import type { RunMode, StepShape } from '../store/journal.js';
 import type { SourceFingerprint } from './sources.js';
-import type { RunErrorInfo, RunObserver, RunSummary, StepSummary, TriggerData } from './types.js';
+import type { RunErrorInfo, RunObserver, RunSummary, StepSummary, TriggerData } from '../types.js';
 
 /**
  * What happens in a run, in order: the one stream the journal, the progress display, the

@@ -2,7 +2,7 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import { UsageError } from '../errors.js';
 import { describeInputError } from '../providers/registry.js';
 import type { WebhookTrigger, Workflow } from '../workflow/types.js';
-import type { TriggerData } from './types.js';
+import type { TriggerData } from '../types.js';
 
 /**
  * Checks run inputs against the trigger's input schemas, each schema compiled once. A runtime

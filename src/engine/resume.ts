@@ -1,7 +1,7 @@
 import type { JournalEntry, StepShape } from '../store/journal.js';
 import type { Step } from '../workflow/types.js';
 import type { SourceFingerprint } from './sources.js';
-import type { StepStatus } from './types.js';
+import type { StepStatus } from '../types.js';
 
 /**
  * What a journal says already happened in a run: completed steps keyed by `stepKey`, and for

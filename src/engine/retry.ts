@@ -1,7 +1,7 @@
 import { ProviderError } from '../errors.js';
 import type { ItemOutcome, RequestOutcome } from '../providers/define.js';
 import { DEFAULT_MAX_WAIT_MS, type RetryPolicy } from '../workflow/types.js';
-import type { ProviderQueue } from './limiter.js';
+import type { ProviderQueue } from './queue.js';
 import { sleep } from './timers.js';
 
 /**

@@ -1,63 +1,18 @@
 import { RunFailedError, errorMessage } from '../errors.js';
-import type { RunJournal, RunMode } from '../store/journal.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Step, Workflow } from '../workflow/types.js';
-import type { RunEvent, RunEvents } from './events.js';
-import type { Redactor } from './redact.js';
-import { shapeOf, type ResumeState } from './resume.js';
+import type { RunEvent } from './events.js';
+import { shapeOf } from './resume.js';
 import { newRunId } from './run-id.js';
-import type { Ferry } from './runtime.js';
-import { errorInfo, interruption, Run, type ItemScope } from './state.js';
+import { errorInfo, interruption, Run, type ItemScope, type RunOptions } from './state.js';
 import { runSteps } from './steps.js';
-import type { RunObserver, RunSummary, TriggerData } from './types.js';
+import type { RunSummary } from '../types.js';
 
 export { ResumeFold, resumeStateFrom, shapeOf, stepKey } from './resume.js';
 export type { ResumeState } from './resume.js';
 export { idempotencyKey } from './state.js';
-export { DEFAULT_BATCH_WINDOW_MS } from './steps.js';
-
-export interface RunOptions {
-  /**
-   * The runtime the run belongs to (createFerry): its registry, HTTP dispatcher, per-account
-   * limit scopes (shared with its other runs) and journal flushing.
-   */
-  ferry: Ferry;
-  /** @default a new time-sortable id */
-  runId?: string;
-  /** Validated inputs (see checkInputs). */
-  inputs?: Record<string, unknown>;
-  /** @default { type: 'manual' } */
-  trigger?: TriggerData;
-  /** Values of the workflow's declared secrets, by name. */
-  secrets?: Record<string, string>;
-  /** @default the runtime's `env` */
-  env?: Record<string, string | undefined>;
-  /** Recorded in the journal, so that `ferry retry` resumes a sandbox run in the sandbox. @default 'live' */
-  mode?: RunMode;
-  /** Provider block fields that replace the workflow's (the sandbox sets base_url and keys). */
-  providerOverrides?: Record<string, Record<string, unknown>>;
-  /** Hooks for the run's steps and logs; a listener over `events` (kept for embedders of earlier versions). */
-  observer?: RunObserver;
-  /** Where the run's events go; the run session passes its own. @default a new stream, with `journal` and `observer` subscribed */
-  events?: RunEvents;
-  /** Collects secret values; the caller redacts what it prints with it. */
-  redactor?: Redactor;
-  /**
-   * Graceful stop (SIGINT/SIGTERM): no new step, loop item or call starts; calls on the wire
-   * finish within their timeout and are recorded. The run ends `failed` and can be retried.
-   */
-  signal?: AbortSignal;
-  /** Where entries go: subscribed to the run's events (journal-subscriber.ts). @default nothing is kept */
-  journal?: RunJournal;
-  /** Steps that completed in an earlier attempt of this run (`ferry retry`), from its journal. */
-  resume?: ResumeState;
-  /**
-   * The state dir of the run. A file path that comes from a template (`loop.file`, an export's
-   * `output`) must resolve inside the workflow's folder or this folder.
-   * @default only the workflow's folder
-   */
-  stateDir?: string;
-}
+export { DEFAULT_BATCH_WINDOW_MS } from './action.js';
+export type { RunOptions } from './state.js';
 
 /** A run whose context is built and providers rendered, ready to record and run. */
 export interface PreparedRun {

@@ -8,7 +8,8 @@ import type { Workflow } from '../workflow/types.js';
 import { loadWorkflow, WorkflowCompiler } from '../workflow/validate.js';
 import { accountOf, limitsOf } from './accounts.js';
 import { InputChecker } from './inputs.js';
-import { Limiter, type Account, type ProviderQueue, type QueueLimits } from './limiter.js';
+import { Limiter } from './limiter.js';
+import type { Account, ProviderQueue, QueueLimits } from './queue.js';
 
 export interface FerryOptions {
   /**

@@ -9,13 +9,13 @@ import type { Workflow } from '../workflow/types.js';
 import { RunEvents, type RunListener } from './events.js';
 import { runInputs } from './inputs.js';
 import { JOURNAL_EVENTS, journalEntryOf, journalSubscriber } from './journal-subscriber.js';
-import type { Redactor } from './redact.js';
+import type { Redactor } from '../redact.js';
 import type { ResumeState } from './resume.js';
 import { newRunId } from './run-id.js';
 import { prepareRun, runPrepared, runStartedEvent, type PreparedRun } from './run.js';
 import type { Ferry } from './runtime.js';
 import { readSecrets, type SecretSource } from './secrets.js';
-import type { RunSummary, TriggerData } from './types.js';
+import type { RunSummary, TriggerData } from '../types.js';
 
 /** How a run starts: what it is given, where it is kept, who listens. */
 export interface RunSessionOptions {

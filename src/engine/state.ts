@@ -3,17 +3,88 @@ import { setMaxListeners } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { FerryError, ProviderError, RunFailedError } from '../errors.js';
 import type { TemplateContext } from '../template/compile.js';
-import type { ActionStep, Workflow } from '../workflow/types.js';
+import type { BatchContext, BatchDeclaration, BatchSpec, BatchVariant } from '../providers/define.js';
+import type { RegisteredAction } from '../providers/registry.js';
+import type { ActionStep, RetryPolicy, Workflow } from '../workflow/types.js';
 import type { BatchSettings } from './batcher.js';
 import { accountOf, limitsOf } from './accounts.js';
 import { dataRoots, type DataRoots } from './data-paths.js';
 import { observe, RunEvents } from './events.js';
 import { JOURNAL_EVENTS, journalSubscriber } from './journal-subscriber.js';
-import type { Limiter, ProviderQueue } from './limiter.js';
-import type { RunOptions } from './run.js';
+import type { Limiter } from './limiter.js';
+import type { ProviderQueue } from './queue.js';
+import type { RunJournal, RunMode } from '../store/journal.js';
+import type { Redactor } from '../redact.js';
+import type { ResumeState } from './resume.js';
 import type { Ferry } from './runtime.js';
-import type { StepRuntime } from './steps.js';
-import type { InnerStepSummary, RunErrorInfo, RunSummary } from './types.js';
+import type { InnerStepSummary, RunErrorInfo, RunObserver, RunSummary, TriggerData } from '../types.js';
+
+/**
+ * What every call of one action step shares within a run, resolved on its first call. It is
+ * also the BatchContext that the step's batch specs are made from.
+ */
+export interface StepRuntime extends BatchContext {
+  readonly step: ActionStep;
+  readonly registered: RegisteredAction;
+  readonly provider: string;
+  readonly config: Record<string, unknown>;
+  /** The account's URL of each host the provider declares (accounts.ts, accountUrls). */
+  readonly urls: Readonly<Record<string, string>>;
+  /** Calls on the wire are not cut by a graceful stop: their timeout bounds them. */
+  readonly signal: undefined;
+  readonly queue: ProviderQueue;
+  readonly policy: RetryPolicy;
+  readonly baseDir: string;
+  readonly timeoutMs: number;
+  /** The provider block's `max_wait`: the longest pause a call may wait for. */
+  readonly maxWaitMs: number;
+  readonly batch: BatchSettings;
+  /** The step's batch specs by declaration and variant, each made on its first call. */
+  readonly specs: Map<BatchDeclaration<unknown, unknown>, Map<BatchVariant, BatchSpec<unknown, unknown>>>;
+}
+
+export interface RunOptions {
+  /**
+   * The runtime the run belongs to (createFerry): its registry, HTTP dispatcher, per-account
+   * limit scopes (shared with its other runs) and journal flushing.
+   */
+  ferry: Ferry;
+  /** @default a new time-sortable id */
+  runId?: string;
+  /** Validated inputs (see checkInputs). */
+  inputs?: Record<string, unknown>;
+  /** @default { type: 'manual' } */
+  trigger?: TriggerData;
+  /** Values of the workflow's declared secrets, by name. */
+  secrets?: Record<string, string>;
+  /** @default the runtime's `env` */
+  env?: Record<string, string | undefined>;
+  /** Recorded in the journal, so that `ferry retry` resumes a sandbox run in the sandbox. @default 'live' */
+  mode?: RunMode;
+  /** Provider block fields that replace the workflow's (the sandbox sets base_url and keys). */
+  providerOverrides?: Record<string, Record<string, unknown>>;
+  /** Hooks for the run's steps and logs; a listener over `events` (kept for embedders of earlier versions). */
+  observer?: RunObserver;
+  /** Where the run's events go; the run session passes its own. @default a new stream, with `journal` and `observer` subscribed */
+  events?: RunEvents;
+  /** Collects secret values; the caller redacts what it prints with it. */
+  redactor?: Redactor;
+  /**
+   * Graceful stop (SIGINT/SIGTERM): no new step, loop item or call starts; calls on the wire
+   * finish within their timeout and are recorded. The run ends `failed` and can be retried.
+   */
+  signal?: AbortSignal;
+  /** Where entries go: subscribed to the run's events (journal-subscriber.ts). @default nothing is kept */
+  journal?: RunJournal;
+  /** Steps that completed in an earlier attempt of this run (`ferry retry`), from its journal. */
+  resume?: ResumeState;
+  /**
+   * The state dir of the run. A file path that comes from a template (`loop.file`, an export's
+   * `output`) must resolve inside the workflow's folder or this folder.
+   * @default only the workflow's folder
+   */
+  stateDir?: string;
+}
 
 export interface ItemScope {
   context: TemplateContext;

@@ -1,12 +1,32 @@
 import type { Dispatcher } from 'undici';
 import type { ProviderError } from '../errors.js';
+import type { LogLevel } from '../types.js';
 import type { JsonSchema } from '../workflow/schema.js';
-import { NEVER_ABORTED } from './http.js';
 
-/** What an action sees while it runs one call. */
-export interface ActionContext<Config = Record<string, unknown>> {
+/**
+ * What a batch spec is made from (BatchDeclaration): the step's account and timeout, never one
+ * call's item. The engine resolves it once per step of a run.
+ */
+export interface BatchContext<Config = Record<string, unknown>, Host extends string = string> {
   /** The provider block of the workflow with its templates rendered (keys, region, base_url). */
   readonly config: Config;
+  /**
+   * The account's URL of each host the provider declares (`ProviderDefinition.hosts`), without a
+   * trailing slash: the block's `base_url` for every host when it has one, else the host of its
+   * `region`. Resolved by the engine: an action never reads `base_url` or `region` itself.
+   */
+  readonly urls: Readonly<Record<Host, string>>;
+  /** Timeout of one provider call, in ms. */
+  readonly timeoutMs: number;
+  /**
+   * Aborts the call's requests when it fires; undefined when nothing cuts them (a run's graceful
+   * stop lets calls on the wire finish within their timeout). Pass it on to `send()` as it is.
+   */
+  readonly signal: AbortSignal | undefined;
+}
+
+/** What an action sees while it runs one call. */
+export interface ActionContext<Config = Record<string, unknown>, Host extends string = string> extends BatchContext<Config, Host> {
   readonly runId: string;
   readonly stepId: string;
   /** Loop indexes from the outermost loop in, empty outside loops. */
@@ -21,9 +41,6 @@ export interface ActionContext<Config = Record<string, unknown>> {
    * author's choice and is returned as written.
    */
   resolveDataPath(value: string, field: string): Promise<string>;
-  /** Timeout of one provider call, in ms. */
-  readonly timeoutMs: number;
-  readonly signal: AbortSignal;
   /**
    * A key stable across retries and resumes of this run's step and loop item, new for a new
    * run: the default `insert_id` / `messageId`. `salt` tells several keys of one call apart.
@@ -36,17 +53,25 @@ export interface ActionContext<Config = Record<string, unknown>> {
    */
   call<T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T>;
   /**
-   * Sends `item` as part of a batch: items of concurrent calls that share `spec.key` are
+   * Sends `item` as part of a batch: items of concurrent calls whose specs share `spec.key` are
    * coalesced into one request within the provider's flush window (or sent alone when the
-   * provider has `batch: false`). Resolves with this item's own result.
+   * provider has `batch: false`). The engine makes the declaration's spec once per step of the
+   * run and `variant`. Resolves with this item's own result.
    */
-  batch<Item, Result>(spec: BatchSpec<Item, Result>, item: Item): Promise<Result>;
-  /**
-   * The value `make` returns, made once per step of a run and `key`: what every call of the
-   * step can share (a batch spec built from the provider block). Dropped with the run.
-   */
-  shared<S>(key: string, make: () => S): S;
+  batch<Item, Result, Variant extends BatchVariant = undefined>(declaration: BatchDeclaration<Item, Result, Config, Host, Variant>, item: Item, variant?: Variant): Promise<Result>;
   log(level: LogLevel, message: string): void;
+}
+
+/** What tells two specs of one declaration apart within a step (an option sent with the batch). */
+export type BatchVariant = string | number | undefined;
+
+/**
+ * How an action's calls are batched, declared once beside the action: the engine asks `spec`
+ * for the spec of a step (and `variant`) on its first call and keeps it for the run, so no
+ * call builds one. Several actions may share a declaration (Segment's identify and track).
+ */
+export interface BatchDeclaration<Item, Result, Config = Record<string, unknown>, Host extends string = string, Variant extends BatchVariant = undefined> {
+  spec(context: BatchContext<Config, Host>, variant: Variant): BatchSpec<Item, Result>;
 }
 
 /** How an action's calls are coalesced into a provider's batch request. */
@@ -102,9 +127,9 @@ export type ItemOutcome<Result> =
   | { kind: 'resend'; error: ProviderError }
   | Failure;
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type { LogLevel } from '../types.js';
 
-export interface ActionDefinition<Input = unknown, Output = unknown, Config = Record<string, unknown>> {
+export interface ActionDefinition<Input = unknown, Output = unknown, Config = Record<string, unknown>, Host extends string = string> {
   /** Name within its provider: `identify_user` becomes `amplitude.identify_user`. */
   name: string;
   description: string;
@@ -120,7 +145,7 @@ export interface ActionDefinition<Input = unknown, Output = unknown, Config = Re
   checks?: readonly InputCheck<Input>[];
   /** Turns checked inputs into what `run` sends (e.g. parsing a JSON string); may throw ActionInputError. */
   prepare?(input: Input): Input;
-  run(input: Input, context: ActionContext<Config>): Promise<Output>;
+  run(input: Input, context: ActionContext<Config, Host>): Promise<Output>;
 }
 
 /** One check of an action's inputs that the JSON Schema cannot say (see `ActionDefinition.checks`). */
@@ -159,14 +184,20 @@ export interface ProviderDefinition {
    * that code and use the same function to build the request.
    */
   credentialForms?(config: Record<string, unknown>): string[];
+  /**
+   * The provider's hosts by name, each by region (`{ ingest: { us: 'https://…', eu: 'https://…' } }`):
+   * the engine gives actions the account's URL of each (`context.urls.ingest`). A block's
+   * `base_url` replaces them all; else its `region` picks, `us` by default. @default {}
+   */
+  hosts?: Record<string, Record<string, string>>;
   /** Defaults for the per-provider queue. */
   defaults: { concurrency: number; rate?: { limit: number; intervalMs: number } };
   actions: ActionDefinition[];
 }
 
-export function defineAction<Input, Output, Config = Record<string, unknown>>(
-  definition: ActionDefinition<Input, Output, Config>,
-): ActionDefinition<Input, Output, Config> {
+export function defineAction<Input, Output, Config = Record<string, unknown>, Host extends string = string>(
+  definition: ActionDefinition<Input, Output, Config, Host>,
+): ActionDefinition<Input, Output, Config, Host> {
   if (!/^[a-z][a-z0-9_]*$/.test(definition.name)) {
     throw new TypeError(`Expected action \`name\` to match [a-z][a-z0-9_]*, got \`${definition.name}\``);
   }
@@ -181,14 +212,4 @@ export function defineProvider(definition: ProviderDefinition): ProviderDefiniti
     throw new TypeError(`Expected \`defaults.concurrency\` to be a positive integer, got \`${definition.defaults.concurrency}\``);
   }
   return definition;
-}
-
-/**
- * A batch spec made once per step of a run, call timeout and `variant` instead of once per
- * call: every call of a step asks for the same one. `make` may capture the context's config,
- * timeout and signal; a call with a signal of its own gets a fresh spec.
- */
-export function sharedSpec<S>(context: ActionContext<object>, variant: string, make: () => S): S {
-  if (context.signal !== NEVER_ABORTED) return make();
-  return context.shared(`${variant}\0${context.timeoutMs}`, make);
 }

@@ -24,7 +24,8 @@ export interface HttpRequest {
   headers?: Record<string, string>;
   body?: string | Buffer;
   timeoutMs: number;
-  signal?: AbortSignal;
+  /** Cuts the request when it fires; undefined (the engine's calls) skips the abort wiring. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface HttpAnswer {
@@ -50,7 +51,7 @@ export function header(answer: HttpAnswer, name: string): string | undefined {
 export async function send(provider: string, http: Dispatcher, req: HttpRequest): Promise<HttpAnswer> {
   // undici's own header/body timers cost nothing per call but tick about once a second:
   // fine for the usual timeouts of seconds. A short timeout gets an exact timer of its own.
-  const outer = req.signal === NEVER_ABORTED ? undefined : req.signal;
+  const outer = req.signal;
   const exact = req.timeoutMs < EXACT_TIMEOUT_BELOW_MS || outer !== undefined;
   const call = new BufferedCall();
   let timedOut = false;
@@ -148,9 +149,6 @@ function target(url: string): { origin: string; path: string } {
 
 /** Below this, a call's timeout gets its own exact timer instead of undici's 1-second tick. */
 const EXACT_TIMEOUT_BELOW_MS = 5_000;
-
-/** A signal that never aborts: calls that carry it skip the abort wiring. */
-export const NEVER_ABORTED: AbortSignal = new AbortController().signal;
 
 export function flattenHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { UsageError } from '../errors.js';
 import { InputChecker, runInputs } from '../engine/inputs.js';
-import type { TriggerData } from '../engine/types.js';
+import type { TriggerData } from '../types.js';
 import type { Workflow } from '../workflow/types.js';
 import { checkSignature, FERRY_SIGNATURE, GITHUB_SIGNATURE, STANDARD_SIGNATURE, type ReplayKey, type SignedDelivery } from './signature.js';
 

@@ -1,7 +1,7 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { errorMessage } from '../errors.js';
 import type { RunListener } from '../engine/events.js';
-import type { Redactor } from '../engine/redact.js';
+import type { Redactor } from '../redact.js';
 import { ResumeFold, shapeOf } from '../engine/run.js';
 import type { Ferry } from '../engine/runtime.js';
 import { envSecrets, type SecretSource } from '../engine/secrets.js';

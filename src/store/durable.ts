@@ -1,6 +1,6 @@
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Redactor } from '../engine/redact.js';
+import type { Redactor } from '../redact.js';
 import type { JournalEntry } from './journal.js';
 import { JOURNAL_FILE, runDir, runsDir, WORKFLOW_COPY } from './paths.js';
 import { startRecord, writeRunRecord } from './record.js';

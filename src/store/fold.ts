@@ -1,4 +1,4 @@
-import type { CallSummary, InnerStepSummary } from '../engine/types.js';
+import type { CallSummary, InnerStepSummary } from '../types.js';
 import type { JournalEntry, StepEntry, StepShape } from './journal.js';
 
 type RunEntry = Extract<JournalEntry, { t: 'run' }>;

@@ -1,7 +1,7 @@
 import { closeSync, createReadStream, fchmodSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import type { Redactor } from '../engine/redact.js';
-import type { CallSummary, RunErrorInfo, StepStatus, TriggerData } from '../engine/types.js';
+import type { Redactor } from '../redact.js';
+import type { CallSummary, RunErrorInfo, StepStatus, TriggerData } from '../types.js';
 import { errorMessage, FerryError } from '../errors.js';
 import { JOURNAL_FILE, runDir, WORKFLOW_COPY } from './paths.js';
 import { endRecord, readRunRecord, resumeRecord, startRecord, writeRunRecordQuietly, type RunRecord } from './record.js';

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import type { Redactor } from '../engine/redact.js';
-import type { RunErrorInfo, StepStatus } from '../engine/types.js';
+import type { Redactor } from '../redact.js';
+import type { RunErrorInfo, StepStatus } from '../types.js';
 import type { JournalEntry, RunMode } from './journal.js';
 import { runDir } from './paths.js';
 

@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
-import type { RunErrorInfo, RunSummary, StepSummary } from '../engine/types.js';
+import type { RunErrorInfo, RunSummary, StepSummary } from '../types.js';
 import { RunFold } from './fold.js';
 import { JournalReader, type JournalEntry, type StepShape } from './journal.js';
 import { isLikelyFerry, lockHolder, type LockHolder } from './lock.js';

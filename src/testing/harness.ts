@@ -1,11 +1,11 @@
 import { MockAgent } from 'undici';
 import type { MockInterceptor } from 'undici/types/mock-interceptor.js';
 import { UsageError } from '../errors.js';
-import { Redactor } from '../engine/redact.js';
+import { Redactor } from '../redact.js';
 import { createFerry } from '../engine/runtime.js';
 import { envSecrets } from '../engine/secrets.js';
 import { createRun, type RunSession } from '../engine/session.js';
-import type { RunSummary, TriggerData } from '../engine/types.js';
+import type { RunSummary, TriggerData } from '../types.js';
 import type { Registry } from '../providers/registry.js';
 import { startSandbox, type Sandbox } from '../sandbox/index.js';
 import { Faults } from '../sandbox/faults.js';

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage, type WorkflowIssue } from '../errors.js';
-import { Redactor } from '../engine/redact.js';
+import { Redactor } from '../redact.js';
 import type { RunSession } from '../engine/session.js';
 import type { Registry } from '../providers/registry.js';
 import { locate, readSource } from '../workflow/load.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runInputs } from '../../src/engine/inputs.js';
-import type { TriggerData } from '../../src/engine/types.js';
+import type { TriggerData } from '../../src/types.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import { workflowFrom } from '../helpers/workflow.js';
 

@@ -1,7 +1,7 @@
 import { runWorkflow } from '../../src/engine/run.js';
-import { Redactor } from '../../src/engine/redact.js';
+import { Redactor } from '../../src/redact.js';
 import { createFerry, type Ferry } from '../../src/engine/runtime.js';
-import type { RunSummary } from '../../src/engine/types.js';
+import type { RunSummary } from '../../src/types.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
 import { workflowFrom } from './workflow.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFerry } from '../../src/engine/runtime.js';
-import { Redactor } from '../../src/engine/redact.js';
+import { Redactor } from '../../src/redact.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import type { Delivery, Route } from '../../src/server/handler.js';
 import { RunManager } from '../../src/server/runs.js';

@@ -1,7 +1,7 @@
 // The journal readers as they were before journals were streamed (whole file in memory, one
 // record per (step, item)): the oracle that the streaming reader and its folds must equal.
 import { readFile } from 'node:fs/promises';
-import type { InnerStepSummary, StepSummary } from '../../src/engine/types.js';
+import type { InnerStepSummary, StepSummary } from '../../src/types.js';
 import { isJournalEntry, type JournalEntry, type StepShape } from '../../src/store/journal.js';
 
 export async function wholeFileRead(file: string): Promise<{ entries: JournalEntry[]; skipped: number }> {

@@ -9,7 +9,7 @@ import { resumeRun, startRun, type RunSession, type RunSessionOptions } from '..
 import type { RunLock } from '../../store/lock.js';
 import type { RunRecord } from '../../store/record.js';
 import { resolveStateDir } from '../../store/paths.js';
-import type { RunSummary, TriggerData } from '../../engine/types.js';
+import type { RunSummary, TriggerData } from '../../types.js';
 import type { Workflow } from '../../workflow/types.js';
 import type { CommandIO } from '../io.js';
 import type { Command } from '../run-command.js';

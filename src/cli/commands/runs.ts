@@ -1,4 +1,4 @@
-import type { ProviderAnswerInfo } from '../../engine/types.js';
+import type { ProviderAnswerInfo } from '../../types.js';
 import { UsageError } from '../../errors.js';
 import { resolveStateDir } from '../../store/paths.js';
 import { listRuns, readRun, summarize, type RunFilter } from '../../store/runs.js';

@@ -1,29 +1,27 @@
 import type { Dispatcher } from 'undici';
 import type { ProviderError } from '../../errors.js';
-import type { ActionContext } from '../define.js';
+import type { ActionContext, BatchContext, BatchDeclaration } from '../define.js';
 import { answerOf, header, send, statusError, type HttpAnswer } from '../http.js';
 
 export interface AmplitudeConfig {
   [field: string]: unknown;
   api_key: string;
   secret_key?: string;
-  region?: 'us' | 'eu';
-  base_url?: string;
 }
 
-export type AmplitudeContext = ActionContext<AmplitudeConfig>;
+/**
+ * Amplitude's hosts by region: ingestion (Identify, HTTP V2) and export. The engine gives an
+ * action the account's URL of each as `context.urls` (a block's `base_url` replaces both).
+ */
+export const HOSTS = {
+  ingest: { us: 'https://api2.amplitude.com', eu: 'https://api.eu.amplitude.com' },
+  export: { us: 'https://amplitude.com', eu: 'https://analytics.eu.amplitude.com' },
+};
+export type AmplitudeHost = keyof typeof HOSTS;
 
-const INGEST = { us: 'https://api2.amplitude.com', eu: 'https://api.eu.amplitude.com' };
-const EXPORT = { us: 'https://amplitude.com', eu: 'https://analytics.eu.amplitude.com' };
-
-/** `base_url` replaces every Amplitude host, ingestion and export alike. */
-export function ingestUrl(config: AmplitudeConfig, path: string): string {
-  return `${trimSlash(config.base_url ?? INGEST[config.region ?? 'us'])}${path}`;
-}
-export function exportUrl(config: AmplitudeConfig, path: string): string {
-  return `${trimSlash(config.base_url ?? EXPORT[config.region ?? 'us'])}${path}`;
-}
-const trimSlash = (url: string): string => url.replace(/\/+$/, '');
+export type AmplitudeContext = ActionContext<AmplitudeConfig, AmplitudeHost>;
+export type AmplitudeBatchContext = BatchContext<AmplitudeConfig, AmplitudeHost>;
+export type AmplitudeBatch<Item, Result, Variant extends number | undefined = undefined> = BatchDeclaration<Item, Result, AmplitudeConfig, AmplitudeHost, Variant>;
 
 /**
  * The Export API's Authorization header: Basic auth with `api_key:secret_key`. Its forms are
@@ -60,12 +58,12 @@ export function amplitudeError(answer: HttpAnswer, throttleWaitMs: number): Prov
 }
 
 /** One POST attempt and its answer, whatever the status; a network failure throws. */
-export function postAnswer(http: Dispatcher, context: AmplitudeContext, url: string, body: string, contentType: string): Promise<HttpAnswer> {
+export function postAnswer(http: Dispatcher, context: AmplitudeBatchContext, url: string, body: string, contentType: string): Promise<HttpAnswer> {
   return send('amplitude', http, { method: 'POST', url, body, headers: { 'content-type': contentType }, timeoutMs: context.timeoutMs, signal: context.signal });
 }
 
 /** One POST attempt; a non-200 answer becomes a ProviderError for the retry policy to judge. */
-export async function post(http: Dispatcher, context: AmplitudeContext, url: string, body: string, contentType: string, throttleWaitMs: number): Promise<HttpAnswer> {
+export async function post(http: Dispatcher, context: AmplitudeBatchContext, url: string, body: string, contentType: string, throttleWaitMs: number): Promise<HttpAnswer> {
   const answer = await postAnswer(http, context, url, body, contentType);
   if (answer.status !== 200) throw amplitudeError(answer, throttleWaitMs);
   return answer;

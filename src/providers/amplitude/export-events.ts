@@ -9,8 +9,8 @@ import type { Dispatcher } from 'undici';
 import type yauzl from 'yauzl';
 import { ActionInputError, ProviderError } from '../../errors.js';
 import { defineAction } from '../define.js';
-import { answeredMessage, answerOf, NEVER_ABORTED, networkError, notReadable, statusError, undici } from '../http.js';
-import { exportAuth, exportUrl, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+import { answeredMessage, answerOf, networkError, notReadable, statusError, undici } from '../http.js';
+import { exportAuth, type AmplitudeConfig, type AmplitudeContext, type AmplitudeHost } from './client.js';
 
 const HOUR = 3_600_000;
 
@@ -37,7 +37,7 @@ interface ExportInput {
   output: string;
 }
 
-export const exportEvents = defineAction<ExportInput, { count: number; path: string }, AmplitudeConfig>({
+export const exportEvents = defineAction<ExportInput, { count: number; path: string }, AmplitudeConfig, AmplitudeHost>({
   name: 'export_events',
   description: 'Exports raw events for an hour range (UTC, inclusive) to an NDJSON file, streamed: never held in memory. Needs `secret_key` in the provider block.',
   input: {
@@ -94,11 +94,11 @@ async function exportRange(start: number, end: number, context: AmplitudeContext
 
 /** Downloads one range's zip to disk. False when Amplitude has no data for it (404). */
 async function download(http: Dispatcher, context: AmplitudeContext, start: number, end: number, file: string): Promise<boolean> {
-  const url = exportUrl(context.config, `/api/2/export?start=${formatHour(start)}&end=${formatHour(end)}`);
+  const url = `${context.urls.export}/api/2/export?start=${formatHour(start)}&end=${formatHour(end)}`;
   const auth = exportAuth(context.config).header;
   let res: Dispatcher.ResponseData;
   try {
-    res = await undici().request(url, { dispatcher: http, method: 'GET', headers: { authorization: auth }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, ...(context.signal === NEVER_ABORTED ? {} : { signal: context.signal }) });
+    res = await undici().request(url, { dispatcher: http, method: 'GET', headers: { authorization: auth }, headersTimeout: context.timeoutMs, bodyTimeout: context.timeoutMs, ...(context.signal === undefined ? {} : { signal: context.signal }) });
   } catch (error) {
     throw networkError('amplitude', error);
   }

@@ -1,6 +1,6 @@
 import { ActionInputError } from '../../errors.js';
-import { defineAction, sharedSpec, type BatchSpec } from '../define.js';
-import { amplitudeError, ingestUrl, postAnswer, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+import { defineAction, type BatchSpec } from '../define.js';
+import { amplitudeError, postAnswer, THROTTLE_WAIT_MS, type AmplitudeBatch, type AmplitudeBatchContext, type AmplitudeConfig, type AmplitudeHost } from './client.js';
 import { idSchema } from './ids.js';
 
 /** The operators Amplitude knows, by every spelling users write, to the camelCase it wants. */
@@ -72,7 +72,7 @@ interface IdentifyInput {
   [field: string]: unknown;
 }
 
-export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConfig>({
+export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConfig, AmplitudeHost>({
   name: 'identify_user',
   description: "Sets a user's properties in Amplitude (Identify API). Operators may be written $set_once or $setOnce.",
   input: {
@@ -101,7 +101,7 @@ export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConf
     const { user_properties_json: _json, ...rest } = input;
     return props === undefined ? rest : { ...rest, user_properties: normalizeUserProperties(props, json !== undefined ? 'user_properties_json' : 'user_properties') };
   },
-  run: (input, context) => context.batch(sharedSpec(context, 'identify', () => identifyBatch(context)), input),
+  run: (input, context) => context.batch(identifyBatch, input),
 });
 
 /**
@@ -109,8 +109,10 @@ export const identifyUser = defineAction<IdentifyInput, 'success', AmplitudeConf
  * 400 does not say which identification was bad, so a failed batch is split until the bad
  * one stands alone; a refused api key fails them all at once, unsplit.
  */
-function identifyBatch(context: AmplitudeContext): BatchSpec<Record<string, unknown>, 'success'> {
-  const url = ingestUrl(context.config, '/identify');
+const identifyBatch: AmplitudeBatch<Record<string, unknown>, 'success'> = { spec: identifySpec };
+
+function identifySpec(context: AmplitudeBatchContext): BatchSpec<Record<string, unknown>, 'success'> {
+  const url = `${context.urls.ingest}/identify`;
   const apiKey = context.config.api_key;
   return {
     key: `identify ${url} ${apiKey}`,

@@ -1,5 +1,5 @@
 import { defineProvider } from '../define.js';
-import { exportAuth, type AmplitudeConfig } from './client.js';
+import { exportAuth, HOSTS, type AmplitudeConfig } from './client.js';
 import { exportEvents } from './export-events.js';
 import { identifyUser } from './identify-user.js';
 import { sendEvent } from './send-event.js';
@@ -14,6 +14,7 @@ export const amplitude = defineProvider({
     },
     required: ['api_key'],
   },
+  hosts: HOSTS,
   secretFields: ['api_key', 'secret_key'],
   // A project is its API key: the secret key (export only) belongs to the same project and limits.
   accountFields: ['api_key'],

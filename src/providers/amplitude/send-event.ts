@@ -1,7 +1,7 @@
 import { ActionInputError, ProviderError, type ProviderAnswer } from '../../errors.js';
-import { defineAction, sharedSpec, type BatchSpec, type ItemOutcome, type RequestOutcome } from '../define.js';
+import { defineAction, type BatchSpec, type ItemOutcome, type RequestOutcome } from '../define.js';
 import { answeredMessage, parseAnswer, type HttpAnswer } from '../http.js';
-import { amplitudeError, ingestUrl, postAnswer, THROTTLE_WAIT_MS, type AmplitudeConfig, type AmplitudeContext } from './client.js';
+import { amplitudeError, postAnswer, THROTTLE_WAIT_MS, type AmplitudeBatch, type AmplitudeBatchContext, type AmplitudeConfig, type AmplitudeHost } from './client.js';
 import { FIELD_EXAMPLES, normalizeUserProperties } from './identify-user.js';
 import { checkIds, DEFAULT_MIN_ID_LENGTH, idSchema, toMillis } from './ids.js';
 
@@ -25,7 +25,7 @@ interface EventInput {
 /** Amplitude caps insert_id length; ours are 38 characters. */
 const MAX_INSERT_ID = 128;
 
-export const sendEvent = defineAction<EventInput, { events_ingested: number; server_upload_time: number }, AmplitudeConfig>({
+export const sendEvent = defineAction<EventInput, { events_ingested: number; server_upload_time: number }, AmplitudeConfig, AmplitudeHost>({
   name: 'send_event',
   description: 'Sends one event to Amplitude (HTTP V2 API). Every event carries an insert_id, so retries and resumed runs never count twice.',
   input: {
@@ -67,7 +67,7 @@ export const sendEvent = defineAction<EventInput, { events_ingested: number; ser
     const { min_id_length: minIdLength, ...event } = input;
     event.insert_id ??= context.idempotencyKey();
     if (event.insert_id.length > MAX_INSERT_ID) throw new ActionInputError(`\`insert_id\` is longer than ${MAX_INSERT_ID} characters`, 'insert_id');
-    return context.batch(sharedSpec(context, `events ${minIdLength ?? ''}`, () => eventsBatch(context, minIdLength)), event);
+    return context.batch(eventsBatch, event, minIdLength);
   },
 });
 
@@ -125,8 +125,10 @@ const describeFaults = (faults: EventFaults): string =>
  * the rest are sent again (their insert_ids make that safe); a 429 names the throttled
  * events, which alone wait and go again.
  */
-function eventsBatch(context: AmplitudeContext, minIdLength: number | undefined): BatchSpec<Record<string, unknown>, Output> {
-  const url = ingestUrl(context.config, '/2/httpapi');
+const eventsBatch: AmplitudeBatch<Record<string, unknown>, Output, number | undefined> = { spec: eventsSpec };
+
+function eventsSpec(context: AmplitudeBatchContext, minIdLength: number | undefined): BatchSpec<Record<string, unknown>, Output> {
+  const url = `${context.urls.ingest}/2/httpapi`;
   const apiKey = context.config.api_key;
   const options = minIdLength === undefined ? '' : `,"options":{"min_id_length":${minIdLength}}`;
   return {

@@ -1,18 +1,18 @@
 import type { Dispatcher } from 'undici';
 import { ActionInputError } from '../../errors.js';
-import { sharedSpec, type ActionContext, type BatchSpec } from '../define.js';
+import type { ActionContext, BatchContext, BatchDeclaration, BatchSpec } from '../define.js';
 import { send, statusError } from '../http.js';
 
 export interface SegmentConfig {
   [field: string]: unknown;
   write_key: string;
-  region?: 'us' | 'eu';
-  base_url?: string;
 }
 
-export type SegmentContext = ActionContext<SegmentConfig>;
+/** Segment's tracking API by region; a block's `base_url` replaces it (the engine resolves `context.urls.api`). */
+export const HOSTS = { api: { us: 'https://api.segment.io', eu: 'https://events.eu1.segmentapis.com' } };
+export type SegmentHost = keyof typeof HOSTS;
 
-const HOSTS = { us: 'https://api.segment.io', eu: 'https://events.eu1.segmentapis.com' };
+export type SegmentContext = ActionContext<SegmentConfig, SegmentHost>;
 
 /** Segment refuses a message over 32 KB (PROVIDERS.md); checked before sending. */
 export const MAX_MESSAGE_BYTES = 32 * 1024;
@@ -49,7 +49,7 @@ export async function sendMessage(context: SegmentContext, type: 'identify' | 't
   if (bytes > MAX_MESSAGE_BYTES) {
     throw new ActionInputError(`the ${type} message is ${bytes} bytes; Segment accepts at most ${MAX_MESSAGE_BYTES} bytes per call`, type === 'track' ? 'properties' : 'traits');
   }
-  return context.batch(sharedSpec(context, 'messages', () => segmentBatch(context)), { type, body, bytes });
+  return context.batch(messagesBatch, { type, body, bytes });
 }
 
 interface Message {
@@ -64,8 +64,10 @@ interface Message {
  * goes to its own endpoint. Segment's 400 does not say which message was bad, so a failed
  * batch is split until the bad one stands alone.
  */
-function segmentBatch(context: SegmentContext): BatchSpec<Message, { success: true }> {
-  const base = (context.config.base_url ?? HOSTS[context.config.region ?? 'us']).replace(/\/+$/, '');
+const messagesBatch: BatchDeclaration<Message, { success: true }, SegmentConfig, SegmentHost> = { spec: messagesSpec };
+
+function messagesSpec(context: BatchContext<SegmentConfig, SegmentHost>): BatchSpec<Message, { success: true }> {
+  const base = context.urls.api;
   const auth = basicAuth(context.config.write_key).header;
   return {
     key: `${base} ${auth}`,

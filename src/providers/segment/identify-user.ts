@@ -1,6 +1,6 @@
 import { ActionInputError } from '../../errors.js';
 import { defineAction } from '../define.js';
-import { commonProperties, needsIdentity, sendMessage, type SegmentConfig } from './client.js';
+import { commonProperties, needsIdentity, sendMessage, type SegmentConfig, type SegmentHost } from './client.js';
 
 interface IdentifyInput {
   userId?: string;
@@ -11,7 +11,7 @@ interface IdentifyInput {
   [field: string]: unknown;
 }
 
-export const identifyUser = defineAction<IdentifyInput, { success: true }, SegmentConfig>({
+export const identifyUser = defineAction<IdentifyInput, { success: true }, SegmentConfig, SegmentHost>({
   name: 'identify_user',
   description: 'Identifies a user in Segment with traits; `email` and `name` are sent inside traits.',
   input: {

@@ -1,5 +1,5 @@
 import { defineProvider } from '../define.js';
-import { basicAuth } from './client.js';
+import { basicAuth, HOSTS } from './client.js';
 import { identifyUser } from './identify-user.js';
 import { track } from './track.js';
 
@@ -12,6 +12,7 @@ export const segment = defineProvider({
     },
     required: ['write_key'],
   },
+  hosts: HOSTS,
   secretFields: ['write_key'],
   credentialForms: (config) => {
     if (typeof config.write_key !== 'string') return [];

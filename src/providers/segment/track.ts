@@ -1,5 +1,5 @@
 import { defineAction } from '../define.js';
-import { commonProperties, needsIdentity, sendMessage, type SegmentConfig } from './client.js';
+import { commonProperties, needsIdentity, sendMessage, type SegmentConfig, type SegmentHost } from './client.js';
 
 interface TrackInput {
   userId?: string;
@@ -9,7 +9,7 @@ interface TrackInput {
   [field: string]: unknown;
 }
 
-export const track = defineAction<TrackInput, { success: true }, SegmentConfig>({
+export const track = defineAction<TrackInput, { success: true }, SegmentConfig, SegmentHost>({
   name: 'track',
   description: 'Records an event in Segment.',
   input: {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { Redactor } from '../../src/engine/redact.js';
-import { amplitude } from '../../src/providers/amplitude/index.js';
-import { segment } from '../../src/providers/segment/index.js';
-import { escapeControls } from '../../src/terminal.js';
+import { Redactor } from '../src/redact.js';
+import { amplitude } from '../src/providers/amplitude/index.js';
+import { segment } from '../src/providers/segment/index.js';
+import { escapeControls } from '../src/terminal.js';
 
 const redactor = (...values: string[]): Redactor => {
   const r = new Redactor();

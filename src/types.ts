@@ -1,5 +1,8 @@
-import type { ProviderAnswer } from '../errors.js';
-import type { LogLevel } from '../providers/define.js';
+/** What engine, store, server and CLI share: run summaries, errors and triggers. Imports nothing of theirs. */
+import type { ProviderAnswer } from './errors.js';
+
+/** How loud a log line of a run is: `debug` lines show with --verbose. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export type StepStatus = 'succeeded' | 'failed' | 'skipped';
 

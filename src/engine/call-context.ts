@@ -1,0 +1,105 @@
+import path from 'node:path';
+import type { Dispatcher } from 'undici';
+import type { ActionContext, BatchDeclaration, BatchSpec, BatchVariant } from '../providers/define.js';
+import type { CallSummary, LogLevel } from '../types.js';
+import { confineDataPath } from './data-paths.js';
+import { callWithRetry, type CallStats } from './retry.js';
+import type { Run, StepRuntime } from './state.js';
+
+/** One call's ActionContext: the step's shared part plus this loop item. */
+export class CallContext implements ActionContext {
+  readonly #shared: StepRuntime;
+  readonly #run: Run;
+  readonly #calls: CallSummary;
+  readonly item: readonly number[];
+
+  constructor(shared: StepRuntime, run: Run, item: readonly number[], calls: CallSummary) {
+    this.#shared = shared;
+    this.#run = run;
+    this.item = item;
+    this.#calls = calls;
+  }
+
+  get config(): Record<string, unknown> {
+    return this.#shared.config;
+  }
+  get runId(): string {
+    return this.#run.runId;
+  }
+  get stepId(): string {
+    return this.#shared.step.id;
+  }
+  get baseDir(): string {
+    return this.#shared.baseDir;
+  }
+  get urls(): Readonly<Record<string, string>> {
+    return this.#shared.urls;
+  }
+  get timeoutMs(): number {
+    return this.#shared.timeoutMs;
+  }
+  get signal(): undefined {
+    return this.#shared.signal;
+  }
+
+  async resolveDataPath(value: string, field: string): Promise<string> {
+    const { step, baseDir } = this.#shared;
+    if (!step.templated.has(field) && !step.templated.has('*')) return path.resolve(baseDir, value);
+    return confineDataPath(value, `\`with.${field}\``, baseDir, await this.#run.dataRoots());
+  }
+
+  idempotencyKey(salt?: string): string {
+    return this.#run.keyFor(this.#shared.step.id, this.item, salt);
+  }
+
+  async call<T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T> {
+    const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
+    const run = this.#run;
+    try {
+      const { policy, queue, maxWaitMs } = this.#shared;
+      return await callWithRetry(() => attempt(run.dispatcher), { policy, queue, maxWaitMs, signal: run.signal, stats });
+    } finally {
+      addStats(this.#calls, stats);
+    }
+  }
+
+  async batch<Item, Result, Variant extends BatchVariant = undefined>(declaration: BatchDeclaration<Item, Result, Record<string, unknown>, string, Variant>, entry: Item, variant?: Variant): Promise<Result> {
+    const spec = this.#spec(declaration as BatchDeclaration<unknown, unknown, Record<string, unknown>, string, BatchVariant>, variant) as BatchSpec<Item, Result>;
+    const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
+    const { queue, batch, policy, maxWaitMs } = this.#shared;
+    const run = this.#run;
+    try {
+      return await run.limiter.batcher(queue).add(spec, entry, { settings: batch, dispatcher: run.dispatcher, policy, maxWaitMs, signal: run.signal, stats });
+    } finally {
+      addStats(this.#calls, stats);
+    }
+  }
+
+  /** The declaration's spec for this step and `variant`: made on the step's first call, then looked up. */
+  #spec(declaration: BatchDeclaration<unknown, unknown, Record<string, unknown>, string, BatchVariant>, variant: BatchVariant): BatchSpec<unknown, unknown> {
+    const runtime = this.#shared;
+    let byVariant = runtime.specs.get(declaration as BatchDeclaration<unknown, unknown>);
+    if (byVariant === undefined) {
+      byVariant = new Map();
+      runtime.specs.set(declaration as BatchDeclaration<unknown, unknown>, byVariant);
+    }
+    let spec = byVariant.get(variant);
+    if (spec === undefined) {
+      spec = declaration.spec(runtime, variant);
+      byVariant.set(variant, spec);
+    }
+    return spec;
+  }
+
+  log(level: LogLevel, message: string): void {
+    const events = this.#run.events;
+    if (events.wants('log')) events.emit({ type: 'log', level, message, step: this.#shared.step.id, item: this.item });
+  }
+}
+
+function addStats(calls: CallSummary, stats: CallStats): void {
+  calls.calls++;
+  calls.attempts += stats.attempts;
+  calls.waitedMs += stats.waitedMs;
+  for (const f of stats.failures) calls.failures[String(f)] = (calls.failures[String(f)] ?? 0) + 1;
+}

@@ -1,0 +1,149 @@
+import path from 'node:path';
+import { FerryError, RunFailedError, errorMessage } from '../errors.js';
+import type { TemplateContext } from '../template/compile.js';
+import type { LoopStep, Step } from '../workflow/types.js';
+import type { InnerStepSummary } from '../types.js';
+import { confineDataPath } from './data-paths.js';
+import { stepKey } from './resume.js';
+import { fingerprint, readItems, sourceChange, sourceChangedError, type SourceFingerprint } from './sources.js';
+import { interruption, type ItemScope, type Run } from './state.js';
+
+/** Runs a scope's steps (steps.ts's runSteps, passed in so that this module does not import it back). */
+export type RunItem = (steps: readonly Step[], scope: ItemScope, run: Run) => Promise<void>;
+
+/**
+ * Runs a loop's items, `step.concurrency` at a time, each through `runItem`: from an array
+ * (`over`), keeping every item's outputs, or streamed from a file, keeping only the count.
+ */
+export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<string, InnerStepSummary>, runItem: RunItem): Promise<{ count: number; items?: unknown[] }> {
+  // File-sourced loops stream their rows and keep only the count: a million rows never sit
+  // in memory. Arrays keep each item's outputs, in item order.
+  let pull: () => Promise<IteratorResult<unknown>> | IteratorResult<unknown>;
+  let outputs: unknown[] | undefined;
+  let count = 0;
+  let progress: LoopProgress | undefined;
+  if (step.file !== undefined || step.fileTemplate !== undefined) {
+    const key = stepKey(step.id, scope.item);
+    const file = await openLoopFile(step, scope, run, key);
+    const rows = readItems(file)[Symbol.asyncIterator]();
+    pull = () => rows.next();
+    // A resumed file loop restarts at the first unfinished row: rows below the journal's
+    // progress mark are read past without running anything.
+    const done = run.options.resume?.progress?.get(key) ?? 0;
+    while (count < done && !(await rows.next()).done) count++;
+    run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: undefined });
+    progress = new LoopProgress(count, (mark) => run.events.emit({ type: 'loop-progress', step: step.id, item: scope.item, done: mark }));
+  } else {
+    const items = step.over?.(scope.context);
+    if (!Array.isArray(items)) {
+      throw new RunFailedError(step.id, null, `step \`${step.id}\`: loop.over must render to an array, got ${items === null ? 'null' : typeof items}`);
+    }
+    outputs = new Array(items.length);
+    run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: items.length });
+    const iterator = items[Symbol.iterator]();
+    pull = () => iterator.next();
+  }
+  let sourceError: unknown;
+  const worker = async (): Promise<void> => {
+    while (!run.stopping && sourceError === undefined) {
+      let next: IteratorResult<unknown>;
+      try {
+        next = await pull();
+      } catch (error) {
+        sourceError ??= error;
+        return;
+      }
+      if (next.done) return;
+      const index = count++;
+      // Object.assign keeps a copy of the context at half the size of a spread.
+      const steps = Object.assign({}, scope.steps);
+      const context: TemplateContext = Object.assign({}, scope.context);
+      context.steps = steps;
+      context[step.as] = next.value;
+      context.loop = { index };
+      await runItem(step.steps, { context, steps, item: [...scope.item, index], inner }, run).catch(() => undefined);
+      // Finished means every inner step ran (or was skipped): a stop or a failure elsewhere
+      // can leave an item half done, and its row must run again on retry.
+      if (progress && allFinished(step.steps, steps)) progress.finished(index);
+      if (outputs) {
+        const out: Record<string, unknown> = {};
+        for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
+        outputs[index] = out;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: step.concurrency }, worker));
+  progress?.flush();
+  if (sourceError !== undefined) throw new RunFailedError(step.id, null, `step \`${step.id}\`: ${errorMessage(sourceError)}`, { cause: sourceError });
+  if (run.failure) throw run.failure;
+  if (run.signal.aborted) throw interruption(run);
+  return outputs ? { count, items: outputs } : { count };
+}
+
+/**
+ * The path a file loop reads. A templated `loop.file` may come from data, so it must stay
+ * inside the allowed folders. A resumed run must read the very file its first attempt read
+ * (rows are skipped by position); a first opening records what the file is.
+ */
+async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: string): Promise<string> {
+  let file = step.file;
+  if (step.fileTemplate !== undefined) {
+    const value = step.fileTemplate(scope.context);
+    if (typeof value !== 'string' || value === '') {
+      throw new FerryError('FERRY_LOOP_FILE', `loop.file must render to a file path, got ${value === '' ? 'an empty string' : value === null ? 'null' : typeof value}`);
+    }
+    file = await confineDataPath(value, 'loop.file', path.dirname(run.workflow.file), await run.dataRoots());
+  }
+  if (file === undefined) throw new FerryError('FERRY_LOOP_FILE', 'loop.file is missing');
+  const recorded = run.options.resume?.sources?.get(key);
+  if (recorded) {
+    const change = await sourceChange(recorded, file);
+    if (change !== undefined) throw sourceChangedError(change, run.runId);
+    return file;
+  }
+  let print: SourceFingerprint;
+  try {
+    print = await fingerprint(file);
+  } catch (error) {
+    throw new FerryError('FERRY_LOOP_FILE', `loop.file ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)})`, { cause: error });
+  }
+  run.events.emit({ type: 'loop-source', step: step.id, item: scope.item, ...print });
+  return file;
+}
+
+function allFinished(steps: readonly Step[], outcomes: ItemScope['steps']): boolean {
+  for (const s of steps) {
+    const outcome = outcomes[s.id];
+    if (outcome === undefined || outcome.status === 'failed') return false;
+  }
+  return true;
+}
+
+/**
+ * The low-water mark of a file loop: every row below it finished. Written to the journal
+ * every PROGRESS_EVERY rows, so that a retry can skip them without holding their entries.
+ */
+class LoopProgress {
+  readonly #finished = new Set<number>();
+  #low: number;
+  #written: number;
+  constructor(
+    start: number,
+    readonly write: (mark: number) => void,
+  ) {
+    this.#low = start;
+    this.#written = start;
+  }
+  finished(index: number): void {
+    this.#finished.add(index);
+    while (this.#finished.delete(this.#low)) this.#low++;
+    if (this.#low - this.#written >= PROGRESS_EVERY) this.flush();
+  }
+  flush(): void {
+    if (this.#low === this.#written) return;
+    this.#written = this.#low;
+    this.write(this.#low);
+  }
+}
+
+const PROGRESS_EVERY = 1000;
