@@ -44,9 +44,11 @@ export function header(answer: HttpAnswer, name: string): string | undefined {
 /**
  * Sends one request and reads the whole answer as text. Network failures become ProviderErrors.
  *
- * It speaks undici's dispatcher protocol (the one undici's own `request()` uses) and keeps
- * the body's chunks as they come: no stream object and no URL parsing per call, which is
- * most of what a call costs on our side once the provider answers fast.
+ * It speaks undici's documented dispatcher protocol (`Dispatcher.dispatch` with a handler of
+ * undici 7's controller API, the one undici's own `request()` uses) and keeps the body's
+ * chunks as they come: no stream object per call. Measured against the same function written
+ * with `undici.request()` (bench/engine.mjs, 20,000 unbatched calls, 2026-11-30): 1.7x the
+ * throughput at 0 ms latency, no measurable difference at 20 ms.
  */
 export async function send(provider: string, http: Dispatcher, req: HttpRequest): Promise<HttpAnswer> {
   // undici's own header/body timers cost nothing per call but tick about once a second:
