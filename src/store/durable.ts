@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Redactor } from '../redact.js';
 import type { JournalEntry } from './journal.js';
 import { JOURNAL_FILE, runDir, runsDir, WORKFLOW_COPY } from './paths.js';
-import { startRecord, writeRunRecord } from './record.js';
+import { startRecord, writeRunRecordAsync } from './record.js';
 
 /**
  * Records new runs durably: the run folder, the workflow copy and the journal's first line,
@@ -33,9 +33,9 @@ export class DurableRecorder {
       const [journal] = await Promise.all([open(path.join(dir, JOURNAL_FILE), 'wx', 0o600), writeFile(path.join(dir, WORKFLOW_COPY), workflowSource, { mode: 0o600 })]);
       try {
         await journal.writeFile(firstLine);
-        writeRunRecord(this.stateDir, startRecord(entry, Buffer.byteLength(firstLine)), redactor);
-        // The entry, then the names of the new file and folder. The three syncs are independent, so they overlap.
-        await Promise.all([journal.sync(), syncDir(dir), this.#runsDirSync.sync()]);
+        // The entry, then the names of the new file and folder. The three syncs are independent, so
+        // they overlap, and with them the run's record (an index the next start reads: not synced).
+        await Promise.all([journal.sync(), syncDir(dir), this.#runsDirSync.sync(), writeRunRecordAsync(this.stateDir, startRecord(entry, Buffer.byteLength(firstLine)), redactor)]);
       } finally {
         await journal.close();
       }

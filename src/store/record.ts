@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { rename, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Redactor } from '../redact.js';
@@ -112,6 +113,19 @@ export function writeRunRecord(stateDir: string, record: RunRecord, redactor?: R
     } catch {
       // never written
     }
+    throw error;
+  }
+}
+
+/** writeRunRecord without blocking the event loop: the listener writes one beside each delivery it records. */
+export async function writeRunRecordAsync(stateDir: string, record: RunRecord, redactor?: Redactor): Promise<void> {
+  const file = path.join(runDir(stateDir, record.runId), RECORD_FILE);
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  try {
+    await writeFile(tmp, redactor ? redactor.redactJson(record) : JSON.stringify(record), { mode: 0o600 });
+    await rename(tmp, file);
+  } catch (error) {
+    await unlink(tmp).catch(() => undefined);
     throw error;
   }
 }
