@@ -15,19 +15,24 @@ export interface BatchSettings {
   maxItems: number | undefined;
 }
 
-/** One call's side of a batch: its run's settings, dispatcher, retry policy, wait cap, stop and stats. */
+/**
+ * What the calls of one step in one run share on the way through a batch: settings,
+ * dispatcher, retry policy, wait cap and stop. Made once per step (engine/action.ts), so a
+ * waiting item holds a reference, not a copy of each field.
+ */
 export interface BatchCall {
-  settings: BatchSettings;
-  dispatcher: Dispatcher;
-  policy: RetryPolicy;
+  readonly settings: BatchSettings;
+  readonly dispatcher: Dispatcher;
+  readonly policy: RetryPolicy;
   /** The longest wait the provider may ask for; a longer one fails the item. */
-  maxWaitMs: number;
+  readonly maxWaitMs: number;
   /** The run's stop: an item still waiting (queue, pause, backoff) fails unsent. */
-  signal: AbortSignal;
-  stats: CallStats;
+  readonly signal: AbortSignal;
 }
 
-interface Pending extends BatchCall {
+interface Pending {
+  call: BatchCall;
+  stats: CallStats;
   item: unknown;
   size: number;
   resolve(value: unknown): void;
@@ -64,19 +69,14 @@ export class Batcher {
 
   constructor(readonly queue: ProviderQueue) {}
 
-  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, call: BatchCall): Promise<Result> {
+  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, call: BatchCall, stats: CallStats): Promise<Result> {
     return new Promise<Result>((resolve, reject) => {
-      const { settings } = call;
       const pending: Pending = {
-        settings,
-        dispatcher: call.dispatcher,
-        policy: call.policy,
-        maxWaitMs: call.maxWaitMs,
-        signal: call.signal,
-        stats: call.stats,
+        call,
+        stats,
         item,
         // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
-        size: settings.enabled ? spec.sizeOf(item) : 0,
+        size: call.settings.enabled ? spec.sizeOf(item) : 0,
         resolve: resolve as (v: unknown) => void,
         reject,
       };
@@ -85,7 +85,7 @@ export class Batcher {
   }
 
   #group(spec: BatchSpec<unknown, unknown>, pending: Pending): Group {
-    const { settings, dispatcher } = pending;
+    const { settings, dispatcher } = pending.call;
     let bySettings = this.#groups.get(dispatcher);
     if (!bySettings) {
       bySettings = new WeakMap();
@@ -106,7 +106,7 @@ export class Batcher {
 
   #enqueue(spec: BatchSpec<unknown, unknown>, pending: Pending): void {
     // Unbatched, an item is its own request: no group, no window.
-    if (!pending.settings.enabled) {
+    if (!pending.call.settings.enabled) {
       void this.#dispatch(spec, [pending]);
       return;
     }
@@ -137,8 +137,8 @@ export class Batcher {
     try {
       answer = await this.queue.add(() => {
         for (const p of items) p.stats.attempts++;
-        return spec.send(items.map((p) => p.item), first.dispatcher);
-      }, first.signal);
+        return spec.send(items.map((p) => p.item), first.call.dispatcher);
+      }, first.call.signal);
     } catch (error) {
       answer = outcomeOf(error);
     }
@@ -189,11 +189,11 @@ export class Batcher {
       if (outcome.kind === 'resend') p.stats.attempts--;
       else p.stats.failures.push(failureCode(outcome.error));
       // Stopping: nothing is sent again; the item is interrupted, not failed by the provider.
-      if (p.signal.aborted && wouldRetry(outcome)) {
+      if (p.call.signal.aborted && wouldRetry(outcome)) {
         p.reject(stoppedWaiting(this.queue.provider, outcome.error));
         continue;
       }
-      const decision = decide(outcome, p.stats.attempts, p.policy, p.maxWaitMs);
+      const decision = decide(outcome, p.stats.attempts, p.call.policy, p.call.maxWaitMs);
       if (!decision.retry) p.reject(decision.error);
       else {
         wait ??= { decision, outcome };
@@ -202,10 +202,10 @@ export class Batcher {
     }
     if (!wait) return;
     const started = Date.now();
-    void waitBeforeRetry(wait.decision, this.queue, wait.outcome, (again[0] as Failed).p.signal).then(() => {
+    void waitBeforeRetry(wait.decision, this.queue, wait.outcome, (again[0] as Failed).p.call.signal).then(() => {
       for (const { p, outcome } of again) {
         p.stats.waitedMs += Date.now() - started;
-        if (p.signal.aborted) p.reject(stoppedWaiting(this.queue.provider, outcome.error));
+        if (p.call.signal.aborted) p.reject(stoppedWaiting(this.queue.provider, outcome.error));
         else this.#enqueue(spec, p);
       }
     });

@@ -66,10 +66,11 @@ export class CallContext implements ActionContext {
   async batch<Item, Result, Variant extends BatchVariant = undefined>(declaration: BatchDeclaration<Item, Result, Record<string, unknown>, string, Variant>, entry: Item, variant?: Variant): Promise<Result> {
     const spec = this.#spec(declaration as BatchDeclaration<unknown, unknown, Record<string, unknown>, string, BatchVariant>, variant) as BatchSpec<Item, Result>;
     const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
-    const { queue, batch, policy, maxWaitMs } = this.#shared;
+    const shared = this.#shared;
     const run = this.#run;
+    shared.batchCall ??= { settings: shared.batch, dispatcher: run.dispatcher, policy: shared.policy, maxWaitMs: shared.maxWaitMs, signal: run.signal };
     try {
-      return await run.limiter.batcher(queue).add(spec, entry, { settings: batch, dispatcher: run.dispatcher, policy, maxWaitMs, signal: run.signal, stats });
+      return await run.limiter.batcher(shared.queue).add(spec, entry, shared.batchCall, stats);
     } finally {
       addStats(this.#calls, stats);
     }

@@ -6,7 +6,7 @@ import type { TemplateContext } from '../template/compile.js';
 import type { BatchContext, BatchDeclaration, BatchSpec, BatchVariant } from '../providers/define.js';
 import type { RegisteredAction } from '../providers/registry.js';
 import type { ActionStep, RetryPolicy, Workflow } from '../workflow/types.js';
-import type { BatchSettings } from './batcher.js';
+import type { BatchCall, BatchSettings } from './batcher.js';
 import { accountOf, limitsOf } from './accounts.js';
 import { dataRoots, type DataRoots } from './data-paths.js';
 import { observe, RunEvents } from './events.js';
@@ -41,6 +41,8 @@ export interface StepRuntime extends BatchContext {
   readonly batch: BatchSettings;
   /** The step's batch specs by declaration and variant, each made on its first call. */
   readonly specs: Map<BatchDeclaration<unknown, unknown>, Map<BatchVariant, BatchSpec<unknown, unknown>>>;
+  /** What its batched calls share in the batcher; made at the first one (it needs the run's dispatcher). */
+  batchCall?: BatchCall;
 }
 
 export interface RunOptions {
