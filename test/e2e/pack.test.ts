@@ -52,18 +52,31 @@ describe('the published package', () => {
     expect(Object.values(summary.steps).every((s) => s.status === 'succeeded')).toBe(true);
   }, 60_000);
 
-  it('can be imported as a library, with the sandbox as `ferry/sandbox`', async () => {
+  it('can be embedded: a runtime and a run session from `ferry`, the emulators from `ferry/sandbox`', async () => {
     writeFileSync(
       path.join(project, 'embed.mjs'),
-      `import { loadWorkflow, builtinRegistry } from 'ferry';
+      `import { createFerry, placeholderSecrets, startRun } from 'ferry';
 import { startSandbox } from 'ferry/sandbox';
-const workflow = await loadWorkflow(new URL('./sync-signups.yaml', import.meta.url).pathname, builtinRegistry());
+const ferry = createFerry();
 const sandbox = await startSandbox();
-console.log(JSON.stringify({ name: workflow.name, amplitude: typeof sandbox.amplitude.url }));
+const workflow = await ferry.load(new URL('./sync-signups.yaml', import.meta.url).pathname);
+const session = startRun(workflow, {
+  ferry,
+  secrets: placeholderSecrets,
+  providerOverrides: {
+    amplitude: { api_key: 'sandbox-amplitude-key', base_url: sandbox.amplitude.url },
+    segment: { write_key: 'sandbox-segment-key', base_url: sandbox.segment.url },
+  },
+});
+const seen = [];
+session.on((event) => seen.push(event.type));
+const summary = await session.done;
+console.log(JSON.stringify({ name: workflow.name, status: summary.status, events: seen.includes('run-started') && seen.includes('run-finished'), identified: sandbox.amplitude.identifications.length }));
 await sandbox.close();
+await ferry.close();
 `,
     );
     const { stdout } = await exec(process.execPath, ['embed.mjs'], { cwd: project });
-    expect(JSON.parse(stdout)).toEqual({ name: 'sync-signups', amplitude: 'string' });
+    expect(JSON.parse(stdout)).toEqual({ name: 'sync-signups', status: 'succeeded', events: true, identified: 3 });
   }, 60_000);
 });
