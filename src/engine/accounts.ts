@@ -10,13 +10,30 @@ import type { Account, QueueLimits } from './queue.js';
  * hash of its account fields. The hash keeps the credential out of scope keys, which are logged.
  */
 export function accountOf(definition: ProviderDefinition | undefined, provider: string, config: Record<string, unknown>): Account {
-  const base = config.base_url;
-  const baseUrl = typeof base === 'string' && base !== '' ? base.replace(/\/+$/, '') : typeof config.region === 'string' ? config.region : '';
+  const baseUrl = accountBase(definition, config);
   const fields = definition?.accountFields ?? definition?.secretFields ?? [];
   if (fields.length === 0) return { provider, baseUrl, credentialHash: '' };
   const hash = createHash('sha256');
   for (const field of fields) hash.update(`${field}\0${JSON.stringify(config[field] ?? null)}\0`);
   return { provider, baseUrl, credentialHash: hash.digest('hex') };
+}
+
+/**
+ * Where an account lives, as one string: the URL of the provider's first host as the block
+ * resolves it, so `region: us`, no region, and a `base_url` of that very host name one
+ * account. A provider without hosts (http) is named by its `base_url`, else its region.
+ */
+function accountBase(definition: ProviderDefinition | undefined, config: Record<string, unknown>): string {
+  if (definition?.hosts && Object.keys(definition.hosts).length > 0) {
+    try {
+      const first = Object.values(accountUrls(definition, config))[0];
+      if (first !== undefined) return first;
+    } catch {
+      // A region the provider lacks: the run fails on it; the scope is named by its text.
+    }
+  }
+  const base = config.base_url;
+  return typeof base === 'string' && base !== '' ? base.replace(/\/+$/, '') : typeof config.region === 'string' ? config.region : '';
 }
 
 /**
@@ -148,7 +165,8 @@ function literalAccount(source: SourceDocument, provider: string, definition: Pr
   const data = sourceData(source) as { providers?: Record<string, Record<string, unknown> | null> } | null;
   const block = data?.providers?.[provider] ?? {};
   const text = (value: unknown): string => (value === undefined || value === null ? '' : typeof value === 'string' ? value : JSON.stringify(value));
-  const label = text(block.base_url) || text(block.region);
+  // Resolved like a run resolves it (accountBase): `region: us` and no region are one account.
+  const label = accountBase(definition, { base_url: block.base_url, region: block.region });
   const fields = definition.accountFields ?? definition.secretFields ?? [];
   return { key: [label, ...fields.map((f) => text(block[f]))].join('\0'), label };
 }

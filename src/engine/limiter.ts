@@ -3,10 +3,11 @@ import { ProviderQueue, scopeKey, type Account, type PauseEvent, type QueueLimit
 
 export interface LimiterOptions {
   /**
-   * Runs right before every call of every scope leaves; a throw keeps the call from going out.
-   * The runtime writes the journals of its runs there. @default nothing
+   * Runs right before every call of every scope leaves, with the calling run's stop signal; a
+   * throw keeps the call from going out. The runtime writes the journals of its runs there.
+   * @default nothing
    */
-  beforeCall?: () => void;
+  beforeCall?: (signal: AbortSignal | undefined) => void;
 }
 
 /**
@@ -17,7 +18,7 @@ export class Limiter {
   readonly #queues = new Map<string, ProviderQueue>();
   readonly #batchers = new WeakMap<ProviderQueue, Batcher>();
   readonly #pauseListeners = new Set<(event: PauseEvent) => void>();
-  readonly #beforeCall: (() => void) | undefined;
+  readonly #beforeCall: ((signal: AbortSignal | undefined) => void) | undefined;
 
   constructor(options: LimiterOptions = {}) {
     this.#beforeCall = options.beforeCall;

@@ -47,8 +47,11 @@ export interface PauseEvent {
 
 interface QueueHooks {
   onPause?: ((event: PauseEvent) => void) | undefined;
-  /** Runs right before each call leaves (the runtime writes its journals there); a throw keeps the call from going out. */
-  beforeCall?: (() => void) | undefined;
+  /**
+   * Runs right before each call leaves, with the calling run's stop signal (the runtime writes
+   * its journals there); a throw, or the signal aborting in it, keeps the call from going out.
+   */
+  beforeCall?: ((signal: AbortSignal | undefined) => void) | undefined;
 }
 
 /**
@@ -71,7 +74,7 @@ export class ProviderQueue {
   /** Ends the current pause; ref'd while calls wait in the paused queue. */
   #timer: NodeJS.Timeout | undefined;
   readonly #onPause: ((event: PauseEvent) => void) | undefined;
-  readonly #beforeCall: (() => void) | undefined;
+  readonly #beforeCall: ((signal: AbortSignal | undefined) => void) | undefined;
   /** Calls waiting to start, by their run's stop signal. */
   readonly #waiting = new Map<AbortSignal, { calls: Set<Waiting>; stop: () => void }>();
   /** Calls whose run stopped while they waited: still in the p-queue, as no-ops. */
@@ -151,7 +154,7 @@ export class ProviderQueue {
     if (!signal) {
       return new Promise<T>((resolve, reject) => {
         this.#enqueue(async () => {
-          this.#beforeCall?.();
+          this.#beforeCall?.(undefined);
           return fn();
         }, resolve, reject);
       });
@@ -169,7 +172,9 @@ export class ProviderQueue {
             return undefined as T;
           }
           this.#unwatch(signal, call);
-          this.#beforeCall?.();
+          this.#beforeCall?.(signal);
+          // Writing the run's journal failed (a full disk) and stopped the run: nothing leaves unrecorded.
+          if (signal.aborted) throw this.#notSent();
           return fn();
         },
         // An abandoned call was rejected when its run stopped; settling it again does nothing.

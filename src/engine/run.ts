@@ -88,7 +88,7 @@ export async function runPrepared(prepared: PreparedRun): Promise<RunSummary> {
   let interrupted: string | undefined;
   // The runtime writes this run's journal before each of its provider calls.
   const journal = run.options.journal;
-  const untrack = journal ? run.ferry.trackJournal(journal) : () => undefined;
+  const untrack = journal ? run.ferry.trackJournal(journal, run.signal) : () => undefined;
   try {
     if (prepared.providersFailed !== undefined) throw prepared.providersFailed;
     // Every account the workflow names gets its scope (and this workflow's limits) before the

@@ -58,10 +58,11 @@ export interface Ferry {
   readonly env: Record<string, string | undefined>;
   /**
    * Writes `journal` before each provider call of this runtime until the returned function is
-   * called (runWorkflow does this for its run): what a run did is on disk before a provider sees
-   * anything, and a journal that cannot be written keeps every call from going out.
+   * called (runWorkflow and the run session do this for their run): what a run did is on disk
+   * before a provider sees anything. A journal that cannot be written keeps the calls of its own
+   * run (`signal`, its stop) from going out; other runs' calls go on.
    */
-  trackJournal(journal: RunJournal): () => void;
+  trackJournal(journal: RunJournal, signal?: AbortSignal): () => void;
   /**
    * Makes the limit scopes of the accounts `workflow` names now, its provider blocks rendered
    * with `secrets` and `env` (a block that needs a run's inputs is left to its run). A server
@@ -87,14 +88,15 @@ class Runtime implements Ferry {
   readonly #given: Dispatcher | undefined;
   #own: Dispatcher | undefined;
   #closed = false;
-  readonly #journals = new Set<RunJournal>();
+  /** The journals written before each call, with the stop signal of the run each belongs to. */
+  readonly #journals = new Map<RunJournal, AbortSignal | undefined>();
 
   constructor(options: FerryOptions) {
     this.registry = options.registry ?? new Registry(builtinProviders);
     this.workflows = new WorkflowCompiler(this.registry);
     this.#given = options.dispatcher;
     this.env = options.env ?? process.env;
-    this.limits = new Limiter({ beforeCall: () => this.#flushJournals() });
+    this.limits = new Limiter({ beforeCall: (signal) => this.#flushJournals(signal) });
   }
 
   get dispatcher(): Dispatcher {
@@ -109,22 +111,28 @@ class Runtime implements Ferry {
     return loadWorkflow(file, this.workflows);
   }
 
-  trackJournal(journal: RunJournal): () => void {
-    this.#journals.add(journal);
+  trackJournal(journal: RunJournal, signal?: AbortSignal): () => void {
+    this.#journals.set(journal, signal);
     return () => void this.#journals.delete(journal);
   }
 
-  #flushJournals(): void {
+  /**
+   * Writes every tracked journal. Only the calling run's failure keeps the call back: another
+   * run whose journal failed is stopped by its own failure (its session's `onFailure`), and its
+   * own calls find their journal failed here.
+   */
+  #flushJournals(caller: AbortSignal | undefined): void {
     let failure: unknown;
-    for (const journal of this.#journals) {
+    for (const [journal, owner] of this.#journals) {
       try {
         journal.flush?.();
       } catch (error) {
-        failure ??= error;
+        if (owner === caller) failure ??= error;
       }
     }
     if (failure !== undefined) throw failure;
   }
+
 
   declare(workflow: Workflow, values: { secrets: Record<string, string>; env?: Record<string, string | undefined> }): DeclaredAccount[] {
     const context: TemplateContext = {

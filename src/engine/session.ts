@@ -1,10 +1,12 @@
+import { statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FileJournal, type JournalEntry, type RunJournal, type RunMode } from '../store/journal.js';
 import { acquireRunLock, type RunLock } from '../store/lock.js';
 import { JOURNAL_FILE, runDir } from '../store/paths.js';
 import type { DurableRecorder } from '../store/durable.js';
 import type { RunRecord } from '../store/record.js';
-import type { FerryError } from '../errors.js';
+import { FerryError } from '../errors.js';
 import type { Workflow } from '../workflow/types.js';
 import { RunEvents, type RunListener } from './events.js';
 import { runInputs } from './inputs.js';
@@ -76,6 +78,11 @@ export interface ResumeRunOptions extends Omit<RunSessionOptions, 'inputs' | 'ho
   resume: ResumeState;
   /** The run's record (`run.json`) as its earlier attempts left it, carried on by its journal. @default read from the run folder */
   record?: RunRecord;
+  /**
+   * The journal's size when `resume` was read from it. Given, the run is not resumed when the
+   * journal changed by the time the lock is held (another runner took it up meanwhile).
+   */
+  journalBytes?: number;
 }
 
 /** One run from its checks to its summary, and the stream of what happens in it. */
@@ -142,6 +149,8 @@ class Session implements RunSession {
   #journalFailure: FerryError | undefined;
   /** Recorded durably and closed: the journal is opened again, with a `resume` entry, when the run runs. */
   #reopen = false;
+  /** The journal's size when this session's run was read or recorded; checked once the lock is held. */
+  #journalBytes: number | undefined;
 
   constructor(workflow: Workflow, options: RunSessionOptions, resume: ResumeState | undefined) {
     this.#workflow = workflow;
@@ -149,6 +158,7 @@ class Session implements RunSession {
     this.#resume = resume;
     this.runId = options.runId ?? newRunId();
     this.#lock = options.lock;
+    if ('journalBytes' in options) this.#journalBytes = (options as ResumeRunOptions).journalBytes;
     this.done = new Promise<RunSummary>((resolve, reject) => (this.#settle = { resolve, reject }));
     // A session that is never run, or whose caller awaits record() instead, leaves no unhandled rejection.
     this.done.catch(() => undefined);
@@ -203,7 +213,7 @@ class Session implements RunSession {
     }
     const started = runStartedEvent(this.#prepared, options.annotations);
     if (stateDir !== undefined && durable) {
-      await durable.record(this.runId, workflow.source, journalEntryOf(started) as Extract<JournalEntry, { t: 'run' }>, options.redactor);
+      this.#journalBytes = await durable.record(this.runId, workflow.source, journalEntryOf(started) as Extract<JournalEntry, { t: 'run' }>, options.redactor);
       this.#reopen = true;
     } else if (stateDir !== undefined) {
       this.#lock ??= acquireRunLock(stateDir, this.runId);
@@ -217,6 +227,14 @@ class Session implements RunSession {
       this.#attach(options.journal);
     }
     this.#events.emit(started);
+    // The `run` entry itself could not be written (a full disk): there is no run to resume, so
+    // none is left behind; nothing was sent.
+    const failed = this.#fileJournal?.failure;
+    if (failed && stateDir !== undefined) {
+      this.#release();
+      await rm(runDir(stateDir, this.runId), { recursive: true, force: true }).catch(() => undefined);
+      throw new FerryError(failed.code, `${failed.message}; the run did not start and nothing was sent: free space, then run it again`, { cause: failed });
+    }
   }
 
   async #run(): Promise<RunSummary> {
@@ -241,6 +259,13 @@ class Session implements RunSession {
     }
     this.#lock ??= acquireRunLock(stateDir, this.runId);
     try {
+      // The run waited (queued in the listener) between being read and being locked: another
+      // runner (`ferry retry`) may have taken it up meanwhile. Its journal then grew, and what
+      // this session knows of it is out of date: it is not run a second time.
+      const file = path.join(runDir(stateDir, this.runId), JOURNAL_FILE);
+      if (this.#journalBytes !== undefined && statSync(file).size !== this.#journalBytes) {
+        throw new FerryError('FERRY_RUN_BUSY', `run ${this.runId} was taken up by another runner while it waited here (\`ferry retry\`?); it is not run again`);
+      }
       const record = 'record' in this.#options ? (this.#options as ResumeRunOptions).record : undefined;
       this.#attachFile(new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}) }));
     } catch (error) {
@@ -258,7 +283,7 @@ class Session implements RunSession {
     // First in line: an entry is appended before any display hears of its event.
     const unsubscribe = this.#events.first(journalSubscriber(journal), JOURNAL_EVENTS);
     // The runtime writes the journal before each provider call: what the run did is on disk first.
-    const untrack = this.#options.ferry.trackJournal(journal);
+    const untrack = this.#options.ferry.trackJournal(journal, this.#prepared?.run.signal);
     this.#detach = () => {
       unsubscribe();
       untrack();

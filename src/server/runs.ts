@@ -128,7 +128,7 @@ export class RunManager implements RunsService {
         this.#options.log(`run ${id} of ${run.start.workflow} not resumed: ${again.file} changed (${problems.join('; ')}); use ferry retry after fixing it`);
         continue;
       }
-      const session = createRun(again.workflow, { ...this.#sessionOptions(), runId: id, inputs: run.start.inputs, trigger: run.start.trigger, resume: folding.result(), record: recordOf(run) });
+      const session = createRun(again.workflow, { ...this.#sessionOptions(), runId: id, inputs: run.start.inputs, trigger: run.start.trigger, resume: folding.result(), record: recordOf(run), journalBytes: run.journalBytes });
       this.#watch(session, again);
       this.#waiting.set(id, { session, served: again });
       resumed.push(id);

@@ -23,7 +23,7 @@ export class DurableRecorder {
    * line, and the run's record beside it, so that the next start finds the delivery keys
    * without reading the journal.
    */
-  async record(runId: string, workflowSource: string, entry: Extract<JournalEntry, { t: 'run' }>, redactor?: Redactor): Promise<void> {
+  async record(runId: string, workflowSource: string, entry: Extract<JournalEntry, { t: 'run' }>, redactor?: Redactor): Promise<number> {
     // The line first: what cannot be written leaves nothing behind in the state dir.
     const firstLine = `${redactor ? redactor.redactJson(entry) : JSON.stringify(entry)}\n`;
     const dir = runDir(this.stateDir, runId);
@@ -39,6 +39,7 @@ export class DurableRecorder {
       } finally {
         await journal.close();
       }
+      return Buffer.byteLength(firstLine);
     } catch (error) {
       // The caller answers 500 and the sender delivers again: a half-written run must not be resumed at the next start.
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);

@@ -132,7 +132,10 @@ export function stateOf(run: LoadedRun): RunState {
 /** The state of a run that has no end, from its lock and the pid of its latest attempt. */
 function unfinished(lock: LoadedRun['lock'], pid: number): RunState {
   if (lock === 'stale') return 'interrupted';
-  if (lock !== 'none') return lock.pid === process.pid ? 'interrupted' : 'running';
+  // Our own lock (`ferry retry` locks before it reads): the run is still another live
+  // process's when that one recorded or resumed it last and holds it without a lock (the
+  // listener keeps accepted runs queued, unlocked, until a slot is free).
+  if (lock !== 'none') return lock.pid !== process.pid ? 'running' : pid !== process.pid && isLikelyFerry(pid) ? 'running' : 'interrupted';
   // No lock: recorded by the listener and waiting for a slot, or written by an older ferry.
   return pid !== process.pid && isLikelyFerry(pid) ? 'running' : 'interrupted';
 }

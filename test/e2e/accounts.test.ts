@@ -91,6 +91,18 @@ describe('two workflows naming one provider account with different limits', () =
     expect(result.stderr).toBe(`warning: ${expectedWarning()}\n`);
   });
 
+  it('are reported when one writes `region: us` and the other leaves the region out: one account', async () => {
+    const regions = path.join(root, 'regions');
+    await mkdir(regions);
+    const block = (name: string, region: string, concurrency: number): string =>
+      `name: ${name}\nsecrets: [AMP_KEY]\nproviders:\n  amplitude:\n    api_key: <<secrets.AMP_KEY>>\n${region}    concurrency: ${concurrency}\nsteps:\n  - { id: send, action: amplitude.send_event, with: { user_id: user_00001, event_type: x } }\n`;
+    await writeFile(path.join(regions, 'a.yaml'), block('a', '    region: us\n', 2));
+    await writeFile(path.join(regions, 'b.yaml'), block('b', '', 20));
+    const result = await ferry(['validate', 'regions'], { cwd: root });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain('amplitude account https://api2.amplitude.com is named with different limits by regions/a.yaml:7 (concurrency 2) and regions/b.yaml:6 (concurrency 20)');
+  });
+
   it('are not reported when the two name different accounts', async () => {
     const other = path.join(root, 'other');
     await mkdir(other);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,6 +87,22 @@ steps:
     }
     expect(keysByUser.size).toBe(USERS);
     expect([...keysByUser.values()].filter((keys) => keys.size !== 1)).toEqual([]);
+  });
+
+  it('leaves no run behind, and no resume hint, when not even the run entry fits on the disk', async () => {
+    const stateDir = path.join(dir, 'no-room');
+    await mkdir(stateDir);
+    mount(stateDir, 'size=64k');
+    await writeFile(path.join(stateDir, 'filler'), Buffer.alloc(56 * 1024));
+    const wf = path.join(dir, 'big-input.yaml');
+    await writeFile(wf, 'name: big-input\ntriggers: [{ type: manual, inputs: { note: { type: string } } }]\nsteps: [{ id: say, action: core.log, with: { message: "<<inputs.note>>" } }]\n');
+    const result = await ferry(['run', wf, '--state-dir', stateDir, '--input', `note=${'x'.repeat(16 * 1024)}`]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/ENOSPC|full/);
+    expect(result.stderr).toContain('the run did not start and nothing was sent');
+    expect(result.stderr).not.toContain('ferry retry');
+    const runs = await readdir(path.join(stateDir, 'runs')).catch(() => []);
+    expect(runs).toEqual([]);
   });
 
   it('says that a read-only state dir is not writable, names it and how to choose another', async () => {

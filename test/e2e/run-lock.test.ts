@@ -181,4 +181,17 @@ describe('one run, one runner', () => {
     // The holder's lock is left alone.
     expect(JSON.parse(await readFile(lockFile(runId), 'utf8'))).toMatchObject({ token: 'live' });
   });
+
+  it('refuses to retry a run a live listener recorded and still holds queued, unlocked, for a free slot', async () => {
+    const runId = await failedRun();
+    await dropEnd(runId);
+    // As `ferry serve` leaves an accepted run waiting: its pid in the run entry, no lock yet.
+    await setJournalPid(runId, process.pid);
+    const retry = await ferry(['retry', runId], { env: env() });
+    expect(retry.code).toBe(2);
+    expect(retry.stderr).toContain(`run ${runId} is still running`);
+    expect(server.seen).toHaveLength(0);
+    expect(existsSync(lockFile(runId))).toBe(false);
+  });
 });
+

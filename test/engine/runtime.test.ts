@@ -2,12 +2,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Agent } from 'undici';
 import { runWorkflow } from '../../src/engine/run.js';
 import { createFerry, type Ferry } from '../../src/engine/runtime.js';
-import type { PauseEvent } from '../../src/engine/queue.js';
+import { scopeKey, type PauseEvent } from '../../src/engine/queue.js';
+import { accountOf } from '../../src/engine/accounts.js';
+import { amplitude } from '../../src/providers/amplitude/index.js';
 import type { RunSummary } from '../../src/types.js';
 import { defineAction, defineProvider } from '../../src/providers/define.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { workflowFrom } from '../helpers/workflow.js';
+import { json, startServer } from '../helpers/server.js';
+import { FerryError } from '../../src/errors.js';
+import { noJournal, type RunJournal } from '../../src/store/journal.js';
 
 let sandbox: Sandbox | undefined;
 const runtimes: Ferry[] = [];
@@ -168,5 +173,42 @@ describe('limit scopes per provider account', () => {
     release();
     await Promise.all([first, ...waiting, later]);
     expect(order).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('an account', () => {
+  it('is the same whether the block writes `region: us`, leaves the region out, or names that host as `base_url`', () => {
+    const key = (config: Record<string, unknown>) => scopeKey(accountOf(amplitude, 'amplitude', config));
+    const plain = key({ api_key: 'project-key-1' });
+    expect(key({ api_key: 'project-key-1', region: 'us' })).toBe(plain);
+    expect(key({ api_key: 'project-key-1', base_url: 'https://api2.amplitude.com/' })).toBe(plain);
+    expect(key({ api_key: 'project-key-1', region: 'eu' })).not.toBe(plain);
+    expect(key({ api_key: 'project-key-2' })).not.toBe(plain);
+  });
+});
+
+describe('journals of the runs of one runtime', () => {
+  it("keep only their own run's calls back when they cannot be written: another run goes on sending", async () => {
+    const upstream = await startServer((_req, res) => json(res, 200, { ok: true }));
+    const ferry = createFerry({ registry: builtinRegistry() });
+    try {
+      const flow = (name: string) =>
+        workflowFrom(`name: ${name}\nretry: { attempts: 1 }\nsteps:\n  - id: call\n    action: http.request\n    with: { method: POST, url: "${upstream.url}/${name}" }\n`, ferry.registry);
+      const broken: RunJournal = {
+        append: () => undefined,
+        close: () => undefined,
+        flush: () => {
+          throw new FerryError('FERRY_DISK_FULL', 'journal of run A could not be written');
+        },
+      };
+      const [a, b] = await Promise.all([runWorkflow(flow('a'), { ferry, journal: broken }), runWorkflow(flow('b'), { ferry, journal: noJournal })]);
+      expect(a.status).toBe('failed');
+      expect(a.error?.message).toContain('journal of run A could not be written');
+      expect(b.status).toBe('succeeded');
+      expect(upstream.seen.map((r) => r.url)).toEqual(['/b']);
+    } finally {
+      await ferry.close();
+      await upstream.close();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,8 @@ import { runCommand } from '../../src/cli/run-command.js';
 import type { RunEvent } from '../../src/engine/events.js';
 import { createFerry } from '../../src/engine/runtime.js';
 import { envSecrets } from '../../src/engine/secrets.js';
-import { startRun, type RunSession } from '../../src/engine/session.js';
+import { createRun, startRun, type RunSession } from '../../src/engine/session.js';
+import { DurableRecorder } from '../../src/store/durable.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import type { JournalEntry, RunJournal } from '../../src/store/journal.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
@@ -185,4 +186,22 @@ describe('the run session', () => {
     expect(entries.map((e) => e.t)).toEqual(['run', 'step', 'step', 'end']);
     expect(seen).toEqual(['run-started:1', 'step-started:1', 'log:1', 'step-finished:2', 'step-started:2', 'log:2', 'step-finished:3', 'run-finished:4']);
   });
+
+  it('does not run a recorded run again when another runner took it up while it waited for a slot', async () => {
+    const registry = builtinRegistry();
+    const stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-session-busy-'));
+    await mkdir(path.join(stateDir, 'runs')); // the listener makes it at start
+    const workflow = workflowFrom('name: queued\nsteps: [{ id: say, action: core.log, with: { message: hello } }]\n', registry, path.join(stateDir, 'queued.yaml'));
+    const ferry = createFerry({ registry });
+    const steps: string[] = [];
+    const session = createRun(workflow, { ferry, secrets: envSecrets({}), stateDir, durable: new DurableRecorder(stateDir) });
+    session.on((event) => void (event.type === 'step-started' && steps.push(event.step)));
+    await session.record();
+    // Meanwhile `ferry retry` ran it to its end: its journal grew.
+    await appendFile(path.join(stateDir, 'runs', session.runId, 'journal.jsonl'), `${JSON.stringify({ t: 'resume', at: new Date().toISOString(), pid: 1 })}\n`);
+    await expect(session.run()).rejects.toMatchObject({ code: 'FERRY_RUN_BUSY' });
+    expect(steps).toEqual([]);
+    await ferry.close();
+  });
 });
+
