@@ -23,12 +23,12 @@ export const commonProviderProperties: Record<string, JsonSchema> = {
     type: 'integer',
     minimum: 1,
     maximum: 1000,
-    description: 'Requests in flight to this provider at once, across every step, loop item and run of the process.',
+    description: 'Requests in flight to this provider account (provider, base_url or region, and key) at once, across every step, loop item and run of the process; two workflows naming one account both get the stricter value.',
     examples: [4],
   },
   rate: {
     type: 'object',
-    description: 'At most `limit` requests start per `interval`.',
+    description: 'At most `limit` requests to this provider account start per `interval`; the stricter of two workflows naming one account holds.',
     additionalProperties: false,
     required: ['limit', 'interval'],
     properties: {
