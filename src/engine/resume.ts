@@ -1,4 +1,4 @@
-import type { JournalEntry, StepShape } from '../store/journal.js';
+import { loopsOf, type JournalEntry, type StepShape } from '../store/journal.js';
 import type { Step } from '../workflow/types.js';
 import type { SourceFingerprint } from './sources.js';
 import type { StepStatus } from '../types.js';
@@ -65,16 +65,9 @@ export class ResumeFold {
         if (!this.#sources.has(key)) this.#sources.set(key, { path: e.path, size: e.size, mtimeMs: e.mtimeMs, hash: e.hash });
         break;
       }
-      case 'run': {
-        const walk = (shape: StepShape[], loops: string[]): void => {
-          for (const s of shape) {
-            this.#loopsOf.set(s.id, loops);
-            if (s.steps) walk(s.steps, [...loops, s.id]);
-          }
-        };
-        walk(e.shape, []);
+      case 'run':
+        loopsOf(e.shape, [], this.#loopsOf);
         break;
-      }
       default:
     }
   }

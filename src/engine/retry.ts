@@ -24,12 +24,6 @@ export function outcomeOf(error: unknown): RequestOutcome {
   return { kind: 'final', error };
 }
 
-/** Whether the default judgement would try `error` again. */
-export function isRetryable(error: unknown): boolean {
-  const { kind } = outcomeOf(error);
-  return kind === 'retryable' || kind === 'throttled';
-}
-
 /** What to do after a failed try: stop with `error`, or wait `waitMs` (pausing the whole queue or not) and try again. */
 export type Decision = { retry: false; error: unknown } | { retry: true; waitMs: number; pauseQueue: boolean };
 

@@ -236,7 +236,7 @@ function withoutMessage(error: Record<string, unknown>, words: string | undefine
  * it quotes the body as before.
  */
 export function statusError(provider: string, answer: HttpAnswer, detail?: string, retryAfterMs?: number, said: ProviderAnswer = answerOf(answer.status, answer.text)): ProviderError {
-  const body = answer.text.length > MAX_BODY_IN_ERROR ? `${answer.text.slice(0, MAX_BODY_IN_ERROR)}…` : answer.text;
+  const body = cut(answer.text, MAX_BODY_IN_ERROR);
   const fromHeader = retryAfterMs === undefined ? header(answer, 'retry-after') : undefined;
   const wait = retryAfterMs ?? parseRetryAfter(fromHeader);
   return new ProviderError(provider, answeredMessage(provider, said, detail || (said.error === undefined ? body : undefined)), {

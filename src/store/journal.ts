@@ -13,6 +13,15 @@ export interface StepShape {
   steps?: StepShape[];
 }
 
+/** Each step's enclosing loops, outermost first (empty at the top level). */
+export function loopsOf(shape: readonly StepShape[], loops: string[] = [], into = new Map<string, string[]>()): Map<string, string[]> {
+  for (const s of shape) {
+    into.set(s.id, loops);
+    if (s.steps) loopsOf(s.steps, [...loops, s.id], into);
+  }
+  return into;
+}
+
 /** One line of `journal.jsonl`. `v` versions the format. */
 export type JournalEntry =
   | {

@@ -102,10 +102,9 @@ export function resumeRecord(record: RunRecord, pid: number, journalBytes: numbe
  * message quoting a value) are redacted like the journal's.
  */
 export function writeRunRecord(stateDir: string, record: RunRecord, redactor?: Redactor): void {
-  const file = path.join(runDir(stateDir, record.runId), RECORD_FILE);
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  const { file, tmp, text } = recordWrite(stateDir, record, redactor);
   try {
-    writeFileSync(tmp, redactor ? redactor.redactJson(record) : JSON.stringify(record), { mode: 0o600 });
+    writeFileSync(tmp, text, { mode: 0o600 });
     renameSync(tmp, file);
   } catch (error) {
     try {
@@ -119,15 +118,20 @@ export function writeRunRecord(stateDir: string, record: RunRecord, redactor?: R
 
 /** writeRunRecord without blocking the event loop: the listener writes one beside each delivery it records. */
 export async function writeRunRecordAsync(stateDir: string, record: RunRecord, redactor?: Redactor): Promise<void> {
-  const file = path.join(runDir(stateDir, record.runId), RECORD_FILE);
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  const { file, tmp, text } = recordWrite(stateDir, record, redactor);
   try {
-    await writeFile(tmp, redactor ? redactor.redactJson(record) : JSON.stringify(record), { mode: 0o600 });
+    await writeFile(tmp, text, { mode: 0o600 });
     await rename(tmp, file);
   } catch (error) {
     await unlink(tmp).catch(() => undefined);
     throw error;
   }
+}
+
+/** Where a record goes, the file it is written to aside first, and its redacted text. */
+function recordWrite(stateDir: string, record: RunRecord, redactor: Redactor | undefined): { file: string; tmp: string; text: string } {
+  const file = path.join(runDir(stateDir, record.runId), RECORD_FILE);
+  return { file, tmp: `${file}.${process.pid}.${randomBytes(4).toString('hex')}`, text: redactor ? redactor.redactJson(record) : JSON.stringify(record) };
 }
 
 /** Like writeRunRecord, for readers that refresh a missing or stale record: a failure leaves the journal to be read next time. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { RunErrorInfo, RunSummary, StepSummary } from '../types.js';
 import { RunFold } from './fold.js';
-import { JournalReader, type JournalEntry, type StepShape } from './journal.js';
+import { JournalReader, loopsOf, type JournalEntry, type StepShape } from './journal.js';
 import { isLikelyFerry, lockHolder, type LockHolder } from './lock.js';
 import { isRunId, JOURNAL_FILE, runDir, runsDir } from './paths.js';
 import { endRecord, readRunRecord, startRecord, writeRunRecordQuietly, type RunRecord } from './record.js';
@@ -261,15 +261,9 @@ export function summarize(run: LoadedRun): RunSummary & { state: RunState } {
  * exist inside the same loops. Returns the problems, empty when compatible.
  */
 export function incompatibilities(run: LoadedRun, now: StepShape[]): string[] {
-  const place = (shape: StepShape[], parents: string[], into: Map<string, string>): Map<string, string> => {
-    for (const s of shape) {
-      into.set(s.id, parents.join('/'));
-      if (s.steps) place(s.steps, [...parents, s.id], into);
-    }
-    return into;
-  };
-  const before = place(run.start.shape, [], new Map());
-  const after = place(now, [], new Map());
+  const place = (shape: StepShape[]): Map<string, string> => new Map([...loopsOf(shape)].map(([id, loops]) => [id, loops.join('/')]));
+  const before = place(run.start.shape);
+  const after = place(now);
   const problems: string[] = [];
   for (const id of run.fold.completed) {
     const was = before.get(id);
