@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { runWorkflow } from '../../src/engine/run.js';
 import { Redactor } from '../../src/redact.js';
 import { createFerry, type Ferry } from '../../src/engine/runtime.js';
@@ -40,3 +41,20 @@ export async function runAgainst(yaml: string, options: { inputs?: Record<string
 }
 
 export const fastRetry = 'retry: { attempts: 6, backoff: { initial: 5ms, factor: 2, max: 40ms } }';
+
+/** `n` user ids that pass Amplitude's 5-character minimum: `user_10000`, `user_10001`, … */
+export const userIds = (n: number, from = 10_000): string[] => Array.from({ length: n }, (_, i) => `user_${from + i}`);
+
+/** A workflow whose one step exports `start`..`end` from the sandbox into `dir/out`. */
+export function exportWorkflow(sandbox: Sandbox, dir: string, start: string, end: string, out: string): string {
+  return `
+name: exp
+${fastRetry}
+${sandboxProviders(sandbox)}
+steps:
+  - id: exp
+    action: amplitude.export_events
+    with: { start: "${start}", end: "${end}", output: ${path.join(dir, out)} }
+`;
+}
+

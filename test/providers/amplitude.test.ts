@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { AMPLITUDE_KEY, fastRetry, runAgainst, sandboxProviders } from '../helpers/sandbox.js';
+import { AMPLITUDE_KEY, exportWorkflow, fastRetry, runAgainst, sandboxProviders } from '../helpers/sandbox.js';
 
 let sandbox: Sandbox;
 beforeAll(async () => {
@@ -242,15 +242,7 @@ describe('amplitude.export_events', () => {
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'ferry-export-'));
   });
-  const exportFlow = (start: string, end: string, out: string): string => `
-name: exp
-${fastRetry}
-${sandboxProviders(sandbox)}
-steps:
-  - id: exp
-    action: amplitude.export_events
-    with: { start: "${start}", end: "${end}", output: ${path.join(dir, out)} }
-`;
+  const exportFlow = (start: string, end: string, out: string): string => exportWorkflow(sandbox, dir, start, end, out);
 
   it("quotes the Export API's own words on a 401 beside what to check", async () => {
     const summary = await runAgainst(exportFlow('20261101T00', '20261101T01', 'denied.ndjson').replace('secret_key: sandbox-amplitude-secret', 'secret_key: not-the-secret'));

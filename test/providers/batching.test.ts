@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { createFerry } from '../../src/engine/runtime.js';
-import { fastRetry, runAgainst, sandboxProviders } from '../helpers/sandbox.js';
+import { fastRetry, runAgainst, sandboxProviders, userIds } from '../helpers/sandbox.js';
 
 let sandbox: Sandbox;
 beforeAll(async () => {
@@ -13,7 +13,7 @@ beforeEach(() => {
   sandbox.segment.reset();
 });
 
-const ids = (n: number, from = 10_000) => Array.from({ length: n }, (_, i) => `user_${from + i}`);
+const ids = userIds;
 const eventsOf = (from = 0) => sandbox.amplitude.requests.slice(from).map((r) => (r.body as { events?: { user_id: string }[] }).events ?? []);
 
 function loop(action: string, withBlock: string, extra = ''): string {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { eventOutcomes } from '../../src/providers/amplitude/send-event.js';
 import { refusedField } from '../../src/providers/amplitude/identify-user.js';
-import { fastRetry, runAgainst, sandboxProviders } from '../helpers/sandbox.js';
+import { exportWorkflow, fastRetry, runAgainst, sandboxProviders, userIds } from '../helpers/sandbox.js';
 
 let sandbox: Sandbox;
 beforeAll(async () => {
@@ -17,7 +17,7 @@ beforeEach(() => {
   sandbox.segment.reset();
 });
 
-const ids = (n: number, from = 10_000) => Array.from({ length: n }, (_, i) => `user_${from + i}`);
+const ids = userIds;
 /** Items per request, in the order the emulator received them. */
 const sizes = (key: 'events' | 'identification') => sandbox.amplitude.requests.map((r) => {
   const body = (r.body as Record<string, unknown>)[key];
@@ -143,15 +143,7 @@ describe('amplitude.export_events splits by status, not by the words of the answ
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'ferry-outcomes-'));
   });
-  const exportFlow = (start: string, end: string, out: string): string => `
-name: exp
-${fastRetry}
-${sandboxProviders(sandbox)}
-steps:
-  - id: exp
-    action: amplitude.export_events
-    with: { start: "${start}", end: "${end}", output: ${path.join(dir, out)} }
-`;
+  const exportFlow = (start: string, end: string, out: string): string => exportWorkflow(sandbox, dir, start, end, out);
 
   it('splits a multi-hour range on a 400 whatever its text says', async () => {
     const hours = new Map<string, object[]>();
