@@ -1,0 +1,124 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { FerryError, UsageError } from '../errors.js';
+
+/**
+ * The Redis a pool of ferry processes shares (DESIGN.md §7): one command connection per
+ * process, and new ones for BullMQ's blocking reads. Every key ferry writes starts with
+ * `prefix` (`ferry:`), so one Redis can hold other data beside it.
+ */
+export interface Backend {
+  /** The URL as given, with any password replaced by `***`: safe to print. */
+  readonly label: string;
+  /** Prefix of every key and of the BullMQ queues: `ferry`. */
+  readonly prefix: string;
+  /**
+   * The command connection. It never gives up a command while Redis is away: commands wait
+   * for the reconnection (with backoff) instead of failing, so a Redis restart is a pause.
+   */
+  readonly redis: Redis;
+  /** A key of ferry's: `ferry:` and the parts joined by `:`. */
+  key(...parts: string[]): string;
+  /** A new connection with the same settings (BullMQ workers and queue events need their own). */
+  connection(): Redis;
+  /** Settings BullMQ queues, workers and queue events are made with. */
+  readonly bullmq: { connection: Redis; prefix: string };
+  /** Closes every connection this backend made. */
+  close(): Promise<void>;
+}
+
+export interface OpenBackendOptions {
+  /** How long the first connection may take before ferry says Redis is unreachable. @default 3000 */
+  connectTimeoutMs?: number;
+  /** Key prefix. @default 'ferry' */
+  prefix?: string;
+}
+
+/** The backend URL a command uses: `--backend`, else FERRY_BACKEND, else none (one process). */
+export function backendUrl(flag: string | undefined, env: Record<string, string | undefined>): string | undefined {
+  const url = flag ?? env.FERRY_BACKEND;
+  return url === undefined || url.trim() === '' ? undefined : url.trim();
+}
+
+/** The URL with its password (and user) masked. */
+export function maskUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//***@');
+  }
+}
+
+/**
+ * Connects to the backend and checks it answers. Redis that is not there is a usage error
+ * (exit 2) naming the URL: nothing was queued or sent.
+ */
+export async function openBackend(url: string, options: OpenBackendOptions = {}): Promise<Backend> {
+  const label = maskUrl(url);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`backend \`${label}\` is not a URL: give redis://HOST:PORT/DB (--backend or FERRY_BACKEND)`, 'FERRY_BACKEND_INVALID');
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new UsageError(`backend \`${label}\` is not a Redis URL: give redis://HOST:PORT/DB (--backend or FERRY_BACKEND)`, 'FERRY_BACKEND_INVALID');
+  }
+  const settings: RedisOptions = {
+    // BullMQ's workers need this; ferry's own commands wait for Redis to come back too.
+    maxRetriesPerRequest: null,
+    enableReadyCheck: true,
+    lazyConnect: true,
+    connectTimeout: options.connectTimeoutMs ?? 3000,
+    // Reconnect with backoff, up to 2 s between tries, for as long as the process lives.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+  };
+  const connections = new Set<Redis>();
+  const make = (): Redis => {
+    const redis = new Redis(url, settings);
+    // ioredis reports every failed reconnection as an 'error' event; without a listener Node
+    // would print each one. The commands waiting on it carry on once Redis is back.
+    redis.on('error', () => undefined);
+    connections.add(redis);
+    redis.once('end', () => connections.delete(redis));
+    return redis;
+  };
+  const redis = make();
+  try {
+    await withTimeout(redis.connect(), options.connectTimeoutMs ?? 3000);
+    await withTimeout(redis.ping(), options.connectTimeoutMs ?? 3000);
+  } catch (error) {
+    redis.disconnect();
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`backend ${label} is not reachable (${reason}): start Redis there, or leave out --backend / FERRY_BACKEND to run in this process alone`, 'FERRY_BACKEND_UNREACHABLE');
+  }
+  const prefix = options.prefix ?? 'ferry';
+  return {
+    label,
+    prefix,
+    redis,
+    key: (...parts) => [prefix, ...parts].join(':'),
+    connection: make,
+    bullmq: { connection: redis, prefix },
+    async close() {
+      await Promise.all(
+        [...connections].map(async (c) => {
+          try {
+            await c.quit();
+          } catch {
+            c.disconnect();
+          }
+        }),
+      );
+    },
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new FerryError('FERRY_BACKEND_UNREACHABLE', `no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
