@@ -6,7 +6,7 @@
 
 // The runtime: what runs share (registry, HTTP dispatcher, limit scopes per account, caches).
 export { createFerry } from './engine/runtime.js';
-export type { Ferry, FerryOptions, DeclaredAccount } from './engine/runtime.js';
+export type { CallRouter, Ferry, FerryOptions, DeclaredAccount } from './engine/runtime.js';
 
 // A run: one session from its checks to its summary, and the typed stream of its events.
 export { startRun, resumeRun, createRun } from './engine/session.js';
@@ -25,7 +25,7 @@ export { compileTemplate } from './template/compile.js';
 
 // Providers: define your own beside the built-in ones.
 export { defineAction, defineProvider } from './providers/define.js';
-export type { ActionContext, ActionDefinition, BatchContext, BatchDeclaration, BatchSpec, BatchVariant, Failure, ItemOutcome, RequestOutcome, ProviderDefinition } from './providers/define.js';
+export type { ActionContext, ActionDefinition, BatchContext, CallOptions, BatchDeclaration, BatchSpec, BatchVariant, Failure, ItemOutcome, RequestOutcome, ProviderDefinition } from './providers/define.js';
 export { Registry } from './providers/registry.js';
 export { builtinProviders, builtinRegistry } from './providers/index.js';
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
-import type { ActionContext, BatchDeclaration, BatchSpec, BatchVariant } from '../providers/define.js';
+import type { ActionContext, BatchDeclaration, CallOptions, BatchSpec, BatchVariant } from '../providers/define.js';
 import type { CallSummary, LogLevel } from '../types.js';
 import { confineDataPath } from './data-paths.js';
 import { callWithRetry, type CallStats } from './retry.js';
@@ -52,12 +52,14 @@ export class CallContext implements ActionContext {
     return this.#run.keyFor(this.#shared.step.id, this.item, salt);
   }
 
-  async call<T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T> {
+  async call<T>(attempt: (http: Dispatcher) => Promise<T>, options?: CallOptions): Promise<T> {
     const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
     const run = this.#run;
     try {
-      const { policy, queue, maxWaitMs } = this.#shared;
-      return await callWithRetry(() => attempt(run.dispatcher), { policy, queue, maxWaitMs, signal: run.signal, stats });
+      const { policy, queue, maxWaitMs, provider } = this.#shared;
+      // A streamed answer (a large download) is read where it is written: by this process.
+      const http = options?.streamed === true ? run.dispatcher : run.dispatcherFor(provider);
+      return await callWithRetry(() => attempt(http), { policy, queue, maxWaitMs, signal: run.signal, stats });
     } finally {
       addStats(this.#calls, stats);
     }
@@ -68,7 +70,7 @@ export class CallContext implements ActionContext {
     const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
     const shared = this.#shared;
     const run = this.#run;
-    shared.batchCall ??= { settings: shared.batch, dispatcher: run.dispatcher, policy: shared.policy, maxWaitMs: shared.maxWaitMs, signal: run.signal };
+    shared.batchCall ??= { settings: shared.batch, dispatcher: run.dispatcherFor(shared.provider), policy: shared.policy, maxWaitMs: shared.maxWaitMs, signal: run.signal };
     try {
       return await run.limiter.batcher(shared.queue).add(spec, entry, shared.batchCall, stats);
     } finally {

@@ -7,7 +7,7 @@ export interface LimiterOptions {
    * throw keeps the call from going out. The runtime writes the journals of its runs there.
    * @default nothing
    */
-  beforeCall?: (signal: AbortSignal | undefined) => void;
+  beforeCall?: (signal: AbortSignal | undefined) => void | Promise<void>;
 }
 
 /**
@@ -18,7 +18,7 @@ export class Limiter {
   readonly #queues = new Map<string, ProviderQueue>();
   readonly #batchers = new WeakMap<ProviderQueue, Batcher>();
   readonly #pauseListeners = new Set<(event: PauseEvent) => void>();
-  readonly #beforeCall: ((signal: AbortSignal | undefined) => void) | undefined;
+  readonly #beforeCall: ((signal: AbortSignal | undefined) => void | Promise<void>) | undefined;
 
   constructor(options: LimiterOptions = {}) {
     this.#beforeCall = options.beforeCall;

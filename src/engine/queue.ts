@@ -51,7 +51,7 @@ interface QueueHooks {
    * Runs right before each call leaves, with the calling run's stop signal (the runtime writes
    * its journals there); a throw, or the signal aborting in it, keeps the call from going out.
    */
-  beforeCall?: ((signal: AbortSignal | undefined) => void) | undefined;
+  beforeCall?: ((signal: AbortSignal | undefined) => void | Promise<void>) | undefined;
 }
 
 /**
@@ -74,7 +74,7 @@ export class ProviderQueue {
   /** Ends the current pause; ref'd while calls wait in the paused queue. */
   #timer: NodeJS.Timeout | undefined;
   readonly #onPause: ((event: PauseEvent) => void) | undefined;
-  readonly #beforeCall: ((signal: AbortSignal | undefined) => void) | undefined;
+  readonly #beforeCall: ((signal: AbortSignal | undefined) => void | Promise<void>) | undefined;
   /** Calls waiting to start, by their run's stop signal. */
   readonly #waiting = new Map<AbortSignal, { calls: Set<Waiting>; stop: () => void }>();
   /** Calls whose run stopped while they waited: still in the p-queue, as no-ops. */
@@ -154,7 +154,8 @@ export class ProviderQueue {
     if (!signal) {
       return new Promise<T>((resolve, reject) => {
         this.#enqueue(async () => {
-          this.#beforeCall?.(undefined);
+          const written = this.#beforeCall?.(undefined);
+          if (written) await written;
           return fn();
         }, resolve, reject);
       });
@@ -172,7 +173,8 @@ export class ProviderQueue {
             return undefined as T;
           }
           this.#unwatch(signal, call);
-          this.#beforeCall?.(signal);
+          const written = this.#beforeCall?.(signal);
+          if (written) await written;
           // Writing the run's journal failed (a full disk) and stopped the run: nothing leaves unrecorded.
           if (signal.aborted) throw this.#notSent();
           return fn();

@@ -94,6 +94,7 @@ export async function runPrepared(prepared: PreparedRun): Promise<RunSummary> {
     // Every account the workflow names gets its scope (and this workflow's limits) before the
     // first call: a stricter limit holds from the start, whichever step calls first.
     for (const provider of run.providerConfigs.keys()) run.scope(provider);
+    await run.routeCalls(context.secrets as Record<string, string>);
     await runSteps(run.workflow.steps, { context, steps, item: [], inner: undefined }, run);
     if (run.signal.aborted) throw interruption(run);
   } catch (error) {

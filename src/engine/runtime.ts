@@ -28,6 +28,29 @@ export interface FerryOptions {
    * @default process.env
    */
   env?: Record<string, string | undefined>;
+  /**
+   * Where provider calls go instead of this process's dispatcher: a pool of processes that
+   * share each account's limits and pauses (the Redis backend, DESIGN.md §7).
+   * @default every call is sent by this process, under this runtime's limits
+   */
+  calls?: CallRouter;
+}
+
+/**
+ * Sends the calls of provider accounts through something other than this process's own
+ * dispatcher: the backend's call pool, where every process of the pool shares an account's
+ * concurrency, rate and pauses. The runtime's limit scopes still apply in this process.
+ */
+export interface CallRouter {
+  /**
+   * The dispatcher the calls of `account` go through, made ready before a run's first step:
+   * the pool learns the account and the limits `workflow` asks for (the stricter of all
+   * workflows naming it hold). `secrets` are the run's values, which the router must keep out
+   * of whatever leaves the process.
+   */
+  dispatcher(account: Account, limits: QueueLimits, workflow: string, secrets: Readonly<Record<string, string>>): Promise<Dispatcher>;
+  /** This process paused the account's scope (`scopeKey`) for `ms`: the router pauses it everywhere, unless a longer pause runs. */
+  pause(scope: string, ms: number): void;
 }
 
 /** A provider account a workflow names, with the limits it asks for. */
@@ -70,6 +93,8 @@ export interface Ferry {
    * workflows on one account hold from the first call.
    */
   declare(workflow: Workflow, values: { secrets: Record<string, string>; env?: Record<string, string | undefined> }): DeclaredAccount[];
+  /** Where calls go when not through `dispatcher` (FerryOptions.calls). */
+  readonly calls: CallRouter | undefined;
   /** Closes the dispatcher the runtime made; one passed in is left open. */
   close(): Promise<void>;
 }
@@ -85,6 +110,7 @@ class Runtime implements Ferry {
   readonly inputs = new InputChecker();
   readonly workflows: WorkflowCompiler;
   readonly env: Record<string, string | undefined>;
+  readonly calls: CallRouter | undefined;
   readonly #given: Dispatcher | undefined;
   #own: Dispatcher | undefined;
   #closed = false;
@@ -97,6 +123,10 @@ class Runtime implements Ferry {
     this.#given = options.dispatcher;
     this.env = options.env ?? process.env;
     this.limits = new Limiter({ beforeCall: (signal) => this.#flushJournals(signal) });
+    this.calls = options.calls;
+    // A pause this process hears of (Amplitude's documented pause, a Retry-After) holds in
+    // every process of the pool.
+    if (this.calls) this.limits.onPause((event) => this.calls?.pause(event.scope, event.waitMs));
   }
 
   get dispatcher(): Dispatcher {
@@ -121,16 +151,21 @@ class Runtime implements Ferry {
    * run whose journal failed is stopped by its own failure (its session's `onFailure`), and its
    * own calls find their journal failed here.
    */
-  #flushJournals(caller: AbortSignal | undefined): void {
+  #flushJournals(caller: AbortSignal | undefined): void | Promise<void> {
     let failure: unknown;
+    let writing: Promise<void>[] | undefined;
     for (const [journal, owner] of this.#journals) {
       try {
-        journal.flush?.();
+        const written = journal.flush?.();
+        // A journal that writes elsewhere (Redis) is waited for; another run's failure there
+        // stops that run, not this call.
+        if (written) (writing ??= []).push(owner === caller ? written : written.catch(() => undefined));
       } catch (error) {
         if (owner === caller) failure ??= error;
       }
     }
     if (failure !== undefined) throw failure;
+    if (writing) return Promise.all(writing).then(() => undefined);
   }
 
 

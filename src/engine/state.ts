@@ -140,6 +140,29 @@ export class Run {
     return this.ferry.dispatcher;
   }
 
+  /** Each provider's dispatcher from the runtime's call router (the backend's pool), when it has one. */
+  readonly #routed = new Map<string, Dispatcher>();
+
+  /**
+   * Asks the runtime's call router (if any) for the dispatcher of each account the run names,
+   * before the first step: the pool knows the account and this workflow's limits from then on.
+   */
+  async routeCalls(secrets: Readonly<Record<string, string>>): Promise<void> {
+    const router = this.ferry.calls;
+    if (!router) return;
+    for (const provider of this.providerConfigs.keys()) {
+      const definition = this.ferry.registry.provider(provider);
+      if (!definition || this.#routed.has(provider)) continue;
+      const account = accountOf(definition, provider, this.providerConfigs.get(provider) ?? {});
+      this.#routed.set(provider, await router.dispatcher(account, limitsOf(this.workflow.providers[provider], definition), this.workflow.name, secrets));
+    }
+  }
+
+  /** Where `provider`'s calls go: its account's routed dispatcher, else this process's. */
+  dispatcherFor(provider: string): Dispatcher {
+    return this.#routed.get(provider) ?? this.ferry.dispatcher;
+  }
+
   /**
    * The limit scope of the account this run's `provider` block names (rendered, overrides
    * applied), with this workflow's limits: stricter ones tighten a scope other runs share.

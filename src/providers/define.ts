@@ -25,6 +25,15 @@ export interface BatchContext<Config = Record<string, unknown>, Host extends str
   readonly signal: AbortSignal | undefined;
 }
 
+/** How a provider call is made. */
+export interface CallOptions {
+  /**
+   * The action streams the answer itself (a download of gigabytes): this process sends the
+   * call, also when a backend's pool would send the others. @default false
+   */
+  streamed?: boolean;
+}
+
 /** What an action sees while it runs one call. */
 export interface ActionContext<Config = Record<string, unknown>, Host extends string = string> extends BatchContext<Config, Host> {
   readonly runId: string;
@@ -51,7 +60,7 @@ export interface ActionContext<Config = Record<string, unknown>, Host extends st
    * policy. `attempt` makes exactly one try and throws a ProviderError on failure; it is
    * called again for each retry.
    */
-  call<T>(attempt: (http: Dispatcher) => Promise<T>): Promise<T>;
+  call<T>(attempt: (http: Dispatcher) => Promise<T>, options?: CallOptions): Promise<T>;
   /**
    * Sends `item` as part of a batch: items of concurrent calls whose specs share `spec.key` are
    * coalesced into one request within the provider's flush window (or sent alone when the

@@ -78,7 +78,7 @@ export const exportEvents = defineAction<ExportInput, { count: number; path: str
 async function exportRange(start: number, end: number, context: AmplitudeContext, out: WriteStream, target: string): Promise<number> {
   const zip = `${target}.${formatHour(start)}-${formatHour(end)}.zip`;
   try {
-    const found = await context.call((http) => download(http, context, start, end, zip));
+    const found = await context.call((http) => download(http, context, start, end, zip), { streamed: true });
     if (!found) return 0;
     return await appendZip(zip, out);
   } catch (error) {
