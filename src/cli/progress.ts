@@ -122,6 +122,10 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
         human.stepFinished?.(step, item, summary);
         return;
       }
+      case 'loop-progress':
+        // A count relayed by the pool's worker (or a file loop's low-water mark).
+        if (event.item.length === 0 && state.step === event.step && state.loop) state.loop.done = Math.max(state.loop.done, event.done);
+        return;
       case 'log':
         human.log?.(event.level, event.message, event.step, event.item);
         return;

@@ -29,6 +29,7 @@ const commands: Record<string, CommandEntry> = {
   init: { summary: 'scaffold a workflow, its tests and a GitHub Actions file', load: async () => (await import('./commands/init.js')).initCommand },
   docs: { summary: 'print a generated reference (Markdown) or the test file JSON Schema', load: async () => (await import('./commands/docs.js')).docsCommand },
   serve: { summary: 'listen for webhooks and start runs', load: async () => (await import('./commands/serve.js')).serveCommand },
+  worker: { summary: 'join a backend\'s pool (--backend): run queued runs and provider calls', load: async () => (await import('./commands/worker.js')).workerCommand },
 };
 
 function help(): string {

@@ -261,7 +261,7 @@ export class RunManager implements RunsService {
 }
 
 /** The `hook` field of the listener's `run` entry: where the delivery came in and its keys. */
-function hookOf(delivery: Delivery): ListenerRunEntry['hook'] {
+export function hookOf(delivery: Delivery): ListenerRunEntry['hook'] {
   return {
     path: delivery.route.path,
     delivery: delivery.deliveryId ?? null,
@@ -270,7 +270,7 @@ function hookOf(delivery: Delivery): ListenerRunEntry['hook'] {
 }
 
 /** The index keys of a delivery on `hookPath`: its id (for good) and its replay keys (for their window). */
-function keysOf(hookPath: string, deliveryId: string | null, replays: readonly { key: string; untilMs: number }[]): { key: string; untilMs: number }[] {
+export function keysOf(hookPath: string, deliveryId: string | null, replays: readonly { key: string; untilMs: number }[]): { key: string; untilMs: number }[] {
   const keys = replays.map((r) => ({ key: `${hookPath}\0replay\0${r.key}`, untilMs: r.untilMs }));
   if (deliveryId !== null) keys.unshift({ key: `${hookPath}\0id\0${deliveryId}`, untilMs: Infinity });
   return keys;

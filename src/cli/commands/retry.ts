@@ -9,13 +9,23 @@ import { acquireRunLock } from '../../store/lock.js';
 import { currentRecord, incompatibilities, loadRun, readRun, recordOf, stateOf } from '../../store/runs.js';
 import type { Command } from '../run-command.js';
 import { executeRun } from './run.js';
+import { commandBackend, openPool, queueRetry } from '../backend.js';
 
 export const retryCommand: Command = {
-  usage: 'ferry retry <run-id> [--state-dir DIR] [--json] [--verbose] [--quiet]',
-  options: { json: { type: 'boolean' }, verbose: { type: 'boolean' }, quiet: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+  usage: 'ferry retry <run-id> [--state-dir DIR] [--backend redis://HOST:PORT/DB] [--json] [--verbose] [--quiet]',
+  options: { json: { type: 'boolean' }, verbose: { type: 'boolean' }, quiet: { type: 'boolean' }, 'state-dir': { type: 'string' }, backend: { type: 'string' } },
   async run({ values, positionals }, io) {
     const runId = positionals[0];
     if (positionals.length !== 1 || runId === undefined) throw new UsageError(`name one run id\nUsage: ${this.usage}`);
+    const backend = commandBackend(values, io);
+    if (backend !== undefined) {
+      const pool = await openPool(backend, io);
+      try {
+        return await queueRetry(pool, runId, values, io);
+      } finally {
+        await pool.close();
+      }
+    }
     const stateDirFlag = values['state-dir'] as string | undefined;
     const stateDir = resolveStateDir(stateDirFlag, io.env, io.cwd);
     // An up-to-date record says the run is there and readable without reading its journal twice.

@@ -16,6 +16,7 @@ import type { Command } from '../run-command.js';
 import { dryRun } from '../dry-run.js';
 import { printSummary } from '../output.js';
 import { startProgress } from '../progress.js';
+import { commandBackend, openPool, queueRun } from '../backend.js';
 
 /** `--input k=v`: the value as JSON when it parses, `@path` reads a file (JSON when it parses). */
 export async function parseInputs(pairs: string[], jsonFile: string | undefined, cwd: string): Promise<Record<string, unknown>> {
@@ -64,7 +65,7 @@ async function readJson(file: string, flag: string): Promise<unknown> {
 }
 
 export const runCommandMain: Command = {
-  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox] [--json] [--verbose] [--quiet]',
+  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox] [--json] [--verbose] [--quiet] [--state-dir DIR] [--backend redis://HOST:PORT/DB]',
   options: {
     'dry-run': { type: 'boolean' },
     limit: { type: 'string' },
@@ -76,10 +77,13 @@ export const runCommandMain: Command = {
     verbose: { type: 'boolean' },
     quiet: { type: 'boolean' },
     'state-dir': { type: 'string' },
+    backend: { type: 'string' },
   },
   async run({ values, positionals }, io) {
     if (positionals.length !== 1) throw new UsageError(`name one workflow file\nUsage: ${this.usage}`);
     const file = positionals[0] as string;
+    const backend = values['dry-run'] === true ? undefined : commandBackend(values, io);
+    if (backend !== undefined) return runInPool(backend, file, values, io);
     // The command's runtime: its dispatcher is made at the first provider call and closed here.
     const ferry = createFerry({ env: io.env });
     try {
@@ -100,16 +104,35 @@ async function runOnce(ferry: Ferry, file: string, values: Record<string, unknow
   const dry = values['dry-run'] === true;
   const limit = parseLimit(values.limit, dry);
   if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
+  const { inputs, trigger } = await startValues(values, io);
+  if (dry) return dryRun(workflow, { registry: ferry.registry, inputs, trigger, limit, json: values.json === true, verbose: values.verbose === true }, io);
+  // Placeholders stand in for secrets the environment lacks in the sandbox, as in `ferry test`.
+  const secrets = envSecrets(io.env, { placeholders: sandboxMode });
+  return executeRun(ferry, workflow, { inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
+}
+
+/** `ferry run --backend`: the run is queued in the pool, which any worker runs. */
+async function runInPool(url: string, file: string, values: Record<string, unknown>, io: CommandIO): Promise<number> {
+  if (values.sandbox === true) throw new UsageError('--sandbox runs in this process alone, against emulators it starts: leave out --backend (or FERRY_BACKEND) to use it');
+  const pool = await openPool(url, io);
+  try {
+    const workflow = await pool.ferry.load(path.resolve(io.cwd, file));
+    const { inputs, trigger } = await startValues(values, io);
+    return await queueRun(pool, { file: path.relative(io.cwd, workflow.file) || file, workflow, inputs, trigger }, values, io);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** Inputs and trigger of a start: `--input`, `--input-json`, `--body`. */
+async function startValues(values: Record<string, unknown>, io: CommandIO): Promise<{ inputs: Record<string, unknown>; trigger: TriggerData }> {
   let trigger: TriggerData = { type: 'manual' };
   const inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd);
   if (values.body !== undefined) {
     const body = await readJson(path.resolve(io.cwd, String(values.body)), '--body');
     trigger = { type: 'webhook', body, headers: {}, query: {} };
   }
-  if (dry) return dryRun(workflow, { registry: ferry.registry, inputs, trigger, limit, json: values.json === true, verbose: values.verbose === true }, io);
-  // Placeholders stand in for secrets the environment lacks in the sandbox, as in `ferry test`.
-  const secrets = envSecrets(io.env, { placeholders: sandboxMode });
-  return executeRun(ferry, workflow, { inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
+  return { inputs, trigger };
 }
 
 function parseLimit(raw: unknown, dry: boolean): number | undefined {

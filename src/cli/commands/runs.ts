@@ -3,14 +3,30 @@ import { UsageError } from '../../errors.js';
 import { resolveStateDir } from '../../store/paths.js';
 import { listRuns, readRun, summarize, type RunFilter } from '../../store/runs.js';
 import type { Command } from '../run-command.js';
+import type { Pool } from '../../backend/pool.js';
+import type { CommandIO } from '../io.js';
+import { commandBackend, openPool } from '../backend.js';
+
+/** Reads runs from the backend's pool when the command names one, else from the state dir. */
+async function fromRuns<T>(values: Record<string, unknown>, io: CommandIO, inPool: (pool: Pool) => Promise<T>, inStateDir: (stateDir: string) => Promise<T>): Promise<T> {
+  const backend = commandBackend(values, io);
+  if (backend === undefined) return inStateDir(resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd));
+  const pool = await openPool(backend, io);
+  try {
+    return await inPool(pool);
+  } finally {
+    await pool.close();
+  }
+}
 
 const STATUSES = ['running', 'succeeded', 'failed', 'interrupted', 'corrupt'] as const;
 
 export const runsCommand: Command = {
-  usage: `ferry runs [--status ${STATUSES.join('|')}] [--workflow NAME] [--limit N] [--json] [--state-dir DIR]`,
-  options: { status: { type: 'string' }, workflow: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+  usage: `ferry runs [--status ${STATUSES.join('|')}] [--workflow NAME] [--limit N] [--json] [--state-dir DIR] [--backend redis://HOST:PORT/DB]`,
+  options: { status: { type: 'string' }, workflow: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, 'state-dir': { type: 'string' }, backend: { type: 'string' } },
   async run({ values }, io) {
-    const runs = await listRuns(resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd), runFilter(values));
+    const filter = runFilter(values);
+    const runs = await fromRuns(values, io, (pool) => pool.store.list(filter), (stateDir) => listRuns(stateDir, filter));
     if (values.json) {
       io.stdout(`${JSON.stringify(runs, null, 2)}\n`);
       return 0;
@@ -47,14 +63,25 @@ function runFilter(values: Record<string, unknown>): RunFilter {
 }
 
 export const showCommand: Command = {
-  usage: 'ferry show <run-id> [--json] [--state-dir DIR]',
-  options: { json: { type: 'boolean' }, 'state-dir': { type: 'string' } },
+  usage: 'ferry show <run-id> [--json] [--state-dir DIR] [--backend redis://HOST:PORT/DB]',
+  options: { json: { type: 'boolean' }, 'state-dir': { type: 'string' }, backend: { type: 'string' } },
   async run({ values, positionals }, io) {
     const runId = positionals[0];
     if (positionals.length !== 1 || runId === undefined) throw new UsageError(`name one run id\nUsage: ${this.usage}`);
-    const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
-    const run = await readRun(stateDir, runId);
-    if (!run) throw new UsageError(`no run \`${runId}\` in ${stateDir} (\`ferry runs\` lists them)`, 'FERRY_RUN_NOT_FOUND');
+    let where = '';
+    const run = await fromRuns(
+      values,
+      io,
+      (pool) => {
+        where = pool.backend.label;
+        return pool.store.read(runId);
+      },
+      (stateDir) => {
+        where = stateDir;
+        return readRun(stateDir, runId);
+      },
+    );
+    if (!run) throw new UsageError(`no run \`${runId}\` in ${where} (\`ferry runs\` lists them)`, 'FERRY_RUN_NOT_FOUND');
     if ('corrupt' in run) throw new UsageError(`run ${runId} cannot be shown: its journal is corrupt (${run.corrupt})`, 'FERRY_RUN_CORRUPT');
     const summary = summarize(run);
     if (values.json) {

@@ -14,6 +14,9 @@ import { resolveStateDir } from '../../store/paths.js';
 import type { CommandIO } from '../io.js';
 import type { Command } from '../run-command.js';
 import { expandPaths, formatIssueLine } from './validate.js';
+import type { Pool } from '../../backend/pool.js';
+import { PoolRuns } from '../../server/pool-runs.js';
+import { commandBackend, openPool } from '../backend.js';
 
 /** After the runs stopped, how long open connections get to finish their answers. */
 const CLOSE_GRACE_MS = 5_000;
@@ -37,13 +40,14 @@ function runLog(io: CommandIO, runId: string, verbose: boolean): RunListener {
 }
 
 export const serveCommand: Command = {
-  usage: 'ferry serve [--dir workflows] [--host 127.0.0.1] [--port 8787] [--max-runs 32] [--state-dir DIR] [--verbose]',
+  usage: 'ferry serve [--dir workflows] [--host 127.0.0.1] [--port 8787] [--max-runs 32] [--state-dir DIR] [--backend redis://HOST:PORT/DB] [--verbose]',
   options: {
     dir: { type: 'string', default: 'workflows' },
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '8787' },
     'max-runs': { type: 'string', default: '32' },
     'state-dir': { type: 'string' },
+    backend: { type: 'string' },
     verbose: { type: 'boolean' },
   },
   async run({ values, positionals }, io) {
@@ -55,6 +59,16 @@ export const serveCommand: Command = {
     const info = await stat(path.resolve(io.cwd, dir)).catch(() => undefined);
     if (!info?.isDirectory()) throw new UsageError(`--dir ${dir} is not a folder of workflows`);
 
+    const backend = commandBackend(values, io);
+    if (backend !== undefined) {
+      // In a pool: its runtime routes calls through the pool's account queues.
+      const pool = await openPool(backend, io);
+      try {
+        return await serve(pool.ferry, { dir, host, port, maxRuns, values, pool }, io);
+      } finally {
+        await pool.close();
+      }
+    }
     // One runtime for every run of the listener: one registry, one dispatcher, one queue per account.
     const ferry = createFerry({ env: io.env });
     try {
@@ -71,9 +85,11 @@ interface ServeOptions {
   port: number;
   maxRuns: number;
   values: Record<string, unknown>;
+  /** The backend's pool this listener is part of: runs are recorded and queued there. */
+  pool?: Pool;
 }
 
-async function serve(ferry: Ferry, { dir, host, port, maxRuns, values }: ServeOptions, io: CommandIO): Promise<number> {
+async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: ServeOptions, io: CommandIO): Promise<number> {
   const loopback = isLoopback(host);
   const secrets = envSecrets(io.env);
   const loaded = await loadRoutes({ files: await expandPaths([dir], io.cwd), cwd: io.cwd, env: io.env, secrets, registry: ferry.registry, loopback });
@@ -93,8 +109,9 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values }: ServeOp
   const uses = accountUses(loaded.served, ferry.registry, (named, provider) => declared.get(named as ServedWorkflow)?.find((d) => d.provider === provider)?.account);
   for (const warning of limitConflicts(uses)) io.stderr(`warning: ${warning}\n`);
 
-  const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
   const log = (line: string): void => io.stderr(`${line}\n`);
+  if (pool) return servePool(pool, { dir, host, port, maxRuns, values }, loaded, io);
+  const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
   const runs = new RunManager({
     stateDir,
     ferry,
@@ -131,5 +148,29 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values }: ServeOp
   listener.closeAll();
   await closed;
   log('ferry serve: stopped; unfinished runs resume when ferry serve starts again on this state dir');
+  return 0;
+}
+
+/**
+ * The listener in a backend's pool: deliveries are deduplicated, recorded and queued in
+ * Redis, and this process also works as one of the pool's workers.
+ */
+async function servePool(pool: Pool, { dir, host, port, maxRuns, values }: ServeOptions, loaded: Awaited<ReturnType<typeof loadRoutes>>, io: CommandIO): Promise<number> {
+  const log = (line: string): void => io.stderr(`${line}\n`);
+  const runs = new PoolRuns(pool, { redactor: io.redactor, served: loaded.served });
+  await pool.work({ runs: maxRuns, log });
+  const listener = await listen({ handler: createHandler({ routes: loaded.routes, runs, apiToken: io.env.FERRY_API_TOKEN || undefined, inputs: pool.ferry.inputs }), host, port, log });
+  const width = Math.max(...loaded.routes.map((r) => r.path.length));
+  log(`ferry serve: ${plural(loaded.routes.length, 'webhook')} from ${dir}`);
+  for (const r of loaded.routes) log(`  POST ${r.path.padEnd(width)}  -> ${r.served.workflow.name} (${r.served.file})${r.secret === undefined ? '  [unsigned]' : ''}`);
+  log(`listening on ${listener.url} (pool ${pool.backend.label}, at most ${maxRuns} runs at once here)`);
+  const signal = io.signal;
+  if (!signal) return new Promise<number>(() => undefined);
+  if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+  log(`ferry serve: ${String(signal.reason)}: no new deliveries; runs of this process go back to the pool`);
+  const closed = listener.close();
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref())]);
+  listener.closeAll();
+  await closed;
   return 0;
 }
