@@ -61,9 +61,10 @@ export interface RunJournal {
   /**
    * Writes pending entries; throws when they cannot be written, and then the call about to
    * leave does not go out. The runtime calls it on the journals of its running runs before
-   * each provider call. A journal that writes at once needs none.
+   * each provider call. A journal that writes at once needs none. A journal that writes
+   * elsewhere (Redis) returns a promise, which resolves once the entries are stored there.
    */
-  flush?(): void;
+  flush?(): void | Promise<void>;
   close(): void;
 }
 
