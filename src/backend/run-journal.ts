@@ -38,8 +38,9 @@ export function recordHead(record: RunRecord, redactor: Redactor | undefined): s
  * Redis restarted without persistence), while our own chunk found already there is a command
  * ioredis sent again after a reconnection, not a new write.
  * KEYS: journal, record, runs. ARGV: chunk, record head or '', expected, score or '', runId.
+ * Exported for its test only.
  */
-const APPEND = `#!lua
+export const APPEND = `#!lua
 local n = redis.call('LLEN', KEYS[1])
 local expected = tonumber(ARGV[3])
 if expected >= 0 and n ~= expected then

@@ -4,6 +4,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openBackend, type Backend } from '../../src/backend/connection.js';
+import { APPEND } from '../../src/backend/run-journal.js';
 import { RedisRunStore, type LeaseHolder, type RunLease } from '../../src/backend/run-store.js';
 import { newRunId } from '../../src/engine/run-id.js';
 import type { FerryError } from '../../src/errors.js';
@@ -352,6 +353,41 @@ describe('Redis trouble', () => {
     for await (const e of store.entries(start.runId)) if (e.t === 'step') items.push(e.item[0]!);
     expect(items).toEqual(Array.from({ length: 201 }, (_, i) => i));
     expect(journal.failure).toBeUndefined();
+  });
+
+  it('writes every entry once when its connection is cut while a write waits', async () => {
+    const start = runEntry();
+    await createRun(start);
+    const journal = store.journal(start.runId);
+    journal.append({ t: 'step', id: 'send', item: [0], status: 'succeeded', ms: 1 });
+    await journal.flush();
+    const cli = (...args: string[]) => execFileSync('redis-cli', ['-p', String(redis.port), ...args], { encoding: 'utf8' });
+    cli('client', 'pause', '5000', 'write');
+    journal.append({ t: 'step', id: 'send', item: [1], status: 'succeeded', ms: 1 });
+    const written = journal.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    // The write sits in Redis, paused; its connection goes, then the pause ends: ioredis reconnects and sends it again.
+    cli('client', 'kill', 'type', 'normal', 'skipme', 'yes');
+    cli('client', 'unpause');
+    await written;
+    const items: number[] = [];
+    for await (const e of store.entries(start.runId)) if (e.t === 'step') items.push(e.item[0]!);
+    expect(items).toEqual([0, 1]);
+    expect(journal.failure).toBeUndefined();
+  });
+
+  it('does not append a chunk twice when ioredis sends a write again after a reconnection', async () => {
+    const id = newRunId();
+    const keys = [`ferry:run:${id}:journal`, `ferry:run:${id}:record`, 'ferry:runs'];
+    const append = (chunk: string, expected: number) => backend.redis.eval(APPEND, 3, ...keys, chunk, '', String(expected), '', id);
+    expect(await append('a\n', 0)).toBe(1);
+    // The same command again (its reply was lost with the connection): already there.
+    expect(await append('a\n', 0)).toBe(1);
+    expect(await append('b\n', 1)).toBe(2);
+    expect(await backend.redis.lrange(keys[0]!, 0, -1)).toEqual(['a\n', 'b\n']);
+    // Another writer's chunk, or a journal shorter than this writer left it, is refused.
+    expect(await append('c\n', 1)).toBe(-1);
+    expect(await append('c\n', 5)).toBe(-2);
   });
 
   it('stops the journal once, with a clear error, when Redis refuses writes', async () => {
