@@ -61,8 +61,8 @@ export interface RunJournal {
   /**
    * Writes pending entries; throws when they cannot be written, and then the call about to
    * leave does not go out. The runtime calls it on the journals of its running runs before
-   * each provider call and waits when it returns a promise (a journal in Redis). A journal
-   * that writes at once needs none.
+   * each provider call and waits for a promise it returns: a journal that writes elsewhere
+   * (Redis) resolves once the entries are stored there. A journal that writes at once needs none.
    */
   flush?(): void | Promise<void>;
   close(): void;

@@ -18,6 +18,8 @@ export interface LockHolder {
   bootId?: string;
   /** Tells this holder's lock from another with the same pid (a takeover by the same process). */
   token: string;
+  /** A backend's owner lease (backend/run-store.ts): alive while it exists in Redis, whatever /proc says. */
+  lease?: true;
 }
 
 export interface RunLock {

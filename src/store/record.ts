@@ -156,7 +156,8 @@ export function readRunRecord(stateDir: string, runId: string): RunRecord | unde
 
 const STATUSES = new Set(['running', 'succeeded', 'failed', 'interrupted']);
 
-function isRecord(value: unknown): value is RunRecord {
+/** A value that has the fields of a RunRecord (read back from a file or from Redis). */
+export function isRecord(value: unknown): value is RunRecord {
   if (value === null || typeof value !== 'object') return false;
   const r = value as Record<string, unknown>;
   return (

@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import type { RunErrorInfo, RunSummary, StepSummary } from '../types.js';
@@ -76,8 +77,7 @@ export async function readRun(stateDir: string, runId: string, visit?: EntryVisi
   }
   const { fold, entries, skipped, bytes } = read;
   if (!fold) {
-    const problem = entries === 0 && skipped === 0 ? `${JOURNAL_FILE} is empty` : `${JOURNAL_FILE} has no readable \`run\` entry (${skipped} unreadable line${skipped === 1 ? '' : 's'})`;
-    return { runId, corrupt: problem };
+    return { runId, corrupt: corruptProblem(JOURNAL_FILE, entries, skipped) };
   }
   // Only the end of the latest attempt counts: a retry appends `resume` after an old `end`.
   const end = fold.end;
@@ -91,10 +91,20 @@ export async function readRun(stateDir: string, runId: string, visit?: EntryVisi
  */
 async function foldJournal(file: string, visit: EntryVisitor | undefined): Promise<{ fold: RunFold | undefined; entries: number; skipped: number; bytes: number }> {
   let reader = new JournalReader(file);
+  const { fold, entries } = await foldEntries(() => (reader = new JournalReader(file)).batches(), visit);
+  return { fold, entries, skipped: reader.skipped, bytes: reader.bytes };
+}
+
+/**
+ * Folds a journal given as batches of entries, whatever holds it (a file, Redis): `batches`
+ * is called once, or twice for a damaged journal whose `run` entry is not its first.
+ * `entries` counts the entries of the first pass.
+ */
+export async function foldEntries(batches: () => AsyncIterable<JournalEntry[]>, visit: EntryVisitor | undefined): Promise<{ fold: RunFold | undefined; entries: number }> {
   let fold: RunFold | undefined;
   let start: Extract<JournalEntry, { t: 'run' }> | undefined;
   let entries = 0;
-  scan: for await (const batch of reader.batches()) {
+  scan: for await (const batch of batches()) {
     for (const e of batch) {
       if (entries++ === 0 && e.t === 'run') fold = new RunFold(e);
       if (fold) {
@@ -107,16 +117,20 @@ async function foldJournal(file: string, visit: EntryVisitor | undefined): Promi
     }
   }
   if (start) {
-    reader = new JournalReader(file);
     fold = new RunFold(start);
-    for await (const batch of reader.batches()) {
+    for await (const batch of batches()) {
       for (const e of batch) {
         fold.add(e);
         visit?.(e);
       }
     }
   }
-  return { fold, entries, skipped: reader.skipped, bytes: reader.bytes };
+  return { fold, entries };
+}
+
+/** Why a journal that folded into no run is corrupt. */
+export function corruptProblem(name: string, entries: number, skipped: number): string {
+  return entries === 0 && skipped === 0 ? `${name} is empty` : `${name} has no readable \`run\` entry (${skipped} unreadable line${skipped === 1 ? '' : 's'})`;
 }
 
 /**
@@ -130,8 +144,10 @@ export function stateOf(run: LoadedRun): RunState {
 }
 
 /** The state of a run that has no end, from its lock and the pid of its latest attempt. */
-function unfinished(lock: LoadedRun['lock'], pid: number): RunState {
+export function unfinished(lock: LoadedRun['lock'], pid: number): RunState {
   if (lock === 'stale') return 'interrupted';
+  // A backend lease lives in Redis: it exists, so its holder runs the run, unless that is us.
+  if (lock !== 'none' && lock.lease) return lock.pid === process.pid && lock.host === hostname() ? 'interrupted' : 'running';
   // Our own lock (`ferry retry` locks before it reads): the run is still another live
   // process's when that one recorded or resumed it last and holds it without a lock (the
   // listener keeps accepted runs queued, unlocked, until a slot is free).
@@ -198,10 +214,13 @@ export async function listRuns(stateDir: string, filter: RunFilter = {}): Promis
 
 function listingOf(stateDir: string, runId: string): RunListing | undefined {
   const current = currentRecord(stateDir, runId);
-  if (!current) return undefined;
-  const { record, state } = current;
+  return current && recordListing(current.record, current.state);
+}
+
+/** The `ferry runs` line of a run whose record is up to date, in state `state`. */
+export function recordListing(record: RunRecord, state: RunState): RunListing {
   return {
-    runId,
+    runId: record.runId,
     workflow: record.workflow,
     status: state,
     startedAt: record.startedAt,
@@ -215,11 +234,16 @@ function listingOf(stateDir: string, runId: string): RunListing | undefined {
 async function listingFromJournal(stateDir: string, runId: string): Promise<RunListing | undefined> {
   const run = await readRun(stateDir, runId);
   if (!run) return undefined;
-  if ('corrupt' in run) return { runId, workflow: '?', status: 'corrupt', startedAt: '', durationMs: null, failedStep: null, file: '', problem: run.corrupt };
   // A live runner keeps its own record; anyone else may write the one that was missing.
-  if (typeof run.lock !== 'object') writeRunRecordQuietly(stateDir, recordOf(run));
+  if (!('corrupt' in run) && typeof run.lock !== 'object') writeRunRecordQuietly(stateDir, recordOf(run));
+  return runListing(run);
+}
+
+/** The `ferry runs` line of a run read from its journal. */
+export function runListing(run: LoadedRun | CorruptRun): RunListing {
+  if ('corrupt' in run) return { runId: run.runId, workflow: '?', status: 'corrupt', startedAt: '', durationMs: null, failedStep: null, file: '', problem: run.corrupt };
   return {
-    runId,
+    runId: run.runId,
     workflow: run.start.workflow,
     status: stateOf(run),
     startedAt: run.start.startedAt,
