@@ -1,4 +1,5 @@
 // `npm run bench [-- name...]`: runs the benchmarks and writes their sections of docs/BENCHMARKS.md.
+import { benchBackendBatched, benchTakeover, benchWorkers } from './backend.mjs';
 import { benchBatching, benchUnbatched } from './engine.mjs';
 import { benchJournal } from './journal.mjs';
 import { benchJournalReads } from './journal-reads.mjs';
@@ -121,5 +122,43 @@ ${row(`\`ferry show <id>\``, r.show, { rss: ' (target under 100 MB)' })}
 ${row(`\`ferry show <id> --json\``, r.showJson, { rss: ' (target under 100 MB)' })}
 
 Before this change the whole journal was read into a string and an array of entries: \`ferry show\` of a 155 MB journal took 8.4 s and 675 MB more memory (issue 13), and \`ferry runs\` read every journal in the state dir.
+`);
+}
+
+if (want('pool-workers')) {
+  const r = await benchWorkers();
+  console.log('pool-workers', r);
+  writeSection('pool-workers', `${header('Backend: unbatched calls through 1, 2 and 4 workers')}
+${r.items.toLocaleString('en-US')} \`amplitude.send_event\` calls, one request each (\`batch: false\`), emulator latency ${r.latency} ms, limits not binding (provider concurrency 1000, loop concurrency 512). \`ferry run --backend\` queues the run; the \`ferry worker\` processes (each \`--calls ${r.calls}\`: ${r.calls} calls at once per account) run it and send its calls; a real redis-server on loopback.
+
+| workers | time | calls/s | vs one worker | events stored | max in flight at the emulator |
+|---|---|---|---|---|---|
+${r.rows.map((x) => `| ${x.workers} | ${ms(x.ms)} | ${Math.round(x.rate).toLocaleString('en-US')} | **${x.speedup.toFixed(2)}×** | ${x.events.toLocaleString('en-US')} | ${x.maxInFlight} |`).join('\n')}
+
+Target: 4 workers ≥ 3.2× one worker.
+`);
+}
+
+if (want('pool-batched')) {
+  const r = await benchBackendBatched();
+  console.log('pool-batched', r);
+  writeSection('pool-batched', `${header('Backend: 100,000 batched items, one process vs the pool')}
+${r.items.toLocaleString('en-US')} \`amplitude.identify_user\` items from a JSONL file (loop concurrency 2000, provider concurrency 10, batching on) at ${r.latency} ms emulator latency: \`ferry run\` alone (file journal) against \`ferry run --backend\` with one \`ferry worker\` (journal in Redis, one queued job per batch request). Median of 3, interleaved.
+
+| one process | through the backend | ratio | Redis CPU per item | worker CPU per item |
+|---|---|---|---|---|
+| ${ms(r.localMs)} | ${ms(r.pooledMs)} | **${r.ratio.toFixed(2)}×** (target ≥ 0.5) | ${r.redisUsPerItem.toFixed(1)} µs | ${r.workerUsPerItem.toFixed(1)} µs |
+`);
+}
+
+if (want('pool-takeover')) {
+  const r = await benchTakeover();
+  console.log('pool-takeover', r);
+  writeSection('pool-takeover', `${header('Backend: takeover after SIGKILL')}
+Two \`ferry worker\` processes (\`--takeover ${r.takeover}\`, the default); the one running a loop is killed with SIGKILL; measured until the other holds the run. ${r.rounds} rounds.
+
+| median | rounds |
+|---|---|
+| **${ms(r.medianMs)}** | ${r.times.map((t) => ms(t)).join(', ')} |
 `);
 }

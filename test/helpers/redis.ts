@@ -41,13 +41,17 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/**
+ * `persist`: an append-only file fsynced on every write, so that `stop()` and `start()` are an
+ * outage of a Redis that keeps its data (as production Redis is set up, docs/SCALING.md).
+ */
+export async function startRedis(options: { persist?: boolean } = {}): Promise<TestRedis> {
   const binary = redisServerPath();
   const dir = mkdtempSync(path.join(tmpdir(), 'ferry-redis-'));
   const port = await freePort();
   let child: ReturnType<typeof spawn> | undefined;
   const start = async (): Promise<void> => {
-    child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+    child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...(options.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']), '--dir', dir, '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
     const deadline = Date.now() + 10_000;
     for (;;) {
       const ping = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' });
