@@ -300,6 +300,8 @@ export class CallPool {
       lockDuration: this.#lockDurationMs,
       stalledInterval: this.#lockDurationMs,
       maxStalledCount: 1,
+      // After a failed Redis command (a dropped connection), try again in a second, not BullMQ's 15.
+      runRetryDelay: 1000,
       name: `${hostname()}:${process.pid}`,
     });
     worker.on('error', () => undefined);

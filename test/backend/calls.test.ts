@@ -201,6 +201,33 @@ describe('provider calls as jobs of a shared queue', () => {
     await server.close();
   });
 
+  it('runs again, soon, a call whose worker died with it (its hold on the call ends after lockDurationMs)', async () => {
+    const made = await Promise.all([0, 1, 2].map(() => openBackend(redis.url, { prefix: 'ferry-stall' })));
+    const [deadBackend, liveBackend, runBackend] = made as [Backend, Backend, Backend];
+    const agent = createAgent();
+    const server = await startServer((req, res) => {
+      if (server.seen.length === 1) return; // the first try hangs: its worker dies meanwhile
+      json(res, 200, { try: server.seen.length });
+    });
+    const dead = new CallPool(deadBackend, { env: {}, local: agent, lockDurationMs: 1000 });
+    const live = new CallPool(liveBackend, { env: {}, local: agent, lockDurationMs: 1000 });
+    const runner = new CallPool(runBackend, { env: {}, local: agent });
+    await dead.work();
+    const http = await runner.dispatcher(account(server.url), { concurrency: 1 }, 'wf', {});
+    const call = send('amplitude', http, post(`${server.url}/x`));
+    while (server.seen.length === 0) await new Promise((r) => setTimeout(r, 20));
+    // The process dies: its connections drop, nothing renews its hold on the call.
+    deadBackend.redis.disconnect();
+    await live.work();
+    const answer = await call;
+    expect(answer.status).toBe(200);
+    expect(server.seen.map((s) => s.url)).toEqual(['/x', '/x']);
+    await server.close();
+    await Promise.all([live.close(), runner.close(), dead.close()]);
+    await Promise.all(made.map((b) => b.close()));
+    await agent.close();
+  });
+
   it('leaves no secret anywhere in Redis: every key and value, plain and base64', async () => {
     // Every form a provider sends a key in, and a server that echoes the key back in its answer.
     const server = await startServer((req, res) => json(res, 401, { error: `invalid api_key ${KEY}`, got: req.headers.authorization ?? null }));
