@@ -135,7 +135,8 @@ export class CallPool {
       const data = stripped && stripper.left(stripped.request).length === 0 ? toJob(account.provider, stripped.request, stripped.names, opts) : undefined;
       // Something of a secret would be left in Redis (an encoding ferry cannot take out): this
       // process sends it itself, outside the pool's limits, rather than queue it.
-      if (data === undefined || redactor.redact(JSON.stringify(data)) !== JSON.stringify(data)) return local.dispatch(opts, handler);
+      const text = data === undefined ? '' : JSON.stringify(data);
+      if (data === undefined || redactor.redact(text) !== text) return local.dispatch(opts, handler);
       this.#enqueue(side, data, handler);
       return true;
     });
