@@ -10,6 +10,8 @@ import { RunQueue, RunWorker, type RunWorkerOptions } from './runs-queue.js';
 export interface PoolOptions {
   /** This process's environment: the secrets of the calls and runs it does. */
   env: Record<string, string | undefined>;
+  /** Calls at once per account that this process sends when it works. @default 32 */
+  calls?: number;
   /** A run whose process died is taken over within this time. @default 15 s */
   takeoverMs?: number;
 }
@@ -17,8 +19,6 @@ export interface PoolOptions {
 export interface WorkOptions {
   /** Runs at once in this process. @default 4 */
   runs?: number;
-  /** Calls at once per account in this process. @default 32 */
-  calls?: number;
   log?: RunWorkerOptions['log'];
 }
 
@@ -45,7 +45,7 @@ export class Pool {
     this.runs = new RunQueue(backend);
     // What really sends: the calls this process takes from the pool, and streamed answers.
     this.#local = createAgent();
-    this.calls = new CallPool(backend, { env: options.env, local: this.#local });
+    this.calls = new CallPool(backend, { env: options.env, local: this.#local, ...(options.calls === undefined ? {} : { concurrency: options.calls }) });
     this.ferry = createFerry({ env: options.env, dispatcher: this.#local, calls: routerOf(this.calls) });
   }
 

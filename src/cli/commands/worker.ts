@@ -15,9 +15,9 @@ export const workerCommand: Command = {
     const takeover = values.takeover === undefined ? undefined : parseDuration(String(values.takeover));
     if (values.takeover !== undefined && (takeover === undefined || takeover < 3000)) throw new UsageError(`Expected \`--takeover\` to be a duration of 3s or more (e.g. 15s), got \`${String(values.takeover)}\``);
     const { Pool } = await import('../../backend/pool.js');
-    const pool = await Pool.open(url, { env: io.env, ...(takeover === undefined ? {} : { takeoverMs: takeover }) });
+    const pool = await Pool.open(url, { env: io.env, ...(calls === undefined ? {} : { calls }), ...(takeover === undefined ? {} : { takeoverMs: takeover }) });
     try {
-      await pool.work({ ...(runs === undefined ? {} : { runs }), ...(calls === undefined ? {} : { calls }), log: (line) => io.stderr(`${line}\n`) });
+      await pool.work({ ...(runs === undefined ? {} : { runs }), log: (line) => io.stderr(`${line}\n`) });
       io.stderr(`worker ${hostname()} pid ${process.pid} joined ${pool.backend.label}: runs queued runs and provider calls until SIGTERM\n`);
       await new Promise<void>((resolve) => {
         if (io.signal?.aborted) resolve();
