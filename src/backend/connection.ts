@@ -69,14 +69,17 @@ export async function openBackend(url: string, options: OpenBackendOptions = {})
     // BullMQ's workers need this; ferry's own commands wait for Redis to come back too.
     maxRetriesPerRequest: null,
     enableReadyCheck: true,
-    lazyConnect: true,
     connectTimeout: options.connectTimeoutMs ?? 3000,
-    // Reconnect with backoff, up to 2 s between tries, for as long as the process lives.
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    retryStrategy: () => null,
   };
   const connections = new Set<Redis>();
   const make = (): Redis => {
     const redis = new Redis(url, settings);
+    // The first connection of the process fails at once when Redis is not there (exit 2);
+    // once connected, a lost connection is retried with backoff for as long as the process lives.
+    redis.once('ready', () => {
+      redis.options.retryStrategy = reconnect;
+    });
     // ioredis reports every failed reconnection as an 'error' event; without a listener Node
     // would print each one. The commands waiting on it carry on once Redis is back.
     redis.on('error', () => undefined);
@@ -86,10 +89,11 @@ export async function openBackend(url: string, options: OpenBackendOptions = {})
   };
   const redis = make();
   try {
-    await withTimeout(redis.connect(), options.connectTimeoutMs ?? 3000);
+    await withTimeout(ready(redis), options.connectTimeoutMs ?? 3000);
     await withTimeout(redis.ping(), options.connectTimeoutMs ?? 3000);
   } catch (error) {
-    redis.disconnect();
+    // A connection that ended is left alone: disconnecting it again holds the process for 2 s.
+    if (redis.status !== 'end') redis.disconnect();
     const reason = error instanceof Error ? error.message : String(error);
     throw new UsageError(`backend ${label} is not reachable (${reason}): start Redis there, or leave out --backend / FERRY_BACKEND to run in this process alone`, 'FERRY_BACKEND_UNREACHABLE');
   }
@@ -114,6 +118,29 @@ export async function openBackend(url: string, options: OpenBackendOptions = {})
     },
   };
 }
+
+/** Resolves when the first connection is ready; rejects with the reason when it ends first. */
+function ready(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let last: unknown;
+    const onError = (error: unknown): void => {
+      last = error;
+    };
+    redis.on('error', onError);
+    redis.once('ready', () => {
+      redis.off('error', onError);
+      resolve();
+    });
+    redis.once('end', () => {
+      redis.off('error', onError);
+      reject(last instanceof Error ? last : new Error('the connection closed'));
+    });
+  });
+}
+
+/** Reconnect with backoff, up to 2 s between tries. */
+const reconnect = (times: number): number => Math.min(50 * 2 ** Math.min(times, 6), 2000);
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

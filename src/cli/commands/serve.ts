@@ -155,7 +155,7 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: S
  * The listener in a backend's pool: deliveries are deduplicated, recorded and queued in
  * Redis, and this process also works as one of the pool's workers.
  */
-async function servePool(pool: Pool, { dir, host, port, maxRuns, values }: ServeOptions, loaded: Awaited<ReturnType<typeof loadRoutes>>, io: CommandIO): Promise<number> {
+async function servePool(pool: Pool, { dir, host, port, maxRuns }: ServeOptions, loaded: Awaited<ReturnType<typeof loadRoutes>>, io: CommandIO): Promise<number> {
   const log = (line: string): void => io.stderr(`${line}\n`);
   const runs = new PoolRuns(pool, { redactor: io.redactor, served: loaded.served });
   await pool.work({ runs: maxRuns, log });
