@@ -220,6 +220,40 @@ describe('ferry on a Redis backend: one serve and three workers', () => {
     expect(sandbox.amplitude.eventsIngested - sandbox.amplitude.duplicateInsertIds).toBe(3000);
   }, 120_000);
 
+  it('hands a run to another worker when its worker is stopped with SIGTERM', async () => {
+    const pool = await workers(redis, 2, ['--runs', '1']);
+    const run = start(['run', backfill('drain', 1500, '    concurrency: 4\n    rate: { limit: 300, interval: 1s }\n    batch: { max_items: 5 }')], redis);
+    await waitFor(() => sandbox.amplitude.events.size > 200, 'items to flow');
+    const runId = /queued run (\S+)/.exec(run.err())?.[1] as string;
+    const [first] = runnersOf(pool, runId);
+    first?.child.kill('SIGTERM');
+    expect((await first?.done)?.code).toBe(0);
+    const result = await run.done;
+    expect(result.code).toBe(0);
+    expect(runnersOf(pool, runId)).toHaveLength(2);
+    expect(sandbox.amplitude.events.size).toBe(1500);
+  }, 90_000);
+
+  it('lists, shows and retries a failed run from another process, sending only what is left', async () => {
+    await workers(redis, 1);
+    sandbox.amplitude.inject({ kind: 'reject-user', userId: 'user_100030' });
+    const file = backfill('retried', 60, '    batch: false');
+    const failed = await ferry(['run', file], { cwd: dir, env: env(redis) });
+    expect(failed.code).toBe(1);
+    const runId = runIdOf(failed);
+    expect(failed.stderr).toContain(`ferry retry ${runId}`);
+    const listed = await ferry(['runs', '--json', '--status', 'failed'], { cwd: dir, env: env(redis) });
+    expect((JSON.parse(listed.stdout) as { runId: string }[]).map((r) => r.runId)).toContain(runId);
+    const shown = await ferry(['show', runId], { cwd: dir, env: env(redis) });
+    expect(shown.stdout).toContain('step send, item 30');
+    const sentBefore = sandbox.amplitude.events.size;
+    sandbox.amplitude.reset();
+    const retried = await ferry(['retry', runId], { cwd: dir, env: env(redis) });
+    expect(retried.code).toBe(0);
+    expect(sentBefore + sandbox.amplitude.events.size).toBe(60);
+    expect(sandbox.amplitude.duplicateInsertIds).toBe(0);
+  }, 90_000);
+
   it('starts one run for a delivery sent to two listeners', async () => {
     const [one, two] = [await listener(redis), await listener(redis)];
     const body = JSON.stringify({ id: 'user_hooked_1' });
