@@ -26,7 +26,8 @@ rl.on('line', (cmd) => {
   if (cmd === 'stats') {
     const a = sandbox.amplitude;
     const s = sandbox.segment;
-    process.stdout.write(`${JSON.stringify({ amplitude: { requests: a.requests.length, events: a.events.size, identifications: a.identifications.length, maxInFlight: a.maxInFlight }, segment: { requests: s.requests.length, messages: s.messages.size } })}\n`);
+    const span = (requests) => (requests.length === 0 ? { firstAt: 0, lastAt: 0 } : { firstAt: requests[0].at, lastAt: requests[requests.length - 1].at });
+    process.stdout.write(`${JSON.stringify({ amplitude: { requests: a.requests.length, events: a.events.size, identifications: a.identifications.length, maxInFlight: a.maxInFlight, ...span(a.requests) }, segment: { requests: s.requests.length, messages: s.messages.size } })}\n`);
   } else if (cmd === 'reset') {
     sandbox.amplitude.reset();
     sandbox.segment.reset();

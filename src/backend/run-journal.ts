@@ -3,7 +3,7 @@ import { errorMessage, FerryError } from '../errors.js';
 import type { Redactor } from '../redact.js';
 import { isJournalEntry, type JournalEntry, type RunJournal } from '../store/journal.js';
 import { endRecord, isRecord, resumeRecord, startRecord, type RunRecord } from '../store/record.js';
-import type { Backend } from './connection.js';
+import { luaScript, type Backend } from './connection.js';
 
 /** The keys of one run (backend.md): journal LIST, record STRING, workflow HASH, owner lease STRING. */
 export interface RunKeys {
@@ -55,6 +55,8 @@ return n
 `;
 
 type RecordEntry = Extract<JournalEntry, { t: 'run' | 'resume' | 'end' | 'step' }>;
+
+const appendScript = luaScript(APPEND);
 
 export interface RedisJournalOptions {
   /** Secrets to redact: each chunk once, value by value, as FileJournal does. */
@@ -193,7 +195,7 @@ export class RedisJournal implements RunJournal {
       const chunk = redactor ? redactor.redactJsonLines(text) : text;
       const head = this.#record ? recordHead(this.#record, redactor) : '';
       const score = start ? String(Date.parse(start.startedAt) || Date.now()) : '';
-      const n = Number(await this.#redis.eval(APPEND, 3, this.#keys.journal, this.#keys.record, this.#runsKey, chunk, head, String(this.#length ?? -1), score, this.runId));
+      const n = Number(await appendScript(this.#redis, [this.#keys.journal, this.#keys.record, this.#runsKey], [chunk, head, String(this.#length ?? -1), score, this.runId]));
       if (n === -1) throw new FerryError('FERRY_JOURNAL_WRITE', `the journal of run ${this.runId} in Redis grew under this process: another process took the run over; this one stopped before its next call`);
       if (n < 0) {
         throw new FerryError('FERRY_JOURNAL_WRITE', `the journal of run ${this.runId} in Redis lost entries it had (Redis restarted without its data?); the run stopped before its next call. Run Redis with persistence (appendonly yes), see docs/SCALING.md`);

@@ -6,7 +6,7 @@ import type { LockHolder } from '../store/lock.js';
 import { isRunId } from '../store/paths.js';
 import { startRecord, type RunHook } from '../store/record.js';
 import { corruptProblem, foldEntries, recordListing, runListing, unfinished, type CorruptRun, type EntryVisitor, type LoadedRun, type RunFilter, type RunListing } from '../store/runs.js';
-import type { Backend } from './connection.js';
+import { luaScript, type Backend } from './connection.js';
 import { ChunkReader, parseRecord, recordHead, RedisJournal, runKeys, type RedisJournalOptions } from './run-journal.js';
 
 export { ChunkReader, RedisJournal, type RedisJournalOptions } from './run-journal.js';
@@ -61,6 +61,7 @@ const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('
 return 0`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
+const renewScript = luaScript(RENEW);
 
 /**
  * Runs kept in Redis (DESIGN.md §7, keys in backend.md): journal, record, workflow, run list
@@ -273,7 +274,7 @@ class Lease implements RunLease {
     if (this.#released) return;
     let kept: unknown;
     try {
-      kept = await this.#backend.redis.eval(RENEW, 1, this.#key, this.#value, String(this.#ttlMs));
+      kept = await renewScript(this.#backend.redis, [this.#key], [this.#value, String(this.#ttlMs)]);
     } catch {
       // A refused command (not an outage, which waits): try again at the next turn.
       kept = 1;
