@@ -32,6 +32,8 @@ async function startRedis() {
   return {
     url: `redis://127.0.0.1:${port}/0`,
     flush: () => spawnSync('redis-cli', ['-p', String(port), 'flushall']),
+    /** Commands Redis has run since it started (INFO stats). */
+    commands: () => Number(/total_commands_processed:(\d+)/.exec(spawnSync('redis-cli', ['-p', String(port), 'info', 'stats'], { encoding: 'utf8' }).stdout)?.[1] ?? 0),
     cpuMs: () => cpuMs(child.pid),
     close: async () => {
       child.kill('SIGKILL');
@@ -117,11 +119,13 @@ export async function benchWorkers({ items = 4000, latency = 100, counts = [1, 2
     redis.flush();
     await emu.reset();
     const pool = await startWorkers(n, redis.url, dir, ['--calls', String(calls)]);
+    const before = { redis: redis.cpuMs(), workers: pool.cpuMs(), commands: redis.commands() };
     const ms = await timed(['run', file, '--backend', redis.url, '--quiet'], {}, dir);
+    const cost = { redisUs: ((redis.cpuMs() - before.redis) * 1000) / items, workersUs: ((pool.cpuMs() - before.workers) * 1000) / items, commands: (redis.commands() - before.commands) / items };
     const stats = await emu.stats();
     await pool.close();
     const sendingMs = stats.amplitude.lastAt - stats.amplitude.firstAt + latency;
-    rows.push({ workers: n, ms, sendingMs, rate: items / (sendingMs / 1000), events: stats.amplitude.events, maxInFlight: stats.amplitude.maxInFlight });
+    rows.push({ workers: n, ms, sendingMs, ...cost, rate: items / (sendingMs / 1000), events: stats.amplitude.events, maxInFlight: stats.amplitude.maxInFlight });
   }
   await redis.close();
   await emu.close();

@@ -129,9 +129,9 @@ if (want('pool-workers')) {
   const r = await benchWorkers();
   const few = await benchWorkers({ calls: 8, items: 2000 });
   console.log('pool-workers', r, few);
-  const table = (x) => `| workers | whole command | sending (first to last request) | calls/s | vs one worker | events stored | max in flight at the emulator |
-|---|---|---|---|---|---|---|
-${x.rows.map((w) => `| ${w.workers} | ${ms(w.ms)} | ${ms(w.sendingMs)} | ${Math.round(w.rate).toLocaleString('en-US')} | **${w.speedup.toFixed(2)}×** | ${w.events.toLocaleString('en-US')} | ${w.maxInFlight} |`).join('\n')}`;
+  const table = (x) => `| workers | whole command | sending (first to last request) | calls/s | vs one worker | events stored | max in flight | worker CPU per call | Redis CPU per call | Redis commands per call |
+|---|---|---|---|---|---|---|---|---|---|
+${x.rows.map((w) => `| ${w.workers} | ${ms(w.ms)} | ${ms(w.sendingMs)} | ${Math.round(w.rate).toLocaleString('en-US')} | **${w.speedup.toFixed(2)}×** | ${w.events.toLocaleString('en-US')} | ${w.maxInFlight} | ${Math.round(w.workersUs)} µs | ${Math.round(w.redisUs)} µs | ${w.commands.toFixed(1)} |`).join('\n')}`;
   writeSection('pool-workers', `${header('Backend: unbatched calls through 1, 2 and 4 workers')}
 \`amplitude.send_event\` calls, one request each (\`batch: false\`), emulator latency ${r.latency} ms (its own process), limits not binding (provider concurrency 1000, loop concurrency 512). \`ferry run --backend\` queues the run; \`ferry worker\` processes run it and send its calls (one of them also runs the run: renders items, writes the journal to Redis, queues the calls); a real redis-server on loopback. Throughput is counted at the emulator from the first request to the last.
 
