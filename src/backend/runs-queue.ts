@@ -165,7 +165,8 @@ export class RunWorker {
     while (!('release' in lease)) {
       const current = await store.load(runId);
       if (!current) throw new FerryError('FERRY_RUN_NOT_FOUND', `run ${runId} is not in the backend`);
-      if (current.end && !this.#takesUp(current.end)) return { status: current.end.status };
+      // Ended for good (not stopped by a draining worker, whose run comes back to the queue).
+      if (current.end && current.end.interrupted === undefined) return { status: current.end.status };
       if (this.#draining.signal.aborted) return this.#requeue(job, token);
       await sleep(Math.min(1000, this.leaseMs), this.#draining.signal);
       lease = await store.lease(runId, owner, this.leaseMs);
@@ -185,7 +186,8 @@ export class RunWorker {
       const journal = store.journal(runId, { redactor, resume: true, onFailure: () => undefined });
       const relay = new EventRelay(this.#backend, runId, redactor);
       relay.loops(new Map(workflow.steps.flatMap((s) => (s.kind === 'loop' && s.steps.length > 0 ? [[s.id, (s.steps.at(-1) as { id: string }).id] as const] : []))));
-      log(`${run.fold.pid === undefined ? 'running' : 'taking up'} run ${runId} of ${run.start.workflow}`);
+      // A journal of more than its `run` entry: another process (or attempt) ran it before.
+      log(`${run.journalBytes > 1 ? 'resuming' : 'running'} run ${runId} of ${run.start.workflow}`);
       const session = resumeRun(workflow, {
         ferry,
         runId,
@@ -222,11 +224,6 @@ export class RunWorker {
     } finally {
       await held.release();
     }
-  }
-
-  /** An end the worker still runs from: a run interrupted by a draining process. */
-  #takesUp(end: Extract<JournalEntry, { t: 'end' }>): boolean {
-    return end.interrupted !== undefined;
   }
 
   async #requeue(job: Job<RunJobData, RunJobResult>, token: string | undefined): Promise<never> {
