@@ -5,7 +5,7 @@ import { CallPool, callQueueName } from '../../src/backend/calls.js';
 import { openBackend, type Backend } from '../../src/backend/connection.js';
 import type { Account } from '../../src/engine/queue.js';
 import { createAgent, send, undici, type HttpRequest } from '../../src/providers/http.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { redisContents, redisHolding, startRedis, type TestRedis } from '../helpers/redis.js';
 import { json, startServer } from '../helpers/server.js';
 
 // Three CallPools, each with its own Redis connections and Agent: three processes of a pool.
@@ -245,26 +245,9 @@ describe('provider calls as jobs of a shared queue', () => {
     expect(echoed.map((a) => a.text)).toContain(JSON.stringify({ error: 'invalid api_key [redacted]', got: '[redacted]' }));
     expect(server.seen.find((s) => s.url === '/segment')?.headers.authorization).toBe(basic(KEY, ''));
     const forms = [KEY, SECRET, ...[KEY, SECRET, `${KEY}:`, `${KEY}:${SECRET}`].map((v) => Buffer.from(v).toString('base64'))];
-    const found: string[] = [];
-    const { redis: r } = backends[0]!;
-    let cursor = '0';
-    let keys = 0;
-    do {
-      const [next, batch] = await r.scan(cursor, 'COUNT', 500);
-      cursor = next;
-      for (const key of batch) {
-        keys++;
-        const type = await r.type(key);
-        const values: string[] = [key];
-        if (type === 'string') values.push((await r.get(key)) ?? '');
-        else if (type === 'hash') values.push(...Object.entries(await r.hgetall(key)).flat());
-        else if (type === 'list') values.push(...(await r.lrange(key, 0, -1)));
-        else if (type === 'set') values.push(...(await r.smembers(key)));
-        else if (type === 'zset') values.push(...(await r.zrange(key, 0, -1)));
-        else if (type === 'stream') values.push(...(await r.xrange(key, '-', '+')).flatMap(([id, fields]) => [id, ...fields]));
-        for (const value of values) for (const form of forms) if (value.includes(form)) found.push(`${key} (${type})`);
-      }
-    } while (cursor !== '0');
+    const contents = await redisContents(backends[0]!.redis);
+    const keys = contents.length;
+    const found = await redisHolding(backends[0]!.redis, forms);
     expect(keys).toBeGreaterThan(5);
     expect(found).toEqual([]);
     await server.close();

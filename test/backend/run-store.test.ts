@@ -12,7 +12,7 @@ import { Redactor } from '../../src/redact.js';
 import { FileJournal, type JournalEntry, type StepShape } from '../../src/store/journal.js';
 import { readRunRecord } from '../../src/store/record.js';
 import { loadRun, recordOf, stateOf, summarize } from '../../src/store/runs.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { redisContents, startRedis, type TestRedis } from '../helpers/redis.js';
 
 let redis: TestRedis;
 let backend: Backend;
@@ -193,13 +193,7 @@ describe('runs in Redis', () => {
     await store.dedupe(`/hook:${secret}`, start.runId, 60);
     const lease = (await store.lease(start.runId, { pid: 1, host: 'h', id: 'x' }, 10_000)) as RunLease;
 
-    const found: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, keys] = await backend.redis.scan(cursor, 'COUNT', 100);
-      cursor = next;
-      for (const key of keys) found.push(key, ...(await valuesOf(key)));
-    } while (cursor !== '0');
+    const found = (await redisContents(backend.redis)).flatMap(({ key, values }) => [key, ...values]);
     await lease.release();
     expect(found).toEqual(expect.arrayContaining([`ferry:run:${start.runId}:journal`, `ferry:run:${start.runId}:record`, 'ferry:runs']));
     const all = found.join('\n');
@@ -424,27 +418,6 @@ describe('Redis trouble', () => {
     await expect(mine.flush()).rejects.toMatchObject({ code: 'FERRY_JOURNAL_WRITE', message: expect.stringContaining('another process took the run over') as unknown });
   });
 });
-
-/** Every value of a key, read with the command its type needs. */
-async function valuesOf(key: string): Promise<string[]> {
-  const r = backend.redis;
-  switch (await r.type(key)) {
-    case 'string':
-      return [(await r.get(key)) ?? ''];
-    case 'list':
-      return r.lrange(key, 0, -1);
-    case 'hash':
-      return Object.entries(await r.hgetall(key)).flat();
-    case 'set':
-      return r.smembers(key);
-    case 'zset':
-      return r.zrange(key, 0, -1, 'WITHSCORES');
-    case 'stream':
-      return (await r.xrange(key, '-', '+')).flatMap(([id, fields]) => [id, ...fields]);
-    default:
-      return [];
-  }
-}
 
 async function waitFor(check: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 200; i++) {

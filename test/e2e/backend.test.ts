@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { ferrySignature } from '../../src/server/signature.js';
 import { assertBuilt, ferry, spawnFerry } from '../helpers/cli.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { redisHolding, startRedis, type TestRedis } from '../helpers/redis.js';
 
 // A pool of real processes: `ferry worker`s and `ferry serve`s on one Redis, sending to the
 // sandbox emulators of this test process. Secrets come from each process's environment.
@@ -133,30 +133,6 @@ function maxPerSlidingSecond(times: number[]): number {
 const runnersOf = (pool: Child[], runId: string): Child[] => pool.filter((w) => w.err().includes(`run ${runId} of`));
 const runIdOf = (result: { stderr: string }): string => /queued run (\S+)/.exec(result.stderr)?.[1] ?? '';
 
-/** Every key and value in Redis that holds one of `forms`. */
-async function redisHolding(redis: TestRedis, forms: string[]): Promise<string[]> {
-  const scan = new Redis(redis.url);
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await scan.scan(cursor, 'COUNT', 1000);
-    cursor = next;
-    for (const key of keys) {
-      const type = await scan.type(key);
-      const values: string[] = [key];
-      if (type === 'string') values.push((await scan.get(key)) ?? '');
-      else if (type === 'hash') values.push(...Object.entries(await scan.hgetall(key)).flat());
-      else if (type === 'list') values.push(...(await scan.lrange(key, 0, -1)));
-      else if (type === 'set') values.push(...(await scan.smembers(key)));
-      else if (type === 'zset') values.push(...(await scan.zrange(key, 0, -1)));
-      else if (type === 'stream') values.push(...(await scan.xrange(key, '-', '+')).flatMap(([id, fields]) => [id, ...fields]));
-      if (values.some((v) => forms.some((f) => v.includes(f)))) found.push(`${type} ${key}`);
-    }
-  } while (cursor !== '0');
-  await scan.quit();
-  return found;
-}
-
 describe('ferry on a Redis backend: one serve and three workers', () => {
   let redis: TestRedis;
   beforeAll(async () => {
@@ -186,7 +162,9 @@ describe('ferry on a Redis backend: one serve and three workers', () => {
     expect(sandbox.amplitude.events.size).toBe(5000);
     expect(sandbox.amplitude.eventsIngested).toBe(5000);
     const forms = [AMP_KEY, Buffer.from(AMP_KEY).toString('base64'), Buffer.from(`${AMP_KEY}:`).toString('base64'), HOOK_SECRET];
-    expect(await redisHolding(redis, forms)).toEqual([]);
+    const client = new Redis(redis.url);
+    expect(await redisHolding(client, forms)).toEqual([]);
+    await client.quit();
   }, 90_000);
 
   it('pauses the account in every process for a Retry-After', async () => {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { Redis } from 'ioredis';
 
 /**
  * A real redis-server for one test file, on a free loopback port, with nothing persisted.
@@ -79,4 +80,31 @@ export async function startRedis(options: { persist?: boolean } = {}): Promise<T
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Every key in Redis with its type and every value it holds (strings, hashes, lists, sets, sorted sets, streams). */
+export async function redisContents(redis: Redis): Promise<{ key: string; type: string; values: string[] }[]> {
+  const out: { key: string; type: string; values: string[] }[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'COUNT', 500);
+    cursor = next;
+    for (const key of keys) {
+      const type = await redis.type(key);
+      const values: string[] = [];
+      if (type === 'string') values.push((await redis.get(key)) ?? '');
+      else if (type === 'hash') values.push(...Object.entries(await redis.hgetall(key)).flat());
+      else if (type === 'list') values.push(...(await redis.lrange(key, 0, -1)));
+      else if (type === 'set') values.push(...(await redis.smembers(key)));
+      else if (type === 'zset') values.push(...(await redis.zrange(key, 0, -1)));
+      else if (type === 'stream') values.push(...(await redis.xrange(key, '-', '+')).flatMap(([id, fields]) => [id, ...fields]));
+      out.push({ key, type, values });
+    }
+  } while (cursor !== '0');
+  return out;
+}
+
+/** The keys (as `type key`) whose name or a value holds one of `forms`. */
+export async function redisHolding(redis: Redis, forms: readonly string[]): Promise<string[]> {
+  return (await redisContents(redis)).filter(({ key, values }) => [key, ...values].some((v) => forms.some((f) => v.includes(f)))).map(({ key, type }) => `${type} ${key}`);
 }
