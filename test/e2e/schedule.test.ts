@@ -143,6 +143,13 @@ describe('ferry serve fires schedule triggers', () => {
     expect(runs.every((r) => r.workflow === 'tick' && r.status === 'succeeded')).toBe(true);
   });
 
+  it('refuses a folder with neither a webhook nor a schedule trigger, saying so', async () => {
+    const dir = folder('manual-only', { 'hand.yaml': logWorkflow('hand', '* * * * *').replace(/triggers:\n.*\n.*\n/, 'triggers:\n  - type: manual\n') });
+    const result = await ferry(['serve', '--dir', dir, '--port', '0'], { cwd: root, env: { FERRY_STATE_DIR: path.join(root, 'manual-only-state') } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('has a webhook or schedule trigger; nothing to serve');
+  });
+
   it('skips ticks while the previous run still runs, and resumes an unfinished scheduled run at the next start', async () => {
     const server = await slowServer();
     try {
