@@ -73,7 +73,9 @@ export interface RunObserver {
 }
 
 export interface TriggerData {
-  type: 'manual' | 'webhook';
+  type: 'manual' | 'webhook' | 'schedule';
+  /** The tick a scheduled run was started for (ISO time). */
+  scheduled_at?: string;
   body?: unknown;
   headers?: Record<string, string>;
   query?: Record<string, string>;

@@ -211,6 +211,16 @@ export class RedisRunStore {
     return typeof before === 'string' ? before : runId;
   }
 
+  /** The run a workflow's schedule started last (`ferry:schedule:<workflow>:last`), if any. */
+  async lastScheduled(workflow: string): Promise<string | undefined> {
+    return (await this.backend.redis.get(this.backend.key('schedule', workflow, 'last'))) ?? undefined;
+  }
+
+  /** Names `runId` as the workflow's latest scheduled run: the pool skips ticks while it runs. */
+  async setLastScheduled(workflow: string, runId: string): Promise<void> {
+    await this.backend.redis.set(this.backend.key('schedule', workflow, 'last'), runId);
+  }
+
   /** Gives up a claim `dedupe` made for `runId` (its run could not be recorded); another run's claim stays. */
   async forget(key: string, runId: string): Promise<void> {
     const redisKey = this.backend.key('delivery', createHash('sha256').update(key).digest('hex'));

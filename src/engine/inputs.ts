@@ -1,7 +1,7 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import { UsageError } from '../errors.js';
 import { describeInputError } from '../providers/registry.js';
-import type { WebhookTrigger, Workflow } from '../workflow/types.js';
+import type { ScheduleTrigger, Trigger, WebhookTrigger, Workflow } from '../workflow/types.js';
 import type { TriggerData } from '../types.js';
 
 /**
@@ -16,8 +16,10 @@ export class InputChecker {
    * The inputs with defaults applied. Every declared input is required unless its schema has a
    * `default`. Throws UsageError (exit 2) naming the input and why.
    */
-  check(workflow: Workflow, kind: 'manual' | 'webhook', inputs: Record<string, unknown>): Record<string, unknown> {
-    const trigger = workflow.triggers.find((t) => t.type === kind) ?? workflow.triggers.find((t) => t.inputs !== undefined);
+  check(workflow: Workflow, kind: TriggerData['type'], inputs: Record<string, unknown>): Record<string, unknown> {
+    // A schedule declares no inputs: a scheduled run gets the defaults of the first trigger that does.
+    const declaring = workflow.triggers.filter((t): t is Exclude<Trigger, ScheduleTrigger> => t.type !== 'schedule');
+    const trigger = declaring.find((t) => t.type === kind) ?? declaring.find((t) => t.inputs !== undefined);
     return this.checkDeclared(trigger?.inputs, inputs);
   }
 
@@ -44,7 +46,7 @@ export class InputChecker {
  * Checks run inputs once, with a checker of its own (the schema is compiled on every call);
  * code that checks many runs uses its runtime's `ferry.inputs` instead.
  */
-export function checkInputs(workflow: Workflow, kind: 'manual' | 'webhook', inputs: Record<string, unknown>): Record<string, unknown> {
+export function checkInputs(workflow: Workflow, kind: TriggerData['type'], inputs: Record<string, unknown>): Record<string, unknown> {
   return new InputChecker().check(workflow, kind, inputs);
 }
 

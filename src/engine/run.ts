@@ -37,7 +37,7 @@ export function prepareRun(workflow: Workflow, options: RunOptions): PreparedRun
   const steps: ItemScope['steps'] = {};
   const context: TemplateContext = {
     inputs: options.inputs ?? {},
-    trigger: { type: trigger.type, body: trigger.body ?? null, headers: trigger.headers ?? {}, query: trigger.query ?? {} },
+    trigger: { type: trigger.type, body: trigger.body ?? null, headers: trigger.headers ?? {}, query: trigger.query ?? {}, ...(trigger.scheduled_at === undefined ? {} : { scheduled_at: trigger.scheduled_at }) },
     steps,
     env: { ...(options.env ?? options.ferry.env) },
     secrets,

@@ -1,17 +1,21 @@
 import type { Pool } from '../backend/pool.js';
+import { runInputs } from '../engine/inputs.js';
 import { shapeOf } from '../engine/resume.js';
 import { newRunId } from '../engine/run-id.js';
 import type { Redactor } from '../redact.js';
-import { summarize } from '../store/runs.js';
-import type { Delivery, RunsService } from './handler.js';
+import type { RunHook } from '../store/record.js';
+import { stateOf, summarize } from '../store/runs.js';
+import type { TriggerData } from '../types.js';
+import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
 import { hookOf, keysOf, type ListenerRunEntry } from './runs.js';
+import { SCHEDULE_HOOK, type TickOutcome, type TickService } from './schedules.js';
 
 /**
  * The listener's runs in a backend's pool (DESIGN.md §7): a delivery is deduplicated in
  * Redis, so several `ferry serve` behind one address start one run for it; the run is
  * recorded in Redis and queued before the 202, and any worker of the pool runs it.
  */
-export class PoolRuns implements RunsService {
+export class PoolRuns implements RunsService, TickService {
   readonly #pool: Pool;
   readonly #redactor: Redactor;
   /** Served workflow files as the runs record them (relative to the working directory). */
@@ -42,30 +46,59 @@ export class PoolRuns implements RunsService {
       }
       claimed.push(key);
     }
-    const served = route.served;
-    const hook = hookOf(delivery);
+    try {
+      await this.#record(runId, route.served, delivery.inputs, delivery.trigger, hookOf(delivery));
+    } catch (error) {
+      await Promise.all(claimed.map((k) => store.forget(k, runId))).catch(() => undefined);
+      throw error;
+    }
+    return { runId, duplicate: false };
+  }
+
+  /**
+   * A schedule's tick in the pool: the first process to claim it in Redis starts its run, the
+   * others leave it; the claimer skips it while the workflow's latest scheduled run (its id
+   * kept in Redis) is queued, running, or waiting to be taken over.
+   */
+  async tick(served: ServedWorkflow, at: string): Promise<TickOutcome> {
+    const { store } = this.#pool;
+    const name = served.workflow.name;
+    const runId = newRunId();
+    const owner = await store.dedupe(`schedule\0${name}\0${at}`, runId, TICK_CLAIM_SECONDS);
+    if (owner !== runId) return { claimed: owner };
+    const last = await store.lastScheduled(name);
+    const previous = last === undefined ? undefined : await store.read(last);
+    if (last !== undefined && previous && !('corrupt' in previous)) {
+      const state = stateOf(previous);
+      // `interrupted` without an end is a run whose worker died or that no worker took yet: the pool runs it still.
+      if (state === 'running' || state === 'interrupted') return { skipped: last };
+    }
+    const trigger: TriggerData = { type: 'schedule', scheduled_at: at };
+    // A scheduled run has no inputs but the declared defaults (validation makes sure each has one).
+    const inputs = runInputs(served.workflow, trigger, {}, undefined, this.#pool.ferry.inputs);
+    await this.#record(runId, served, inputs, trigger, { path: SCHEDULE_HOOK, delivery: null, schedule: at });
+    await store.setLastScheduled(name, runId);
+    return { runId };
+  }
+
+  /** Records the run in Redis and queues it for the pool's workers. */
+  async #record(runId: string, served: ServedWorkflow, inputs: Record<string, unknown>, trigger: TriggerData, hook: RunHook): Promise<void> {
     const start: ListenerRunEntry = {
       t: 'run',
       v: 1,
       runId,
       workflow: served.workflow.name,
       file: served.file,
-      startedAt: new Date(now).toISOString(),
+      startedAt: new Date(this.#now()).toISOString(),
       pid: process.pid,
       mode: 'live',
-      inputs: delivery.inputs,
-      trigger: delivery.trigger,
+      inputs,
+      trigger,
       shape: shapeOf(served.workflow.steps),
       hook,
     };
-    try {
-      await store.create(runId, { file: served.file, source: served.workflow.source }, start, this.#redactor, hook);
-      await this.#pool.runs.add(runId);
-    } catch (error) {
-      await Promise.all(claimed.map((k) => store.forget(k, runId))).catch(() => undefined);
-      throw error;
-    }
-    return { runId, duplicate: false };
+    await this.#pool.store.create(runId, { file: served.file, source: served.workflow.source }, start, this.#redactor, hook);
+    await this.#pool.runs.add(runId);
   }
 
   async summary(runId: string): Promise<object | undefined> {
@@ -77,3 +110,5 @@ export class PoolRuns implements RunsService {
 
 /** A delivery id is remembered this long in the pool (a replay key for its own window). */
 const DELIVERY_ID_SECONDS = 30 * 24 * 3600;
+/** A tick's claim outlives any clock skew between the pool's machines: each fires a tick only near its time. */
+const TICK_CLAIM_SECONDS = 3600;

@@ -75,7 +75,8 @@ export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRout
     }
     const complete = Object.keys(secrets).length === workflow.secrets.length;
     const served: ServedWorkflow = { workflow, file, secrets };
-    let serves = false;
+    // A schedule trigger is served too: `ferry serve` fires it.
+    let serves = workflow.triggers.some((t) => t.type === 'schedule');
     workflow.triggers.forEach((trigger, i) => {
       if (trigger.type !== 'webhook') return;
       const where = at(['triggers', i, 'path']);

@@ -12,6 +12,7 @@ import { isRunId, runsDir } from '../store/paths.js';
 import { writeRunRecordQuietly, type RunHook, type RunRecord } from '../store/record.js';
 import { currentRecord, incompatibilities, loadRun, recordOf, stateOf, summarize, type RunState } from '../store/runs.js';
 import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
+import { SCHEDULE_HOOK, type TickOutcome, type TickService } from './schedules.js';
 
 /**
  * The `run` entry as the listener writes it. `hook` is an extra field (readers of the journal
@@ -62,7 +63,7 @@ interface Pending {
  * time, oldest first. A run is on disk (its folder, workflow copy and `run` entry, fsynced)
  * before `accept` resolves, so an accepted delivery survives a crash of the listener.
  */
-export class RunManager implements RunsService {
+export class RunManager implements RunsService, TickService {
   readonly maxRuns: number;
   readonly #options: RunManagerOptions;
   /** `path \0 kind \0 id or replay key` -> the run it started. Delivery ids last as long as their run. */
@@ -77,6 +78,8 @@ export class RunManager implements RunsService {
   readonly #stop = new AbortController();
   readonly #recorder: DurableRecorder;
   readonly #secrets: SecretSource;
+  /** Workflow file -> its scheduled run from the tick until the run ends: later ticks are skipped meanwhile. */
+  readonly #scheduled = new Map<string, string>();
   #started = false;
 
   constructor(options: RunManagerOptions) {
@@ -131,6 +134,7 @@ export class RunManager implements RunsService {
       const session = createRun(again.workflow, { ...this.#sessionOptions(), runId: id, inputs: run.start.inputs, trigger: run.start.trigger, resume: folding.result(), record: recordOf(run), journalBytes: run.journalBytes });
       this.#watch(session, again);
       this.#waiting.set(id, { session, served: again });
+      if (hook.schedule !== undefined) this.#scheduled.set(again.workflow.file, id);
       resumed.push(id);
     }
     return resumed;
@@ -184,6 +188,35 @@ export class RunManager implements RunsService {
     this.#waiting.set(runId, { session, served: route.served });
     this.#pump();
     return { runId, duplicate: false };
+  }
+
+  /**
+   * A schedule's tick: recorded durably like a delivery (and resumed at the next start if it
+   * does not finish), unless the workflow's previous scheduled run is still queued or running.
+   */
+  async tick(served: ServedWorkflow, at: string): Promise<TickOutcome> {
+    const key = served.workflow.file;
+    const previous = this.#scheduled.get(key);
+    if (previous !== undefined) return { skipped: previous };
+    const session = createRun(served.workflow, {
+      ...this.#sessionOptions(),
+      trigger: { type: 'schedule', scheduled_at: at },
+      annotations: { hook: { path: SCHEDULE_HOOK, delivery: null, schedule: at } satisfies ListenerRunEntry['hook'] },
+      durable: this.#recorder,
+    });
+    const runId = session.runId;
+    // Held from before the first await: a tick of another trigger of this workflow sees it.
+    this.#scheduled.set(key, runId);
+    this.#watch(session, served);
+    try {
+      await session.record();
+    } catch (error) {
+      this.#scheduled.delete(key);
+      throw error;
+    }
+    this.#waiting.set(runId, { session, served });
+    this.#pump();
+    return { runId };
   }
 
   async summary(runId: string): Promise<object | undefined> {
@@ -242,8 +275,10 @@ export class RunManager implements RunsService {
       if (next.done) return;
       const { runId } = next.value.session;
       this.#waiting.delete(runId);
+      const file = next.value.served.workflow.file;
       const done = this.#execute(next.value).finally(() => {
         this.#active.delete(runId);
+        if (this.#scheduled.get(file) === runId) this.#scheduled.delete(file);
         this.#pump();
       });
       this.#active.set(runId, done);

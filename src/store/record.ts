@@ -13,11 +13,16 @@ export const RECORD_FILE = 'run.json';
 /** How a run stands by its record; `running` is checked against the run's lock when read. */
 export type RecordStatus = 'running' | 'succeeded' | 'failed' | 'interrupted';
 
-/** The delivery a listener run came in on: path, delivery id and replay keys (see server/runs.ts). */
+/**
+ * The delivery a listener run came in on: path, delivery id and replay keys (see server/runs.ts);
+ * for a run a schedule started, path `schedule` and the tick.
+ */
 export interface RunHook {
   path: string;
   delivery: string | null;
   replays?: { key: string; until: number }[];
+  /** The tick (ISO time) of a scheduled run. */
+  schedule?: string;
 }
 
 /**

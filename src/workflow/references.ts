@@ -32,7 +32,7 @@ interface Known {
 }
 
 const ROOTS = ['inputs', 'trigger', 'steps', 'env', 'secrets', 'run', 'workflow'];
-const TRIGGER_FIELDS = new Set(['type', 'body', 'headers', 'query']);
+const TRIGGER_FIELDS = new Set(['type', 'body', 'headers', 'query', 'scheduled_at']);
 
 /** Checks every path a template reads against what exists at its place in the workflow. */
 export function checkReferences(refs: readonly TemplateRef[], scope: Scope, known: Known): ReferenceProblem[] {
@@ -75,7 +75,7 @@ export function checkReferences(refs: readonly TemplateRef[], scope: Scope, know
         if (second !== undefined && known.inputs && !known.inputs.has(second)) add(ref, 'FERRY_REF_INPUT', `input \`${second}\` is not declared by any trigger (declared: ${[...known.inputs].join(', ') || 'none'})`);
         break;
       case 'trigger':
-        if (second !== undefined && !TRIGGER_FIELDS.has(second)) add(ref, 'FERRY_REF_TRIGGER', `the trigger has \`type\`, \`body\`, \`headers\` and \`query\``);
+        if (second !== undefined && !TRIGGER_FIELDS.has(second)) add(ref, 'FERRY_REF_TRIGGER', `the trigger has \`type\`, \`body\`, \`headers\`, \`query\` and (for a schedule) \`scheduled_at\``);
         break;
       case 'loop':
         if (scope.loops.length === 0) add(ref, 'FERRY_REF_LOOP', '`loop` only exists inside a loop');

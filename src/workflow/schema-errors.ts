@@ -54,7 +54,8 @@ function typeName(value: unknown): string {
 const TYPE_WORDS: Record<string, string> = { object: 'a mapping', array: 'a list', string: 'a string', integer: 'a whole number', number: 'a number', boolean: 'true or false', null: 'null' };
 export const typeWords = (t: string | string[]): string => (Array.isArray(t) ? t : [t]).map((x) => TYPE_WORDS[x] ?? x).join(' or ');
 
-function closest(word: string, options: string[]): string | undefined {
+/** The option nearest to `word` (case aside) within a few edits, for a "did you mean". */
+export function closest(word: string, options: string[]): string | undefined {
   let best: { option: string; distance: number } | undefined;
   for (const option of options) {
     const d = editDistance(word.toLowerCase(), option.toLowerCase());

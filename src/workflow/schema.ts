@@ -171,7 +171,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
         type: 'array',
         description: 'What starts a run. A workflow with none can still be run by hand with `ferry run`.',
         items: { $ref: '#/definitions/trigger' },
-        examples: [[{ type: 'manual' }, { type: 'webhook', path: '/hooks/signups', secret: '<<secrets.SIGNUP_WEBHOOK_SECRET>>' }]],
+        examples: [[{ type: 'manual' }, { type: 'webhook', path: '/hooks/signups', secret: '<<secrets.SIGNUP_WEBHOOK_SECRET>>' }], [{ type: 'schedule', cron: '17 3 * * *', timezone: 'Europe/Berlin' }]],
       },
       secrets: {
         type: 'array',
@@ -233,7 +233,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
       trigger: {
         type: 'object',
         required: ['type'],
-        properties: { type: { type: 'string', enum: ['manual', 'webhook'], description: '`manual` (ferry run) or `webhook` (ferry serve).' } },
+        properties: { type: { type: 'string', enum: ['manual', 'webhook', 'schedule'], description: '`manual` (ferry run), `webhook` or `schedule` (ferry serve).' } },
         allOf: [
           {
             if: { properties: { type: { const: 'manual' } }, required: ['type'] },
@@ -252,6 +252,23 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
                 path: { type: 'string', pattern: '^/[A-Za-z0-9/_.-]*$', description: 'The URL path that starts a run on POST.', examples: ['/hooks/signups'] },
                 secret: { type: 'string', description: 'HMAC-SHA256 secret for the request signature; usually `<<secrets.NAME>>`.', examples: ['<<secrets.SIGNUP_WEBHOOK_SECRET>>'] },
                 inputs: { $ref: '#/definitions/inputs' },
+              },
+            },
+          },
+          {
+            if: { properties: { type: { const: 'schedule' } }, required: ['type'] },
+            then: {
+              additionalProperties: false,
+              required: ['cron'],
+              properties: {
+                type: {},
+                cron: {
+                  type: 'string',
+                  description:
+                    'When `ferry serve` starts a run: 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first. `<<trigger.scheduled_at>>` holds the tick; a tick is skipped while the previous run of the workflow still runs, and missed ticks are not replayed.',
+                  examples: ['17 3 * * *', '*/30 * * * * *'],
+                },
+                timezone: { type: 'string', default: 'UTC', description: 'The IANA time zone the cron fields are read in.', examples: ['Europe/Berlin'] },
               },
             },
           },

@@ -17,7 +17,7 @@ export interface Workflow {
   steps: Step[];
 }
 
-export type Trigger = ManualTrigger | WebhookTrigger;
+export type Trigger = ManualTrigger | WebhookTrigger | ScheduleTrigger;
 
 export interface ManualTrigger {
   type: 'manual';
@@ -29,6 +29,15 @@ export interface WebhookTrigger {
   path: string;
   secret: CompiledValue | undefined;
   inputs: Record<string, Record<string, unknown>> | undefined;
+}
+
+/** `ferry serve` starts a run at each tick of `cron` (checked by validation) read in `timezone`. */
+export interface ScheduleTrigger {
+  type: 'schedule';
+  /** 5 fields, or 6 with seconds first. */
+  cron: string;
+  /** IANA time zone. @default 'UTC' */
+  timezone: string;
 }
 
 export interface ProviderSettings {

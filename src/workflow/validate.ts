@@ -8,6 +8,7 @@ import { locate, parseSource, readSource, Reporter, sourceData, tooLarge, type S
 import { InputSchemas } from './input-schema.js';
 import { buildWorkflowSchema, type JsonSchema } from './schema.js';
 import { schemaIssues } from './schema-errors.js';
+import { cronProblem, timezoneProblem } from './schedule.js';
 import { DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, parseDuration, type ProviderSettings, type RetryPolicy, type Step, type Trigger, type Workflow } from './types.js';
 import { checkReferences, type Scope } from './references.js';
 import { MAX_FILE_BYTES, MAX_INPUT_SCHEMA_NODES, MAX_LOOP_DEPTH, MAX_STEPS } from '../limits.js';
@@ -204,6 +205,8 @@ function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, co
       const secretScope: Scope = { ...topScope, where: 'trigger' };
       const secret = trig.secret === undefined ? undefined : compileAt(walk, trig.secret, ['triggers', i, 'secret'], secretScope);
       triggers.push({ type: 'webhook', path: hookPath, secret, inputs });
+    } else if (trig.type === 'schedule') {
+      triggers.push(scheduleTrigger(trig, ['triggers', i], triggersData, walk));
     }
   });
 
@@ -233,6 +236,24 @@ function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, co
     timeoutMs: durationOr(data.timeout, DEFAULT_TIMEOUT_MS),
     steps,
   };
+}
+
+/** A schedule trigger, its cron and zone checked; a scheduled run has no inputs, so every declared one needs a default. */
+function scheduleTrigger(trig: Record<string, unknown>, p: YamlPath, triggersData: unknown[], walk: Walk): Trigger {
+  const cron = str(trig.cron) ?? '';
+  const timezone = str(trig.timezone) ?? 'UTC';
+  const cronIssue = typeof trig.cron === 'string' ? cronProblem(cron) : undefined;
+  if (cronIssue) walk.report.at([...p, 'cron'], 'FERRY_SCHEDULE_CRON', `cron \`${cron}\`: ${cronIssue}`);
+  const zoneIssue = typeof trig.timezone === 'string' ? timezoneProblem(timezone) : undefined;
+  if (zoneIssue) walk.report.at([...p, 'timezone'], 'FERRY_SCHEDULE_TIMEZONE', `timezone ${zoneIssue}`);
+  // Said once, at the first schedule trigger.
+  const first = triggersData.findIndex((t) => obj(t).type === 'schedule') === p[1];
+  const declared = first ? obj(triggersData.map(obj).find((t) => t.inputs !== undefined)?.inputs) : {};
+  const required = Object.entries(declared).filter(([, schema]) => !('default' in obj(schema))).map(([name]) => `\`${name}\``);
+  if (required.length > 0) {
+    walk.report.at([...p, 'type'], 'FERRY_SCHEDULE_INPUTS', `a scheduled run starts without inputs, and ${required.length === 1 ? `input ${required[0]} has` : `inputs ${required.join(', ')} have`} no \`default\`: give ${required.length === 1 ? 'it' : 'each'} a default, or read \`<<trigger.scheduled_at>>\` instead`);
+  }
+  return { type: 'schedule', cron, timezone };
 }
 
 function checkInputSchemas(inputs: Record<string, unknown>, p: YamlPath, walk: Walk): void {

@@ -46,6 +46,8 @@ const isSchemaLevel = (code: string): boolean => code.startsWith('FERRY_SCHEMA')
 const isSemantic = (code: string): boolean =>
   code.startsWith('FERRY_REF_') ||
   code.startsWith('FERRY_TEMPLATE_') ||
+  // Cron fields and time zones are checked by croner and Intl, which JSON Schema cannot call.
+  code.startsWith('FERRY_SCHEDULE_') ||
   ['FERRY_STEP_DUPLICATE', 'FERRY_TRIGGER_DUPLICATE', 'FERRY_LOOP_AS_RESERVED', 'FERRY_INPUT_SCHEMA'].includes(code);
 const isYaml = (code: string): boolean => code.startsWith('FERRY_YAML_');
 

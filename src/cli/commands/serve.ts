@@ -8,7 +8,8 @@ import { envSecrets } from '../../engine/secrets.js';
 import { createHandler } from '../../server/handler.js';
 import { listen } from '../../server/listen.js';
 import type { ServedWorkflow } from '../../server/handler.js';
-import { isLoopback, loadRoutes } from '../../server/routes.js';
+import { isLoopback, loadRoutes, type LoadedRoutes } from '../../server/routes.js';
+import { Scheduler, scheduledOf } from '../../server/schedules.js';
 import { RunManager } from '../../server/runs.js';
 import { resolveStateDir } from '../../store/paths.js';
 import type { CommandIO } from '../io.js';
@@ -101,7 +102,8 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: S
     io.stderr(`ferry serve: ${plural(loaded.issues.length, 'problem')} in ${dir}; not starting\n`);
     return 2;
   }
-  if (loaded.routes.length === 0) throw new UsageError(`no workflow in ${dir} has a webhook trigger; nothing to serve`);
+  const scheduled = scheduledOf(loaded.served);
+  if (loaded.routes.length === 0 && scheduled.length === 0) throw new UsageError(`no workflow in ${dir} has a webhook or schedule trigger; nothing to serve`);
   for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
   // Every served workflow's accounts get their scopes now: two workflows naming one account
   // with different limits both run at the stricter from the first call, and it is said once.
@@ -110,7 +112,7 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: S
   for (const warning of limitConflicts(uses)) io.stderr(`warning: ${warning}\n`);
 
   const log = (line: string): void => io.stderr(`${line}\n`);
-  if (pool) return servePool(pool, { dir, host, port, maxRuns, values }, loaded, io);
+  if (pool) return servePool(pool, { dir, host, port, maxRuns, values }, loaded, scheduled, io);
   const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
   const runs = new RunManager({
     stateDir,
@@ -128,17 +130,19 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: S
   const listener = await listen({ handler: createHandler({ routes: loaded.routes, runs, apiToken, inputs: ferry.inputs }), host, port, log });
   if (resumed.length > 0) log(`resuming ${plural(resumed.length, 'run')} accepted before the last stop: ${resumed.join(', ')}`);
   runs.start();
-  const width = Math.max(...loaded.routes.map((r) => r.path.length));
-  log(`ferry serve: ${plural(loaded.routes.length, 'webhook')} from ${dir}`);
-  for (const r of loaded.routes) log(`  POST ${r.path.padEnd(width)}  -> ${r.served.workflow.name} (${r.served.file})${r.secret === undefined ? '  [unsigned]' : ''}`);
+  const scheduler = new Scheduler({ served: scheduled, ticks: runs, log });
+  logServed(log, dir, loaded, scheduler);
   log(`  GET  /healthz`);
   log(`  GET  /runs/<id>  ${apiToken ? 'with Authorization: Bearer <FERRY_API_TOKEN>' : 'off (set FERRY_API_TOKEN to turn it on)'}`);
   log(`listening on ${listener.url} (state ${path.relative(io.cwd, stateDir) || '.'}, at most ${maxRuns} runs at once)`);
+  scheduler.start();
 
   const signal = io.signal;
   if (!signal) return new Promise<number>(() => undefined); // embedded without a signal: serve until the process ends
   if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
 
+  // The schedule stops at once: no tick starts a run from here on.
+  await scheduler.stop();
   const waiting = runs.waiting;
   log(`ferry serve: ${String(signal.reason)}: no new deliveries; stopping ${plural(runs.running, 'running run')}, keeping ${plural(waiting, 'waiting run')} for the next start`);
   const closed = listener.close();
@@ -151,22 +155,34 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: S
   return 0;
 }
 
+/** What the listener serves: one line per webhook route, one per scheduled workflow with its next tick. */
+function logServed(log: (line: string) => void, dir: string, loaded: LoadedRoutes, scheduler: Scheduler): void {
+  const schedules = scheduler.describe();
+  const what = [...(loaded.routes.length > 0 || schedules.length === 0 ? [plural(loaded.routes.length, 'webhook')] : []), ...(schedules.length > 0 ? [plural(schedules.length, 'scheduled workflow')] : [])];
+  log(`ferry serve: ${what.join(' and ')} from ${dir}`);
+  const width = Math.max(0, ...loaded.routes.map((r) => r.path.length));
+  for (const r of loaded.routes) log(`  POST ${r.path.padEnd(width)}  -> ${r.served.workflow.name} (${r.served.file})${r.secret === undefined ? '  [unsigned]' : ''}`);
+  for (const line of schedules) log(line);
+}
+
 /**
  * The listener in a backend's pool: deliveries are deduplicated, recorded and queued in
  * Redis, and this process also works as one of the pool's workers.
  */
-async function servePool(pool: Pool, { dir, host, port, maxRuns }: ServeOptions, loaded: Awaited<ReturnType<typeof loadRoutes>>, io: CommandIO): Promise<number> {
+async function servePool(pool: Pool, { dir, host, port, maxRuns }: ServeOptions, loaded: LoadedRoutes, scheduled: ServedWorkflow[], io: CommandIO): Promise<number> {
   const log = (line: string): void => io.stderr(`${line}\n`);
   const runs = new PoolRuns(pool, { redactor: io.redactor, served: loaded.served });
   await pool.work({ runs: maxRuns, log });
   const listener = await listen({ handler: createHandler({ routes: loaded.routes, runs, apiToken: io.env.FERRY_API_TOKEN || undefined, inputs: pool.ferry.inputs }), host, port, log });
-  const width = Math.max(...loaded.routes.map((r) => r.path.length));
-  log(`ferry serve: ${plural(loaded.routes.length, 'webhook')} from ${dir}`);
-  for (const r of loaded.routes) log(`  POST ${r.path.padEnd(width)}  -> ${r.served.workflow.name} (${r.served.file})${r.secret === undefined ? '  [unsigned]' : ''}`);
+  // Every process of the pool fires the schedule; the tick's claim in Redis lets one run start.
+  const scheduler = new Scheduler({ served: scheduled, ticks: runs, log });
+  logServed(log, dir, loaded, scheduler);
   log(`listening on ${listener.url} (pool ${pool.backend.label}, at most ${maxRuns} runs at once here)`);
+  scheduler.start();
   const signal = io.signal;
   if (!signal) return new Promise<number>(() => undefined);
   if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+  await scheduler.stop();
   log(`ferry serve: ${String(signal.reason)}: no new deliveries; runs of this process go back to the pool`);
   const closed = listener.close();
   await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref())]);
