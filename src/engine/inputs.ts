@@ -9,10 +9,9 @@ import type { TriggerData } from '../types.js';
  * owns one (`ferry.inputs`), so that its validators live and die with it.
  */
 export class InputChecker {
-  // `validateSchema: false`: loading the workflow checked every input schema against the
-  // meta-schema (workflow/input-schema.ts); checking again here would compile the meta-schema
-  // (some 25 ms) in every process that starts a run with inputs.
-  // Made at the first workflow with inputs: a run without any makes no Ajv.
+  // Made at the first workflow with inputs: a run without any makes no Ajv. `validateSchema:
+  // false`: loading the workflow checked every input schema against the meta-schema
+  // (workflow/input-schema.ts); checking again would compile the meta-schema (some 25 ms).
   #ajv: Ajv | undefined;
   readonly #validators = new WeakMap<object, ValidateFunction>();
 
