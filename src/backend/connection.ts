@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { FerryError, UsageError } from '../errors.js';
+import { maskUrl } from './url.js';
+
+// Kept here for callers that import them with the connection; ./url.js loads no Redis client.
+export { backendUrl, maskUrl } from './url.js';
 
 /**
  * The Redis a pool of ferry processes shares (DESIGN.md §7): one command connection per
@@ -32,23 +36,6 @@ export interface OpenBackendOptions {
   connectTimeoutMs?: number;
   /** Key prefix. @default 'ferry' */
   prefix?: string;
-}
-
-/** The backend URL a command uses: `--backend`, else FERRY_BACKEND, else none (one process). */
-export function backendUrl(flag: string | undefined, env: Record<string, string | undefined>): string | undefined {
-  const url = flag ?? env.FERRY_BACKEND;
-  return url === undefined || url.trim() === '' ? undefined : url.trim();
-}
-
-/** The URL with its password (and user) masked. */
-export function maskUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url.replace(/\/\/[^@/]*@/, '//***@');
-  }
 }
 
 /**

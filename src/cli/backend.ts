@@ -13,7 +13,7 @@ import type { Workflow } from '../workflow/types.js';
 import type { CommandIO } from './io.js';
 import { printSummary } from './output.js';
 import { startProgress } from './progress.js';
-import { backendUrl } from '../backend/connection.js';
+import { backendUrl } from '../backend/url.js';
 
 /** The backend URL of a command (`--backend`, else FERRY_BACKEND), or none. */
 export function commandBackend(values: Record<string, unknown>, io: CommandIO): string | undefined {

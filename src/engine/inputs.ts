@@ -9,7 +9,10 @@ import type { TriggerData } from '../types.js';
  * owns one (`ferry.inputs`), so that its validators live and die with it.
  */
 export class InputChecker {
-  readonly #ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true, verbose: true });
+  // Made at the first workflow with inputs: a run without any makes no Ajv. `validateSchema:
+  // false`: loading the workflow checked every input schema against the meta-schema
+  // (workflow/input-schema.ts); checking again would compile the meta-schema (some 25 ms).
+  #ajv: Ajv | undefined;
   readonly #validators = new WeakMap<object, ValidateFunction>();
 
   /**
@@ -29,7 +32,7 @@ export class InputChecker {
     let validate = this.#validators.get(declared);
     if (!validate) {
       const required = Object.entries(declared).filter(([, s]) => !('default' in s)).map(([k]) => k);
-      validate = this.#ajv.compile({ type: 'object', properties: declared, required, additionalProperties: false });
+      validate = (this.#ajv ??= new Ajv({ allErrors: false, strict: false, useDefaults: true, verbose: true, validateSchema: false })).compile({ type: 'object', properties: declared, required, additionalProperties: false });
       this.#validators.set(declared, validate);
     }
     const copy = { ...inputs };

@@ -1,6 +1,7 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { ActionInputError } from '../errors.js';
+import { actionInputValidators, validateDraft07, type StandaloneValidator } from '../workflow/validators.generated.js';
 import type { ActionDefinition, ProviderDefinition } from './define.js';
 
 // ajv-formats is CommonJS: its module.exports is the plugin function, which TypeScript's
@@ -25,11 +26,9 @@ export interface RegisteredAction {
 export class Registry {
   readonly #providers = new Map<string, ProviderDefinition>();
   readonly #actions = new Map<string, RegisteredAction>();
-  readonly #ajv: Ajv;
+  #ajv: Ajv | undefined;
 
   constructor(providers: readonly ProviderDefinition[] = []) {
-    this.#ajv = new Ajv({ allErrors: true, strict: false });
-    addFormats(this.#ajv);
     for (const provider of providers) this.register(provider);
   }
 
@@ -40,17 +39,34 @@ export class Registry {
       const fullName = `${provider.name}.${definition.name}`;
       // Compiled on first use: `ferry validate` checks inputs through the workflow schema
       // and never pays for these.
-      let validate: ValidateFunction | undefined;
-      let validateProperties: ValidateFunction | undefined;
+      let validate: StandaloneValidator | undefined;
+      let validateProperties: StandaloneValidator | undefined;
       this.#actions.set(fullName, {
         fullName,
         provider,
         definition,
-        check: (input) => checkInput(fullName, (validate ??= this.#ajv.compile(definition.input)), definition, input),
+        check: (input) => checkInput(fullName, (validate ??= this.#compile(definition.input)), definition, input),
         checkLiterals: (literal, templated) =>
-          literalProblems(definition, literal, templated, (picked) => (validateProperties ??= this.#ajv.compile({ type: 'object', properties: definition.input.properties ?? {} }))(picked)),
+          literalProblems(definition, literal, templated, (picked) => (validateProperties ??= this.#compile({ type: 'object', properties: definition.input.properties ?? {} }))(picked)),
       });
     }
+  }
+
+  /**
+   * An input schema, compiled. The build compiles the built-in actions' schemas
+   * (scripts/validators.mjs): a schema with exactly the text of one of them uses it, and a
+   * process that runs only built-in actions never makes an Ajv. Any other schema is checked
+   * against the draft-07 meta-schema (by its generated validator: Ajv would compile the
+   * meta-schema first, some 25 ms) and compiled here.
+   */
+  #compile(schema: ActionDefinition['input']): StandaloneValidator {
+    const built = actionInputValidators.get(JSON.stringify(schema));
+    if (built) return built;
+    // `validateSchema: false`: checked here, as Ajv would, without compiling the meta-schema.
+    const ajv = (this.#ajv ??= addFormats(new Ajv({ allErrors: true, strict: false, validateSchema: false })));
+    const ok = schema.$schema === undefined ? validateDraft07(schema) : ajv.validateSchema(schema) === true;
+    if (!ok) throw new Error(`schema is invalid: ${ajv.errorsText(schema.$schema === undefined ? validateDraft07.errors : ajv.errors)}`);
+    return ajv.compile(schema);
   }
 
   action(fullName: string): RegisteredAction | undefined {
@@ -70,7 +86,7 @@ export class Registry {
   }
 }
 
-function checkInput(fullName: string, validate: ValidateFunction, definition: ActionDefinition, input: unknown): unknown {
+function checkInput(fullName: string, validate: StandaloneValidator, definition: ActionDefinition, input: unknown): unknown {
   if (!validate(input)) {
     const error = validate.errors?.[0];
     const field = error ? fieldOf(error) : '';

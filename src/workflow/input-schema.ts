@@ -10,7 +10,8 @@ export class InputSchemas {
   // passes here also compiles when a run starts. `logger: false`: a validator prints nothing.
   // `validateSchema: false`: checkSchema has checked the schema against the meta-schema, with
   // this Ajv or with validateDraft07, which scripts/validators.mjs generates with these options.
-  readonly #ajv = new Ajv({ allErrors: true, strict: false, logger: false, validateSchema: false });
+  // Made when a schema needs it (a `$schema` or a `$ref`): most files never do.
+  #ajv: Ajv | undefined;
   // Verdicts by schema text: the same input schema in many files (or in both triggers of
   // one) is compiled once; compiling costs a millisecond or two per schema.
   readonly #verdicts = new Map<string, string | undefined>();
@@ -24,19 +25,19 @@ export class InputSchemas {
       return v;
     });
     if (exact && this.#verdicts.has(key)) return this.#verdicts.get(key);
-    const verdict = checkSchema(schema, this.#ajv);
+    const verdict = checkSchema(schema, () => (this.#ajv ??= new Ajv({ allErrors: true, strict: false, logger: false, validateSchema: false })));
     if (exact) this.#verdicts.set(key, verdict);
     return verdict;
   }
 }
 
-function checkSchema(schema: Record<string, unknown>, ajv: Ajv): string | undefined {
+function checkSchema(schema: Record<string, unknown>, ajvOf: () => Ajv): string | undefined {
   // Without `$schema` Ajv checks against draft-07, whose validator the build generates:
   // compiling the meta-schema here takes as long as validating a dozen files.
   if (schema.$schema === undefined) {
     if (!validateDraft07(schema)) return describeMetaErrors(schema, validateDraft07.errors ?? []);
-  } else if (ajv.validateSchema(schema) !== true) {
-    return describeMetaErrors(schema, ajv.errors ?? []);
+  } else if (ajvOf().validateSchema(schema) !== true) {
+    return describeMetaErrors(schema, ajvOf().errors ?? []);
   }
   // Once the meta-schema accepts it, compiling fails only on a `$ref` (or an `$id`) Ajv
   // cannot resolve or a regular expression it cannot build. Compiling costs a millisecond
@@ -44,7 +45,7 @@ function checkSchema(schema: Record<string, unknown>, ajv: Ajv): string | undefi
   const plain = withoutReferences(schema);
   if (plain !== 'references') return plain;
   try {
-    ajv.compile(schema);
+    ajvOf().compile(schema);
     return undefined;
   } catch (error) {
     const ref = /can't resolve reference (\S+)/.exec((error as Error).message)?.[1];

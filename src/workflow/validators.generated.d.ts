@@ -12,3 +12,10 @@ export declare const validateWorkflow: StandaloneValidator;
 
 /** The JSON Schema draft-07 meta-schema, compiled with the options of input-schema.ts. */
 export declare const validateDraft07: StandaloneValidator;
+
+/**
+ * Validators of the built-in actions' input schemas (and of the properties-only schemas their
+ * `checks` use), compiled with the options of src/providers/registry.ts, by the schema's
+ * `JSON.stringify` text.
+ */
+export declare const actionInputValidators: ReadonlyMap<string, StandaloneValidator>;

@@ -13,7 +13,9 @@ const schemas = new InputSchemas();
 const inputSchemaProblem = (schema: Record<string, unknown>) => schemas.problem(schema);
 import { parseSource, sourceData } from '../../src/workflow/load.js';
 import { validateSource, WORKFLOW_AJV_OPTIONS, WorkflowCompiler, workflowSchema } from '../../src/workflow/validate.js';
-import { validateDraft07, validateWorkflow } from '../../src/workflow/validators.generated.js';
+import { actionInputValidators, validateDraft07, validateWorkflow } from '../../src/workflow/validators.generated.js';
+import { defineAction, defineProvider } from '../../src/providers/define.js';
+import { ActionInputError } from '../../src/errors.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -137,5 +139,30 @@ describe('a registry with other actions', () => {
     const text = 'name: only-core\nsteps:\n  - id: hello\n    action: core.log\n    with: { message: hi }\n  - id: amp\n    action: amplitude.identify_user\n    with: { user_id: u1 }\n';
     expect(validateSource('only-core.yaml', text, builtinRegistry()).issues).toEqual([expect.objectContaining({ line: 7, col: 13, code: 'FERRY_PROVIDER_MISSING' })]);
     expect(validateSource('only-core.yaml', text, coreOnly).issues).toEqual([expect.objectContaining({ line: 7, col: 13, code: 'FERRY_UNKNOWN_ACTION' })]);
+  });
+});
+
+describe('the built-in actions\' input validators generated at build time', () => {
+  const actions = builtinProviders.flatMap((p) => p.actions.map((a) => [`${p.name}.${a.name}`, a] as const));
+  // The options of src/providers/registry.ts.
+  const runtime = new Ajv({ allErrors: true, strict: false });
+
+  it.each(actions)('%s has one, which gives the errors a run-time compiled validator gives', (_name, action) => {
+    const built = actionInputValidators.get(JSON.stringify(action.input));
+    expect(built).toBeDefined();
+    const compiled = runtime.compile(action.input);
+    for (const input of [{}, { message: 'hi' }, { message: 'hi', level: 'loud' }, { user_id: 5 }, { url: 'https://x', method: 'GET' }, 'text', null]) {
+      expect(built!(input)).toBe(compiled(input));
+      expect(built!.errors ?? null).toStrictEqual(compiled.errors ?? null);
+    }
+  });
+
+  it('leaves other actions to Ajv at first use, which still rejects a schema the meta-schema does not accept', () => {
+    const odd = defineAction({ name: 'odd', description: 'x', input: { type: 'object', properties: { n: { type: 'integer', minimum: 2 } } }, output: {}, run: async () => null });
+    const bad = defineAction({ name: 'bad', description: 'x', input: { type: 'object', properties: { n: { type: 'integr' } } }, output: {}, run: async () => null });
+    const registry = new Registry([defineProvider({ name: 'mine', description: 'x', defaults: { concurrency: 1 }, actions: [odd, bad] })]);
+    expect(() => registry.action('mine.odd')!.check({ n: 1 })).toThrow(ActionInputError);
+    expect(registry.action('mine.odd')!.check({ n: 3 })).toEqual({ n: 3 });
+    expect(() => registry.action('mine.bad')!.check({ n: 1 })).toThrow(/schema is invalid: data\/properties\/n\/type must be equal to one of the allowed values/);
   });
 });

@@ -13,7 +13,6 @@ import type { RunSummary, TriggerData } from '../../types.js';
 import type { Workflow } from '../../workflow/types.js';
 import type { CommandIO } from '../io.js';
 import type { Command } from '../run-command.js';
-import { dryRun } from '../dry-run.js';
 import { printSummary } from '../output.js';
 import { startProgress } from '../progress.js';
 import { commandBackend, openPool, queueRun } from '../backend.js';
@@ -105,7 +104,8 @@ async function runOnce(ferry: Ferry, file: string, values: Record<string, unknow
   const limit = parseLimit(values.limit, dry);
   if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
   const { inputs, trigger } = await startValues(values, io);
-  if (dry) return dryRun(workflow, { registry: ferry.registry, inputs, trigger, limit, json: values.json === true, verbose: values.verbose === true }, io);
+  // Loaded only for --dry-run: it answers calls with undici's MockAgent, which a run does not load.
+  if (dry) return (await import('../dry-run.js')).dryRun(workflow, { registry: ferry.registry, inputs, trigger, limit, json: values.json === true, verbose: values.verbose === true }, io);
   // Placeholders stand in for secrets the environment lacks in the sandbox, as in `ferry test`.
   const secrets = envSecrets(io.env, { placeholders: sandboxMode });
   return executeRun(ferry, workflow, { inputs, trigger, secrets, sandbox: sandboxMode, stateDirFlag: values['state-dir'] as string | undefined, values }, io);
