@@ -3,6 +3,7 @@ import { benchBackendBatched, benchTakeover, benchWorkers } from './backend.mjs'
 import { benchBatching, benchUnbatched } from './engine.mjs';
 import { benchJournal } from './journal.mjs';
 import { benchJournalReads } from './journal-reads.mjs';
+import { benchServe } from './serve.mjs';
 import { machine, today, writeSection } from './lib.mjs';
 import { benchExportRss, benchLoopRss } from './rss.mjs';
 import { benchValidate } from './validate.mjs';
@@ -162,3 +163,5 @@ Two \`ferry worker\` processes (\`--takeover ${r.takeover}\`, the default); the 
 | **${ms(r.medianMs)}** | ${r.times.map((t) => ms(t)).join(', ')} |
 `);
 }
+
+if (want('serve')) await benchServe(); // writes its own section: three servers, rounds interleaved
