@@ -5,7 +5,7 @@ import { FileJournal, type JournalEntry, type RunJournal, type RunMode } from '.
 import { acquireRunLock, type RunLock } from '../store/lock.js';
 import { JOURNAL_FILE, runDir } from '../store/paths.js';
 import type { DurableRecorder } from '../store/durable.js';
-import type { RunRecord } from '../store/record.js';
+import { startRecord, type RunRecord } from '../store/record.js';
 import { FerryError } from '../errors.js';
 import type { Workflow } from '../workflow/types.js';
 import { RunEvents, type RunListener } from './events.js';
@@ -151,6 +151,8 @@ class Session implements RunSession {
   #reopen = false;
   /** The journal's size when this session's run was read or recorded; checked once the lock is held. */
   #journalBytes: number | undefined;
+  /** The record of a run recorded durably, carried on by its journal when it runs. */
+  #startRecord: RunRecord | undefined;
 
   constructor(workflow: Workflow, options: RunSessionOptions, resume: ResumeState | undefined) {
     this.#workflow = workflow;
@@ -213,7 +215,10 @@ class Session implements RunSession {
     }
     const started = runStartedEvent(this.#prepared, options.annotations);
     if (stateDir !== undefined && durable) {
-      this.#journalBytes = await durable.record(this.runId, workflow.source, journalEntryOf(started) as Extract<JournalEntry, { t: 'run' }>, options.redactor);
+      const entry = journalEntryOf(started) as Extract<JournalEntry, { t: 'run' }>;
+      this.#journalBytes = await durable.record(this.runId, workflow.source, entry, options.redactor);
+      // The recorder writes no run.json: the journal writes it at the `resume` entry from this.
+      this.#startRecord = startRecord(entry, this.#journalBytes);
       this.#reopen = true;
     } else if (stateDir !== undefined) {
       this.#lock ??= acquireRunLock(stateDir, this.runId);
@@ -266,7 +271,7 @@ class Session implements RunSession {
       if (this.#journalBytes !== undefined && statSync(file).size !== this.#journalBytes) {
         throw new FerryError('FERRY_RUN_BUSY', `run ${this.runId} was taken up by another runner while it waited here (\`ferry retry\`?); it is not run again`);
       }
-      const record = 'record' in this.#options ? (this.#options as ResumeRunOptions).record : undefined;
+      const record = 'record' in this.#options ? (this.#options as ResumeRunOptions).record : this.#startRecord;
       this.#attachFile(new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}) }));
     } catch (error) {
       this.#release();

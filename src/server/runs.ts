@@ -111,6 +111,9 @@ export class RunManager implements RunsService, TickService {
     const now = this.#now();
     for (const s of served) for (const value of Object.values(s.secrets)) this.#options.redactor.add(value);
     await mkdir(runsDir(this.#options.stateDir), { recursive: true, mode: 0o700 });
+    // Run folders a crash took after their delivery was answered come back from the accepted log first.
+    const restored = await this.#recorder.restore();
+    if (restored.length > 0) this.#options.log(`restored ${restored.length === 1 ? 'run' : 'runs'} ${restored.join(', ')} from the accepted log (their folders were lost or torn in a crash)`);
     const ids = (await readdir(runsDir(this.#options.stateDir))).filter(isRunId).sort();
     const resumed: string[] = [];
     for (const id of ids) {
@@ -240,6 +243,7 @@ export class RunManager implements RunsService, TickService {
     this.#stop.abort(reason);
     this.#waiting.clear();
     await Promise.allSettled([...this.#active.values()]);
+    await this.#recorder.close();
   }
 
   /** What every run is started with: the listener's queues, secrets, state dir and stop. */

@@ -125,7 +125,8 @@ export function isLikelyFerry(pid: number): boolean {
   }
 }
 
-function selfHolder(): LockHolder {
+/** This process as a lock holder: what another process checks with isAlive. */
+export function selfHolder(): LockHolder {
   const start = procStart(process.pid);
   const boot = bootId();
   return {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -204,6 +204,30 @@ describe('run manager', () => {
     await until(() => again.running === 0);
     expect(upstream.seen).toHaveLength(2);
     expect(JSON.parse(await readFile(path.join(stateDir, 'runs', waiting, 'run.json'), 'utf8'))).toMatchObject({ status: 'succeeded', hook: { delivery: 'waiting-2' }, steps: { call: 'succeeded', after: 'succeeded' } });
+  });
+
+  it('resumes at the next open a run whose folder was lost after accept resolved, and still knows its delivery id', async () => {
+    const r = route();
+    const m = manager();
+    await m.open([r.served]);
+    // Not started: the run is accepted and waits, as a run does when the listener dies right after the 202.
+    const { runId } = await m.accept(delivery(r, 7, 'lost-1'));
+    await m.stop('SIGTERM');
+    // A power cut takes what was written but not synced: the run folder. The accepted log keeps the run.
+    await rm(path.join(stateDir, 'runs', runId), { recursive: true });
+
+    const lines: string[] = [];
+    const again = manager(32, lines);
+    expect(await again.open([r.served])).toEqual([runId]);
+    expect(lines.join('\n')).toContain(`restored run ${runId} from the accepted log`);
+    again.start();
+    expect(await again.accept(delivery(r, 7, 'lost-1'))).toEqual({ runId, duplicate: true });
+    await until(() => release.length === 1);
+    expect(upstream.seen.at(-1)?.url).toBe('/7');
+    release.shift()?.();
+    await until(() => again.running === 0);
+    expect(await status(again, runId)).toBe('succeeded');
+    expect((await entries(runId)).map((e) => e.t)).toEqual(['run', 'resume', 'step', 'step', 'end']);
   });
 
   it('refuses a maxRuns that is not a positive integer', () => {
