@@ -23,7 +23,7 @@ export async function runAction(step: ActionStep, scope: ItemScope, run: Run, ca
     throw error;
   }
   const checked = shared.registered.check(input);
-  return shared.registered.definition.run(checked, new CallContext(shared, run, scope.item, calls));
+  return shared.registered.definition.run(checked, new CallContext(shared, run, scope.item, calls, scope.feed));
 }
 
 function stepRuntime(step: ActionStep, run: Run): StepRuntime {
