@@ -10,7 +10,7 @@ import { MAX_TIMER_MS } from './timers.js';
 export interface BatchSettings {
   /** Coalesce concurrent calls; false sends each item in its own request. */
   enabled: boolean;
-  /** How long the first item of a batch waits for company, in ms. */
+  /** The longest the first item of a batch waits for company, in ms (it leaves sooner when no item can join). */
   windowMs: number;
   /** Cap below the API's own limit. */
   maxItems: number | undefined;
