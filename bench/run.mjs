@@ -54,13 +54,13 @@ ${r.rows.flatMap((x) => [
   line(x, 'hand-written, unbatched, 16 in flight', x.hand, x.hand, 'hand-written'),
   line(x, 'concurrency 16, default batching', x.wide, x.hand, 'hand-written'),
   line(x, 'concurrency 16, default batching', x.wide, x.wideOff, '`batch: false`'),
-  line(x, 'concurrency 16, \`batch: false\`', x.wideOff, x.hand, 'hand-written'),
+  line(x, 'concurrency 16, `batch: false`', x.wideOff, x.hand, 'hand-written'),
   line(x, 'concurrency 1, default batching', x.one, x.oneOff, '`batch: false`'),
   line(x, 'concurrency 1, default batching', x.one, x.hand, 'hand-written'),
-  line(x, 'concurrency 1, \`batch: false\`', x.oneOff, x.hand, 'hand-written'),
+  line(x, 'concurrency 1, `batch: false`', x.oneOff, x.hand, 'hand-written'),
 ]).join('\n')}
 
-A batch leaves as soon as every slot of the loop that feeds it waits on a batch (never later than its window), and an item gives its loop slot to the next item while its batched request is on the wire: at concurrency 16 the loop keeps several batches in flight (max in flight), and at concurrency 1 each item leaves at once and the next item starts while it is on the wire.
+A batch leaves as soon as every slot of the loop that feeds it waits on a batch (never later than its window), and a batch's items lend their loop slots to the next items while its request is on the wire (up to 1024 items of the loop in flight): at concurrency 16 the loop keeps several batches in flight (max in flight), and at concurrency 1 each item leaves at once and the next item starts while it is on the wire.
 `);
 }
 

@@ -38,8 +38,8 @@ interface Pending {
   size: number;
   /** The loop the item came from, told when it waits, when its request leaves and comes back. */
   feed: Feed | undefined;
-  /** Its request is on the wire (it gave its loop slot back). */
-  sent: boolean;
+  /** Its request is on the wire and it lent its loop slot to the next item. */
+  lent: boolean;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
@@ -103,7 +103,7 @@ export class Batcher {
         // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
         size: call.settings.enabled ? spec.sizeOf(item) : 0,
         feed: batched ? feed : undefined,
-        sent: false,
+        lent: false,
         resolve: batched
           ? (value) => {
               feed.unpark();
@@ -210,13 +210,8 @@ export class Batcher {
     let answer: ItemOutcome<unknown>[] | RequestOutcome;
     try {
       answer = await this.queue.add(() => {
-        for (const p of items) {
-          p.stats.attempts++;
-          if (p.feed) {
-            p.sent = true;
-            p.feed.send();
-          }
-        }
+        for (const p of items) p.stats.attempts++;
+        lendSlots(items);
         return spec.send(items.map((p) => p.item), first.call.dispatcher);
       }, first.call.signal);
     } catch (error) {
@@ -224,8 +219,8 @@ export class Batcher {
     }
     let back: Set<Feed> | undefined;
     for (const p of items) {
-      if (!p.sent) continue;
-      p.sent = false;
+      if (!p.lent) continue;
+      p.lent = false;
       (p.feed as Feed).back();
       (back ??= new Set()).add(p.feed as Feed);
     }
@@ -309,5 +304,15 @@ export class Batcher {
       }
       for (const group of joined) this.#wait(group);
     });
+  }
+}
+
+/** Lends the loop slots of a batch's items while it is on the wire: per loop, all its items or none. */
+function lendSlots(items: Pending[]): void {
+  const counts = new Map<Feed, number>();
+  for (const p of items) if (p.feed) counts.set(p.feed, (counts.get(p.feed) ?? 0) + 1);
+  for (const [feed, count] of counts) {
+    if (!feed.lend(count)) continue;
+    for (const p of items) if (p.feed === feed) p.lent = true;
   }
 }

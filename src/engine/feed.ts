@@ -1,9 +1,10 @@
 /**
  * A loop's item slots as a batcher sees them. The loop starts an item while fewer than
- * `concurrency` items hold a slot; an item gives its slot back while its batched request is
- * on the wire (so that the loop starts the next item and the provider's other request slots
- * fill), and takes it again when the answer comes, even beyond `concurrency` (that item is
- * never kept waiting; only new items are).
+ * `concurrency` items hold a slot; a batch's items lend their slots while its request is on the
+ * wire, all or none (so that the loop starts the next items and the provider's other request slots fill),
+ * and takes it back when the answer comes, even beyond `concurrency` (that item is never kept
+ * waiting; only new items are). Lending stops at IN_FLIGHT items of the loop in all: it lets a
+ * small loop keep several batches in flight, never a large one hold more items than it asked.
  *
  * `arriving` is how many of the loop's items could still reach a batcher: items that run
  * (not waiting in a batcher) and free slots the loop will fill. At 0, every slot waits on a
@@ -13,6 +14,10 @@ export class Feed {
   readonly #concurrency: number;
   /** Items holding a slot. */
   #held = 0;
+  /** Items whose batched request is on the wire: they lent their slot. */
+  #lent = 0;
+  /** Items in flight (holding a slot or lent) at most: max(concurrency, IN_FLIGHT). */
+  readonly #limit: number;
   /** Of those, items waiting in a batcher (for a batch, a slot in the queue, a backoff). */
   #parked = 0;
   /** The loop may still start items (its source is not done and the run not stopping). */
@@ -24,16 +29,22 @@ export class Feed {
 
   constructor(concurrency: number) {
     this.#concurrency = concurrency;
+    this.#limit = Math.max(concurrency, IN_FLIGHT);
   }
 
   /** Items of this loop that could still reach a batcher. */
   get arriving(): number {
-    return (this.#open ? Math.max(this.#held, this.#concurrency) : this.#held) - this.#parked;
+    return this.#held + (this.#open ? this.#free : 0) - this.#parked;
+  }
+
+  /** Slots the loop may fill now. */
+  get #free(): number {
+    return Math.max(0, Math.min(this.#concurrency - this.#held, this.#limit - this.#held - this.#lent));
   }
 
   /** Resolves once the loop may start an item (at once when a slot is free). */
   whenFree(): Promise<void> | undefined {
-    if (this.#held < this.#concurrency) return undefined;
+    if (this.#free > 0) return undefined;
     return new Promise((resolve) => {
       this.#wake = resolve;
     });
@@ -66,11 +77,18 @@ export class Feed {
     this.#parked--;
   }
 
-  /** A parked item's request leaves: its slot goes to the next item while it is on the wire. */
-  send(): void {
-    this.#parked--;
-    this.#held--;
+  /**
+   * `count` parked items of one batch leave: their slots go to the next items while they are on
+   * the wire, all or none (a part would start a small batch). False when lending them would take
+   * the loop past its limit: they keep their slots until their answer.
+   */
+  lend(count: number): boolean {
+    if (this.#held + this.#lent + count > this.#limit) return false;
+    this.#parked -= count;
+    this.#held -= count;
+    this.#lent += count;
     this.#freed();
+    return true;
   }
 
   /**
@@ -78,6 +96,7 @@ export class Feed {
    * The batcher calls `changed` once it has settled the answer's items (most run on at once).
    */
   back(): void {
+    this.#lent--;
     this.#held++;
     this.#parked++;
   }
@@ -89,7 +108,7 @@ export class Feed {
 
   #freed(): void {
     const wake = this.#wake;
-    if (wake && this.#held < this.#concurrency) {
+    if (wake && this.#free > 0) {
       this.#wake = undefined;
       wake();
     }
@@ -108,3 +127,10 @@ export class Feed {
     for (const fn of waiting) fn();
   }
 }
+
+/**
+ * How many items a loop with a lower `concurrency` may have in flight while their batches are
+ * on the wire: enough for a loop of 16 to keep 16 request slots busy with batches, and a
+ * bound on memory (a loop of 1024 or more lends nothing: its batches are large already).
+ */
+const IN_FLIGHT = 1024;
