@@ -95,3 +95,45 @@ export async function benchBatching({ items = 100_000, unbatchedItems = 3_000, l
   const singleRate = unbatchedItems / (singleMs / 1000);
   return { items, latency, batchedMs, requests: after.amplitude.requests, identifications: after.amplitude.identifications, unbatchedItems, singleMs, singleRequests: singleStats.amplitude.requests, batchedRate, singleRate, speedup: batchedRate / singleRate };
 }
+
+/**
+ * Bench 3: default batching in ordinary loops (issue 15, point 1). `send_event` loops with the
+ * default `batch:` (5 ms window), loop concurrency 16 / provider 16 and loop concurrency 1,
+ * against the hand-written unbatched loop (p-queue 16) and the same loops with `batch: false`.
+ * Cases interleave within each round; medians of `rounds`. At 20 ms fewer events, so that the
+ * unbatched loops finish in seconds (throughput is what is compared).
+ */
+export async function benchBatchingDefault({ rounds = 3, sizes = { 0: { wide: 20_000, one: 5_000 }, 20: { wide: 4_000, one: 400 } } } = {}) {
+  const rows = [];
+  for (const latency of [0, 20]) {
+    const emu = await startEmulator({ LATENCY_MS: String(latency) });
+    const { wide, one } = sizes[latency];
+    const cases = [
+      { name: 'hand', items: wide, run: (list) => runHandWritten(emu.amplitude, list, 16) },
+      { name: 'wide', items: wide, workflow: eventsWorkflow(emu.amplitude, { concurrency: 16, loopConcurrency: 16, batch: true }) },
+      { name: 'wideOff', items: wide, workflow: eventsWorkflow(emu.amplitude, { concurrency: 16, loopConcurrency: 16, batch: false }) },
+      { name: 'one', items: one, workflow: eventsWorkflow(emu.amplitude, { concurrency: 16, loopConcurrency: 1, batch: true }) },
+      { name: 'oneOff', items: one, workflow: eventsWorkflow(emu.amplitude, { concurrency: 16, loopConcurrency: 1, batch: false }) },
+    ];
+    for (const c of cases) {
+      c.ms = [];
+      c.run ??= (list) => runEngine(c.workflow, list);
+      await c.run(ids(Math.min(c.items, 500))); // warm-up
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const c of cases) {
+        await emu.reset();
+        c.ms.push(await c.run(ids(c.items)));
+        const stats = await emu.stats();
+        if (stats.amplitude.events !== c.items) throw new Error(`${c.name}: ${stats.amplitude.events} of ${c.items} events stored`);
+        c.requests = stats.amplitude.requests;
+        c.maxInFlight = stats.amplitude.maxInFlight;
+      }
+    }
+    await emu.close();
+    const rate = (c) => c.items / (median(c.ms) / 1000);
+    const by = Object.fromEntries(cases.map((c) => [c.name, { items: c.items, ms: median(c.ms), rate: rate(c), requests: c.requests, maxInFlight: c.maxInFlight }]));
+    rows.push({ latency, ...by });
+  }
+  return { rounds, rows };
+}

@@ -23,7 +23,7 @@ export async function runAction(step: ActionStep, scope: ItemScope, run: Run, ca
     throw error;
   }
   const checked = shared.registered.check(input);
-  return shared.registered.definition.run(checked, new CallContext(shared, run, scope.item, calls));
+  return shared.registered.definition.run(checked, new CallContext(shared, run, scope.item, calls, scope.feed));
 }
 
 function stepRuntime(step: ActionStep, run: Run): StepRuntime {
@@ -62,5 +62,8 @@ function batchSettings(config: Record<string, unknown> | undefined): BatchSettin
   return { enabled: true, windowMs: (options.window === undefined ? undefined : parseDuration(options.window)) ?? DEFAULT_BATCH_WINDOW_MS, maxItems: options.max_items };
 }
 
-/** Long enough for a loop's concurrent items to meet, short enough not to be felt. */
+/**
+ * The longest a batch waits for items that could still join it (a loop item still rendering, an
+ * unbatched call of the same loop still on the wire): a batch leaves at once when none can.
+ */
 export const DEFAULT_BATCH_WINDOW_MS = 5;

@@ -4,12 +4,13 @@ import type { BatchSpec, ItemOutcome, RequestOutcome } from '../providers/define
 import type { RetryPolicy } from '../workflow/types.js';
 import type { ProviderQueue } from './queue.js';
 import { decide, failureCode, outcomeOf, stoppedWaiting, waitBeforeRetry, wouldRetry, type CallStats, type Decision, type FailedOutcome } from './retry.js';
+import type { Feed } from './feed.js';
 import { MAX_TIMER_MS } from './timers.js';
 
 export interface BatchSettings {
   /** Coalesce concurrent calls; false sends each item in its own request. */
   enabled: boolean;
-  /** How long the first item of a batch waits for company, in ms. */
+  /** The longest the first item of a batch waits for company, in ms (it leaves sooner when no item can join). */
   windowMs: number;
   /** Cap below the API's own limit. */
   maxItems: number | undefined;
@@ -35,9 +36,19 @@ interface Pending {
   stats: CallStats;
   item: unknown;
   size: number;
+  /** The loop the item came from, told when it waits, when its request leaves and comes back. */
+  feed: Feed | undefined;
+  /** Its request is on the wire and it lent its loop slot to the next item. */
+  lent: boolean;
   resolve(value: unknown): void;
   reject(error: unknown): void;
 }
+
+/**
+ * Why a batch left: it was `full` (items or bytes), every loop that could add to it was
+ * waiting on batches (`idle`), or its `window` ran out. Counted per batcher (Batcher.flushes).
+ */
+export type FlushReason = 'full' | 'idle' | 'window';
 
 /** An item and what its last try came to. */
 interface Failed {
@@ -52,6 +63,10 @@ interface Group {
   items: Pending[];
   bytes: number;
   timer: NodeJS.Timeout | undefined;
+  /** The loops its items came from: it waits while any of them has items that could still join. */
+  feeds: Set<Feed>;
+  /** Flushes it when its loops go idle; one function per group, so a loop holds it once. */
+  whenIdle: () => void;
 }
 
 /**
@@ -67,20 +82,46 @@ export class Batcher {
   // A run's settings object is made once per step, so it keys the groups as it is.
   readonly #groups = new WeakMap<Dispatcher, WeakMap<BatchSettings, Map<string, Group>>>();
 
+  /** Batches sent so far, by why they left. */
+  readonly flushes: Record<FlushReason, number> = { full: 0, idle: 0, window: 0 };
+
   constructor(readonly queue: ProviderQueue) {}
 
-  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, call: BatchCall, stats: CallStats): Promise<Result> {
+  /**
+   * Sends `item` in a batch and resolves with its own result. `feed` is the loop the call
+   * comes from (none for a step outside loops): a batch leaves as soon as none of its loops
+   * has an item that could still join, at the latest when its window ends.
+   */
+  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, call: BatchCall, stats: CallStats, feed?: Feed): Promise<Result> {
     return new Promise<Result>((resolve, reject) => {
+      // Unbatched, an item is its own request and keeps its loop slot, as with any call.
+      const batched = call.settings.enabled && feed !== undefined;
       const pending: Pending = {
         call,
         stats,
         item,
         // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
         size: call.settings.enabled ? spec.sizeOf(item) : 0,
-        resolve: resolve as (v: unknown) => void,
-        reject,
+        feed: batched ? feed : undefined,
+        lent: false,
+        resolve: batched
+          ? (value) => {
+              feed.unpark();
+              resolve(value as Result);
+            }
+          : (resolve as (v: unknown) => void),
+        reject: batched
+          ? (error) => {
+              feed.unpark();
+              reject(error);
+            }
+          : reject,
       };
+      // Parked before it joins, so that its own group sees it waiting; other batches this
+      // loop feeds are told after, once it is in its group.
+      pending.feed?.park();
       this.#enqueue(spec as BatchSpec<unknown, unknown>, pending);
+      pending.feed?.changed();
     });
   }
 
@@ -98,35 +139,68 @@ export class Batcher {
     }
     let group = byKey.get(spec.key);
     if (!group) {
-      group = { spec, settings, dispatcher, items: [], bytes: 0, timer: undefined };
+      const made: Group = { spec, settings, dispatcher, items: [], bytes: 0, timer: undefined, feeds: new Set(), whenIdle: () => this.#flushIfIdle(made) };
+      group = made;
       byKey.set(spec.key, group);
     }
     return group;
   }
 
   #enqueue(spec: BatchSpec<unknown, unknown>, pending: Pending): void {
+    const group = this.#join(spec, pending);
+    if (group) this.#wait(group);
+  }
+
+  /** Puts the item in its group (flushing the group when full); returns the group unless it left. */
+  #join(spec: BatchSpec<unknown, unknown>, pending: Pending): Group | undefined {
     // Unbatched, an item is its own request: no group, no window.
     if (!pending.call.settings.enabled) {
       void this.#dispatch(spec, [pending]);
-      return;
+      return undefined;
     }
     const group = this.#group(spec, pending);
     const { settings } = group;
-    if (group.items.length > 0 && group.bytes + pending.size > spec.maxBytes) this.#flush(group);
+    if (group.items.length > 0 && group.bytes + pending.size > spec.maxBytes) this.#flush(group, 'full');
     group.items.push(pending);
     group.bytes += pending.size;
+    if (pending.feed) group.feeds.add(pending.feed);
     const limit = Math.max(1, Math.min(spec.maxItems, settings.maxItems ?? spec.maxItems));
-    if (group.items.length >= limit) this.#flush(group);
-    else group.timer ??= setTimeout(() => this.#flush(group), Math.min(settings.windowMs, MAX_TIMER_MS));
+    if (group.items.length < limit) return group;
+    this.#flush(group, 'full');
+    return undefined;
   }
 
-  #flush(group: Group): void {
+  /** Flushes the group now if no item can join it, else at the end of its window at the latest. */
+  #wait(group: Group): void {
+    if (this.#flushIfIdle(group)) group.timer ??= setTimeout(() => this.#flush(group, 'window'), Math.min(group.settings.windowMs, MAX_TIMER_MS));
+  }
+
+  /**
+   * Flushes `group` when no item can join it any more: each of its loops has every item that
+   * holds a slot waiting on a batcher and no slot left to start one. Otherwise asks the first
+   * loop that could still add items to call back when it goes idle, and returns true.
+   */
+  #flushIfIdle(group: Group): boolean {
+    if (group.items.length === 0) return false;
+    for (const feed of group.feeds) {
+      if (feed.arriving > 0) {
+        feed.whenIdle(group.whenIdle);
+        return true;
+      }
+    }
+    this.#flush(group, 'idle');
+    return false;
+  }
+
+  #flush(group: Group, reason: FlushReason): void {
     clearTimeout(group.timer);
     group.timer = undefined;
     const items = group.items;
     if (items.length === 0) return;
     group.items = [];
     group.bytes = 0;
+    group.feeds.clear();
+    this.flushes[reason]++;
     void this.#dispatch(group.spec, items);
   }
 
@@ -137,11 +211,26 @@ export class Batcher {
     try {
       answer = await this.queue.add(() => {
         for (const p of items) p.stats.attempts++;
+        lendSlots(items);
         return spec.send(items.map((p) => p.item), first.call.dispatcher);
       }, first.call.signal);
     } catch (error) {
       answer = outcomeOf(error);
     }
+    let back: Set<Feed> | undefined;
+    for (const p of items) {
+      if (!p.lent) continue;
+      p.lent = false;
+      (p.feed as Feed).back();
+      (back ??= new Set()).add(p.feed as Feed);
+    }
+    this.#answer(spec, items, answer);
+    // Settled items run on; ones that wait for a retry may leave their loop with none that can join a batch.
+    if (back) for (const feed of back) feed.changed();
+  }
+
+  /** Settles each item by the answer: its result, a retry, a split or its failure. */
+  #answer(spec: BatchSpec<unknown, unknown>, items: Pending[], answer: ItemOutcome<unknown>[] | RequestOutcome): void {
     if (Array.isArray(answer) && answer.length !== items.length) {
       answer = { kind: 'final', error: new ProviderError(this.queue.provider, `batch answer has ${answer.length} results for ${items.length} items`) };
     }
@@ -203,11 +292,27 @@ export class Batcher {
     if (!wait) return;
     const started = Date.now();
     void waitBeforeRetry(wait.decision, this.queue, wait.outcome, (again[0] as Failed).p.call.signal).then(() => {
+      // Items that waited together join their batches together, before any of them may leave.
+      const joined = new Set<Group>();
       for (const { p, outcome } of again) {
         p.stats.waitedMs += Date.now() - started;
         if (p.call.signal.aborted) p.reject(stoppedWaiting(this.queue.provider, outcome.error));
-        else this.#enqueue(spec, p);
+        else {
+          const group = this.#join(spec, p);
+          if (group) joined.add(group);
+        }
       }
+      for (const group of joined) this.#wait(group);
     });
+  }
+}
+
+/** Lends the loop slots of a batch's items while it is on the wire: per loop, all its items or none. */
+function lendSlots(items: Pending[]): void {
+  const counts = new Map<Feed, number>();
+  for (const p of items) if (p.feed) counts.set(p.feed, (counts.get(p.feed) ?? 0) + 1);
+  for (const [feed, count] of counts) {
+    if (!feed.lend(count)) continue;
+    for (const p of items) if (p.feed === feed) p.lent = true;
   }
 }

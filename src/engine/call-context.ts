@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import type { ActionContext, BatchDeclaration, CallOptions, BatchSpec, BatchVariant } from '../providers/define.js';
 import type { CallSummary, LogLevel } from '../types.js';
 import { confineDataPath } from './data-paths.js';
+import type { Feed } from './feed.js';
 import { callWithRetry, type CallStats } from './retry.js';
 import type { Run, StepRuntime } from './state.js';
 
@@ -12,12 +13,15 @@ export class CallContext implements ActionContext {
   readonly #run: Run;
   readonly #calls: CallSummary;
   readonly item: readonly number[];
+  /** The innermost loop the call runs in, if any: its batches flush when that loop can add no item. */
+  readonly #feed: Feed | undefined;
 
-  constructor(shared: StepRuntime, run: Run, item: readonly number[], calls: CallSummary) {
+  constructor(shared: StepRuntime, run: Run, item: readonly number[], calls: CallSummary, feed?: Feed) {
     this.#shared = shared;
     this.#run = run;
     this.item = item;
     this.#calls = calls;
+    this.#feed = feed;
   }
 
   get config(): Record<string, unknown> {
@@ -72,7 +76,7 @@ export class CallContext implements ActionContext {
     const run = this.#run;
     shared.batchCall ??= { settings: shared.batch, dispatcher: run.dispatcherFor(shared.provider), policy: shared.policy, maxWaitMs: shared.maxWaitMs, signal: run.signal };
     try {
-      return await run.limiter.batcher(shared.queue).add(spec, entry, shared.batchCall, stats);
+      return await run.limiter.batcher(shared.queue).add(spec, entry, shared.batchCall, stats, this.#feed);
     } finally {
       addStats(this.#calls, stats);
     }

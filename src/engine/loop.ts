@@ -5,6 +5,7 @@ import type { LoopStep, Step } from '../workflow/types.js';
 import type { InnerStepSummary } from '../types.js';
 import { confineDataPath } from './data-paths.js';
 import { stepKey } from './resume.js';
+import { Feed } from './feed.js';
 import { fingerprint, readItems, sourceChange, sourceChangedError, type SourceFingerprint } from './sources.js';
 import { interruption, type ItemScope, type Run } from './state.js';
 
@@ -12,7 +13,8 @@ import { interruption, type ItemScope, type Run } from './state.js';
 export type RunItem = (steps: readonly Step[], scope: ItemScope, run: Run) => Promise<void>;
 
 /**
- * Runs a loop's items, `step.concurrency` at a time, each through `runItem`: from an array
+ * Runs a loop's items, `step.concurrency` at a time (items whose batched request is on the
+ * wire excepted, see feed.ts), each through `runItem`: from an array
  * (`over`), keeping every item's outputs, or streamed from a file, keeping only the count.
  */
 export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<string, InnerStepSummary>, runItem: RunItem): Promise<{ count: number; items?: unknown[] }> {
@@ -44,24 +46,21 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
     pull = () => iterator.next();
   }
   let sourceError: unknown;
-  const worker = async (): Promise<void> => {
-    while (!run.stopping && sourceError === undefined) {
-      let next: IteratorResult<unknown>;
-      try {
-        next = await pull();
-      } catch (error) {
-        sourceError ??= error;
-        return;
-      }
-      if (next.done) return;
-      const index = count++;
-      // Object.assign keeps a copy of the context at half the size of a spread.
-      const steps = Object.assign({}, scope.steps);
-      const context: TemplateContext = Object.assign({}, scope.context);
-      context.steps = steps;
-      context[step.as] = next.value;
-      context.loop = { index };
-      await runItem(step.steps, { context, steps, item: [...scope.item, index], inner }, run).catch(() => undefined);
+  // Items start while a slot is free; an item whose batched request is on the wire gives its
+  // slot to the next one (feed.ts), so a batched step keeps the provider's request slots busy.
+  const feed = new Feed(step.concurrency);
+  let running = 0;
+  let allDone: (() => void) | undefined;
+  let itemError: unknown;
+  const runOne = async (index: number, value: unknown): Promise<void> => {
+    // Object.assign keeps a copy of the context at half the size of a spread.
+    const steps = Object.assign({}, scope.steps);
+    const context: TemplateContext = Object.assign({}, scope.context);
+    context.steps = steps;
+    context[step.as] = value;
+    context.loop = { index };
+    try {
+      await runItem(step.steps, { context, steps, item: [...scope.item, index], inner, feed }, run).catch(() => undefined);
       // Finished means every inner step ran (or was skipped): a stop or a failure elsewhere
       // can leave an item half done, and its row must run again on retry.
       if (progress && allFinished(step.steps, steps)) progress.finished(index);
@@ -70,9 +69,36 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
         for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
         outputs[index] = out;
       }
+    } catch (error) {
+      itemError ??= error;
+    } finally {
+      feed.drop();
+      if (--running === 0) allDone?.();
     }
   };
-  await Promise.all(Array.from({ length: step.concurrency }, worker));
+  for (;;) {
+    const free = feed.whenFree();
+    if (free) await free;
+    if (run.stopping || itemError !== undefined) break;
+    feed.take();
+    let next: IteratorResult<unknown>;
+    try {
+      next = await pull();
+    } catch (error) {
+      sourceError = error;
+      feed.drop();
+      break;
+    }
+    if (next.done) {
+      feed.drop();
+      break;
+    }
+    running++;
+    void runOne(count++, next.value);
+  }
+  feed.close();
+  if (running > 0) await new Promise<void>((resolve) => (allDone = resolve));
+  if (itemError !== undefined) throw itemError;
   progress?.flush();
   if (sourceError !== undefined) throw new RunFailedError(step.id, null, `step \`${step.id}\`: ${errorMessage(sourceError)}`, { cause: sourceError });
   if (run.failure) throw run.failure;

@@ -11,6 +11,7 @@ import { accountOf, limitsOf } from './accounts.js';
 import { dataRoots, type DataRoots } from './data-paths.js';
 import { observe, RunEvents } from './events.js';
 import { JOURNAL_EVENTS, journalSubscriber } from './journal-subscriber.js';
+import type { Feed } from './feed.js';
 import type { Limiter } from './limiter.js';
 import type { ProviderQueue } from './queue.js';
 import type { RunJournal, RunMode } from '../store/journal.js';
@@ -95,6 +96,8 @@ export interface ItemScope {
   item: number[];
   /** Inside a loop: per inner step aggregates. */
   inner: Map<string, InnerStepSummary> | undefined;
+  /** Inside a loop: the innermost loop's slots, which its batched calls report to (feed.ts). */
+  feed?: Feed;
 }
 
 /** One run in progress: what every step of it shares. */

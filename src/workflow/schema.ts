@@ -58,7 +58,7 @@ export const commonProviderProperties: Record<string, JsonSchema> = {
         additionalProperties: false,
         properties: {
           max_items: { type: 'integer', minimum: 1, description: 'At most this many items per request (never above the API limit).', examples: [500] },
-          window: { $ref: '#/definitions/duration', description: 'How long the first call of a batch waits for company. Default `5ms`.' },
+          window: { $ref: '#/definitions/duration', description: 'The longest the first call of a batch waits for company; a batch leaves sooner when no other call can join it (every item of the loop that feeds it waits on a batch). Default `5ms`.' },
         },
       },
     ],
@@ -341,7 +341,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
                 examples: ['data/users.csv', '<<steps.export.output.path>>'],
               },
               as: { type: 'string', pattern: IDENT_PATTERN, default: 'item', description: 'The name of the current item in templates.', examples: ['user'] },
-              concurrency: { type: 'integer', minimum: 1, maximum: 10000, default: 1, description: 'Items in flight at once (provider limits still apply). With batching, a high value (e.g. 2000) lets a loop fill whole batch requests.', examples: [10] },
+              concurrency: { type: 'integer', minimum: 1, maximum: 10000, default: 1, description: 'Items the loop works on at once (provider limits still apply), not counting items whose batched request is on the wire: while a batch is in flight its items lend their slots to the next items, so batches keep the provider busy. With batching, a high value (e.g. 2000) lets a loop fill whole batch requests.', examples: [10] },
             },
             oneOf: [{ required: ['over'] }, { required: ['file'] }],
           },

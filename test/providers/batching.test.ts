@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { createFerry } from '../../src/engine/runtime.js';
+import { createFerry, type Ferry } from '../../src/engine/runtime.js';
+import type { Batcher } from '../../src/engine/batcher.js';
 import { fastRetry, runAgainst, sandboxProviders, userIds } from '../helpers/sandbox.js';
 
 let sandbox: Sandbox;
@@ -124,5 +125,71 @@ steps:
     expect(tracks.every((r) => (r.body as { event: string }).event === 'Single')).toBe(true);
     const batches = sandbox.segment.requests.filter((r) => r.path === '/v1/batch');
     expect(batches.flatMap((r) => (r.body as { batch: { event: string }[] }).batch.map((m) => m.event))).toEqual(Array(10).fill('Together'));
+  });
+});
+
+describe('when a batch leaves', () => {
+  /** The flush counts of `provider`'s batcher in `ferry` (one account per provider here). */
+  function flushes(ferry: Ferry, provider: string): Batcher['flushes'] {
+    const queue = ferry.limits.scopes.find((q) => q.provider === provider);
+    if (!queue) throw new Error(`no ${provider} scope`);
+    return ferry.limits.batcher(queue).flushes;
+  }
+
+  function loopOf(concurrency: number, steps: string, extra: { amplitude?: string; segment?: string }): string {
+    return `
+name: leaves
+${fastRetry}
+${sandboxProviders(sandbox, extra)}
+steps:
+  - id: each
+    loop: { over: <<inputs.ids>>, as: id, concurrency: ${concurrency} }
+    steps:
+${steps}
+`;
+  }
+
+  it('sends each item of a loop with concurrency 1 at once, never waiting for the window', async () => {
+    const ferry = createFerry();
+    const yaml = loopOf(1, '      - { id: call, action: amplitude.send_event, with: { user_id: <<id>>, event_type: One } }', { amplitude: '    batch: { window: 2s }' });
+    const summary = await runAgainst(yaml, { inputs: { ids: ids(5) }, ferry });
+    expect(summary.status).toBe('succeeded');
+    expect(eventsOf().map((events) => events.length)).toEqual([1, 1, 1, 1, 1]);
+    // Each batch left because no other item of the loop could join it, not at its window's end.
+    expect(flushes(ferry, 'amplitude')).toEqual({ full: 0, idle: 5, window: 0 });
+    const at = sandbox.amplitude.requests.map((r) => r.at);
+    for (let i = 1; i < at.length; i++) expect((at[i] ?? 0) - (at[i - 1] ?? 0)).toBeLessThan(1000);
+  });
+
+  it('flushes the batches of two providers one loop feeds as soon as every item waits on one of them', async () => {
+    const ferry = createFerry();
+    const steps = `      - { id: amp, action: amplitude.send_event, with: { user_id: <<id>>, event_type: Two } }
+      - { id: seg, action: segment.track, with: { userId: <<id>>, event: Two } }`;
+    const summary = await runAgainst(loopOf(4, steps, { amplitude: '    batch: { window: 2s }', segment: '    batch: { window: 2s }' }), { inputs: { ids: ids(12) }, ferry });
+    expect(summary.status).toBe('succeeded');
+    expect(sandbox.amplitude.events.size).toBe(12);
+    expect(sandbox.segment.messages.size).toBe(12);
+    expect(flushes(ferry, 'amplitude').window).toBe(0);
+    expect(flushes(ferry, 'segment').window).toBe(0);
+    expect(flushes(ferry, 'amplitude').idle).toBeLessThan(12);
+  });
+
+  it('keeps several batches in flight with loop concurrency 16 and provider concurrency 16', async () => {
+    sandbox.amplitude.setLatency(20);
+    try {
+      const ferry = createFerry();
+      const yaml = loopOf(16, '      - { id: call, action: amplitude.send_event, with: { user_id: <<id>>, event_type: Busy } }', { amplitude: '    concurrency: 16' });
+      const summary = await runAgainst(yaml, { inputs: { ids: ids(640) }, ferry });
+      expect(summary.status).toBe('succeeded');
+      expect(sandbox.amplitude.events.size).toBe(640);
+      expect(sandbox.amplitude.maxInFlight).toBeGreaterThan(1);
+      // Batched all the same: items join while earlier batches are on the wire.
+      expect(sandbox.amplitude.requests.length).toBeLessThan(640);
+      const out = summary.steps.each?.output as { items: { call: { events_ingested: number } }[] };
+      expect(out.items).toHaveLength(640);
+      expect(out.items.every((i) => i.call.events_ingested >= 1)).toBe(true);
+    } finally {
+      sandbox.amplitude.setLatency(0);
+    }
   });
 });
