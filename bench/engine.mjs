@@ -1,4 +1,5 @@
 // Engine throughput against a hand-written undici + p-queue loop, and batching gains.
+import os from 'node:os';
 import PQueue from 'p-queue';
 import { Agent, request } from 'undici';
 import { builtinRegistry, createFerry, loadWorkflowText, noJournal, runWorkflow } from '../dist/index.js';
@@ -91,6 +92,7 @@ const ids = (n) => Array.from({ length: n }, (_, i) => `user_${100_000 + i}`);
  * run's summary as `--json` prints it, before indentation.
  */
 export async function benchUnbatched({ events = 20_000, concurrency = 50, rounds = 3 } = {}) {
+  const load = os.loadavg()[0];
   const rows = [];
   for (const latency of [0, 20]) {
     const emu = await startEmulator({ LATENCY_MS: String(latency) });
@@ -122,7 +124,7 @@ export async function benchUnbatched({ events = 20_000, concurrency = 50, rounds
     }
     rows.push({ ...row, summaryBytes: bytes.http, readSummaryBytes: bytes.httpRead });
   }
-  return { events, concurrency, rounds, rows };
+  return { events, concurrency, rounds, load, rows };
 }
 
 /** Bench 2: 100,000 identifies batched (requests, time) against `batch: false` throughput at 20 ms. */
