@@ -1,4 +1,5 @@
 // Engine throughput against a hand-written undici + p-queue loop, and batching gains.
+import os from 'node:os';
 import PQueue from 'p-queue';
 import { Agent, request } from 'undici';
 import { builtinRegistry, createFerry, loadWorkflowText, noJournal, runWorkflow } from '../dist/index.js';
@@ -25,15 +26,40 @@ steps:
 `, registry);
 }
 
+/**
+ * The same request as send_event's, written as a plain `http.request` step: what a user
+ * writes for an API ferry has no provider for. Nothing after the loop reads its answers.
+ */
+function httpWorkflow(url, { concurrency, loopConcurrency }, { readAnswers = false } = {}) {
+  // A step after the loop that reads the items makes the loop keep every answer whole.
+  const after = readAnswers ? '  - { id: report, action: core.log, with: { message: "<<length steps.each.output.items>> answers" } }' : '';
+  return loadWorkflowText('bench-http.yaml', `
+name: bench-http
+providers:
+  http: { concurrency: ${concurrency} }
+steps:
+  - id: each
+    loop: { over: <<inputs.ids>>, as: id, concurrency: ${loopConcurrency} }
+    steps:
+      - id: call
+        action: http.request
+        with:
+          method: POST
+          url: ${url}/2/httpapi
+          json: { api_key: ${KEY}, events: [{ user_id: <<id>>, event_type: Bench, insert_id: "http-<<loop.index>>" }] }
+${after}
+`, registry);
+}
+
 const eventsWorkflow = (url, settings) => loopWorkflow(url, 'amplitude.send_event', '{ user_id: <<id>>, event_type: Bench }', settings);
 const identifyWorkflow = (url, settings) => loopWorkflow(url, 'amplitude.identify_user', '{ user_id: <<id>>, user_properties: { plan: pro } }', settings);
 
-async function runEngine(workflow, ids) {
+async function runEngine(workflow, ids, { summary: measure = false } = {}) {
   const t0 = performance.now();
   const summary = await runWorkflow(workflow, { ferry: createFerry({ registry, dispatcher }), inputs: { ids }, journal: noJournal });
   const ms = performance.now() - t0;
   if (summary.status !== 'succeeded') throw new Error(JSON.stringify(summary.error));
-  return ms;
+  return measure ? { ms, summaryBytes: Buffer.byteLength(JSON.stringify(summary)) } : ms;
 }
 
 /** What a careful engineer writes by hand: one Agent, p-queue at the same concurrency, same bodies. */
@@ -58,26 +84,47 @@ async function runHandWritten(url, ids, concurrency) {
 
 const ids = (n) => Array.from({ length: n }, (_, i) => `user_${100_000 + i}`);
 
-/** Bench 1: 20,000 events, one call each, engine vs hand-written, at 0 and 20 ms latency. */
+/**
+ * Bench 1: 20,000 calls, one request each, at 0 and 20 ms latency: the hand-written loop,
+ * `amplitude.send_event` with `batch: false`, the same request as an `http.request` step,
+ * and that step again with a step after the loop that reads the answers (so the loop keeps
+ * them whole). Each round runs the four in turn; `summaryBytes` is the size of an http
+ * run's summary as `--json` prints it, before indentation.
+ */
 export async function benchUnbatched({ events = 20_000, concurrency = 50, rounds = 3 } = {}) {
+  const load = os.loadavg()[0];
   const rows = [];
   for (const latency of [0, 20]) {
     const emu = await startEmulator({ LATENCY_MS: String(latency) });
     const list = ids(events);
-    const workflow = eventsWorkflow(emu.amplitude, { concurrency, loopConcurrency: concurrency * 2, batch: false });
+    const settings = { concurrency, loopConcurrency: concurrency * 2, batch: false };
+    const workflow = eventsWorkflow(emu.amplitude, settings);
+    const http = httpWorkflow(emu.amplitude, settings);
+    const httpRead = httpWorkflow(emu.amplitude, settings, { readAnswers: true });
     await runHandWritten(emu.amplitude, list.slice(0, 2000), concurrency); // warm-up
-    await runEngine(workflow, list.slice(0, 2000));
-    const hand = [];
-    const engine = [];
+    for (const w of [workflow, http, httpRead]) await runEngine(w, list.slice(0, 2000));
+    const times = { hand: [], engine: [], http: [], httpRead: [] };
+    const bytes = {};
     for (let r = 0; r < rounds; r++) {
-      hand.push(await runHandWritten(emu.amplitude, list, concurrency));
-      engine.push(await runEngine(workflow, list));
+      times.hand.push(await runHandWritten(emu.amplitude, list, concurrency));
+      times.engine.push(await runEngine(workflow, list));
+      for (const [name, w] of [['http', http], ['httpRead', httpRead]]) {
+        const run = await runEngine(w, list, { summary: true });
+        times[name].push(run.ms);
+        bytes[name] = run.summaryBytes;
+      }
     }
     const stats = await emu.stats();
     await emu.close();
-    rows.push({ latency, handMs: median(hand), engineMs: median(engine), ratio: median(hand) / median(engine), maxInFlight: stats.amplitude.maxInFlight });
+    const handMs = median(times.hand);
+    const row = { latency, handMs, maxInFlight: stats.amplitude.maxInFlight };
+    for (const name of ['engine', 'http', 'httpRead']) {
+      row[`${name}Ms`] = median(times[name]);
+      row[`${name}Ratio`] = handMs / median(times[name]);
+    }
+    rows.push({ ...row, summaryBytes: bytes.http, readSummaryBytes: bytes.httpRead });
   }
-  return { events, concurrency, rows };
+  return { events, concurrency, rounds, load, rows };
 }
 
 /** Bench 2: 100,000 identifies batched (requests, time) against `batch: false` throughput at 20 ms. */

@@ -36,6 +36,9 @@ export class CallContext implements ActionContext {
   get baseDir(): string {
     return this.#shared.baseDir;
   }
+  get outputReads(): ReadonlySet<string> | undefined {
+    return this.#shared.step.outputReads;
+  }
   get urls(): Readonly<Record<string, string>> {
     return this.#shared.urls;
   }

@@ -43,6 +43,14 @@ export interface ActionContext<Config = Record<string, unknown>, Host extends st
   /** Folder of the workflow file: relative paths in inputs resolve against it. */
   readonly baseDir: string;
   /**
+   * The fields of this step's output that the workflow's templates read, when the engine can
+   * tell: a step inside a loop whose items no template reads. The loop keeps each item's
+   * output as the action returns it, so an action leaves out the large fields not listed
+   * (http.request's `headers` and `body`) and the work of making them. Undefined: the whole
+   * output may be read (always outside loops).
+   */
+  readonly outputReads: ReadonlySet<string> | undefined;
+  /**
    * The absolute path of a file named by the input `field`, relative to `baseDir`. When the
    * workflow writes that field as a template, its value may come from data (inputs, a webhook
    * body, a step's output): it must then resolve inside the workflow's folder or the state

@@ -20,7 +20,8 @@ export function createAgent(): Agent {
 
 export interface HttpRequest {
   method: Dispatcher.HttpMethod;
-  url: string;
+  /** A URL the caller parsed already is not parsed again. */
+  url: string | URL;
   headers?: Record<string, string>;
   body?: string | Buffer;
   timeoutMs: number;
@@ -144,8 +145,8 @@ class BufferedCall implements Dispatcher.DispatchHandler {
 }
 
 /** `origin` and `path` of a URL, as undici's dispatch takes them. */
-function target(url: string): { origin: string; path: string } {
-  const parsed = new URL(url);
+function target(url: string | URL): { origin: string; path: string } {
+  const parsed = typeof url === 'string' ? new URL(url) : url;
   return { origin: parsed.origin, path: `${parsed.pathname}${parsed.search}` };
 }
 
@@ -154,7 +155,10 @@ const EXACT_TIMEOUT_BELOW_MS = 5_000;
 
 export function flattenHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  for (const k in headers) {
+    const v = headers[k];
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
   return out;
 }
 

@@ -7,6 +7,8 @@ export type CompiledValue = (context: TemplateContext) => unknown;
 /** Where a template sits inside a value (the key path from the value's root) and what it reads. */
 export interface TemplateSite {
   path: (string | number)[];
+  /** The template's text. */
+  source: string;
   /** Also filled for a template with syntax errors: the paths of the parts that parsed. */
   refs: readonly TemplateRef[];
 }
@@ -26,7 +28,7 @@ export function compileValue(
   if (typeof value === 'string') {
     if (!isTemplate(value)) return () => value;
     const { template, refs, errors } = (options.templates as Templates).inspect(value, options);
-    options.sites?.push({ path, refs });
+    options.sites?.push({ path, source: value, refs });
     if (!template) {
       if (!options.onError) throw errors[0];
       for (const error of errors) options.onError(error, path);

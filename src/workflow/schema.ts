@@ -345,7 +345,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
             },
             oneOf: [{ required: ['over'] }, { required: ['file'] }],
           },
-          steps: { type: 'array', minItems: 1, items: { $ref: '#/definitions/step' }, description: 'Steps run for each item.', examples: [[{ id: 'amp', action: 'amplitude.identify_user', with: { user_id: '<<user.id>>' } }]] },
+          steps: { type: 'array', minItems: 1, items: { $ref: '#/definitions/step' }, description: "Steps run for each item. The loop's output is `{count, items}`, `items` holding each item's step outputs by id (arrays only; a `file` loop keeps `count`). An `http.request` step keeps only `{status}` of each answer unless a template reads its `headers` or `body` (a later step of the item, or `steps.<loop>.output.items` after the loop): see README, What a loop keeps.", examples: [[{ id: 'amp', action: 'amplitude.identify_user', with: { user_id: '<<user.id>>' } }]] },
         },
       },
     },

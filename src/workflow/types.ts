@@ -80,6 +80,12 @@ export interface ActionStep extends StepBase {
   templated: ReadonlySet<string>;
   retry: RetryPolicy | undefined;
   timeoutMs: number | undefined;
+  /**
+   * Inside a loop whose items no template reads: the fields of this step's output that some
+   * template reads (`steps.<id>.output.<field>`); the action may leave out the others
+   * (workflow/output-reads.ts). Undefined when the whole output may be read: always outside loops.
+   */
+  outputReads: ReadonlySet<string> | undefined;
 }
 
 export interface LoopStep extends StepBase {

@@ -11,6 +11,7 @@ import { schemaIssues } from './schema-errors.js';
 import { cronProblem, timezoneProblem } from './schedule.js';
 import { DEFAULT_RETRY, DEFAULT_TIMEOUT_MS, parseDuration, type ProviderSettings, type RetryPolicy, type Step, type Trigger, type Workflow } from './types.js';
 import { checkReferences, type Scope } from './references.js';
+import { OutputReads } from './output-reads.js';
 import { MAX_FILE_BYTES, MAX_INPUT_SCHEMA_NODES, MAX_LOOP_DEPTH, MAX_STEPS } from '../limits.js';
 import { validateWorkflow as precompiled, workflowSchemaJson as precompiledSchema, type StandaloneValidator } from './validators.generated.js';
 
@@ -143,6 +144,8 @@ interface Walk {
   loopItems: Map<string, string>;
   /** Steps counted so far in pre-order, by collectSteps and again by buildSteps. */
   counted: number;
+  /** What the templates read of step outputs: decides what loops keep of each item. */
+  outputReads: OutputReads;
 }
 
 function compileAt(walk: Walk, value: unknown, p: YamlPath, scope: Scope, lenient = false, sites: TemplateSite[] = []): ReturnType<typeof compileValue> {
@@ -152,11 +155,12 @@ function compileAt(walk: Walk, value: unknown, p: YamlPath, scope: Scope, lenien
     sites,
     onError: (error, at) => walk.report.atOffset([...p, ...at], templateErrorOffset(error), error.code, `template: ${error.message}`),
   });
-  for (const site of sites) checkSite(walk, site.refs, [...p, ...site.path], scope);
+  for (const site of sites) checkSite(walk, site.refs, [...p, ...site.path], scope, site.source);
   return compiled;
 }
 
-function checkSite(walk: Walk, refs: readonly TemplateRef[], p: YamlPath, scope: Scope): void {
+function checkSite(walk: Walk, refs: readonly TemplateRef[], p: YamlPath, scope: Scope, source: string): void {
+  walk.outputReads.add(refs, source);
   for (const problem of checkReferences(refs, scope, walk)) {
     walk.report.atOffset(p, problem.offset, problem.code, problem.message);
   }
@@ -177,6 +181,7 @@ function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, co
     allSteps: new Map(),
     loopItems: new Map(),
     counted: 0,
+    outputReads: new OutputReads(),
   };
   collectSteps(arr(data.steps), ['steps'], undefined, walk);
   walk.counted = 0;
@@ -224,6 +229,7 @@ function buildWorkflow(data: Record<string, unknown>, source: SourceDocument, co
 
   const retry = retryOf(data.retry, DEFAULT_RETRY);
   const steps = buildSteps(arr(data.steps), ['steps'], topScope, walk, Object.keys(obj(data.providers)));
+  walk.outputReads.apply(steps);
   return {
     file: path.resolve(source.file),
     source: source.text,
@@ -359,6 +365,7 @@ function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk,
         templated: new Set(withSites.map((site) => String(site.path[0] ?? '*'))),
         retry: data.retry === undefined ? undefined : retryOf(data.retry, DEFAULT_RETRY),
         timeoutMs: data.timeout === undefined ? undefined : durationOr(data.timeout, DEFAULT_TIMEOUT_MS),
+        outputReads: undefined,
       });
     }
   });
@@ -382,7 +389,7 @@ function compileCondition(walk: Walk, value: unknown, p: YamlPath, scope: Scope)
   if (typeof value !== 'string') return undefined;
   if (!isTemplate(value)) return undefined; // the schema reports it
   const { template, refs, errors } = walk.compiler.templates.inspect(value, { lenient: true });
-  checkSite(walk, refs, p, scope);
+  checkSite(walk, refs, p, scope, value);
   for (const error of errors) walk.report.atOffset(p, templateErrorOffset(error), error.code, `template: ${error.message}`);
   return template;
 }
