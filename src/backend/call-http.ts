@@ -18,6 +18,8 @@ export interface CallJob {
   bodyTimeout?: number;
   /** Names of the secrets the sender fills in from its environment. */
   secrets: string[];
+  /** The list the answer is pushed to: the queuing process's replies. */
+  reply?: string;
 }
 
 /** What a call job returns: the answer, or the network error with undici's code. */

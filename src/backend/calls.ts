@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Dispatcher } from 'undici';
 import { FerryError, ProviderError } from '../errors.js';
 import { scopeKey, type Account, type QueueLimits } from '../engine/queue.js';
@@ -47,17 +47,21 @@ export function queueOf(scope: string): string {
 
 const DAY_MS = 24 * 3600 * 1000;
 const JOB_AGE_S = 60;
-const EVENTS_MAX_LEN = 2000;
+/** BullMQ's event stream of a call queue: answers travel by reply lists, so nobody reads it; kept short. */
+const EVENTS_MAX_LEN = 100;
+/** A process's reply list outlives a dead process by this much, then Redis drops it. */
+const REPLY_TTL_MS = 3600_000;
+/** Replies taken from the list at once after a blocking wait. */
+const REPLIES_AT_ONCE = 1000;
 
 interface Waiting extends CallWaiter {
   since: number;
   checking: boolean;
 }
 
-/** The run side of one account in this process: its queue, its finished-events reader, the calls waited for. */
+/** The run side of one account in this process: its queue and the calls waited for. */
 interface RunSide {
   queue: Queue<CallJob, CallResult>;
-  events: QueueEvents;
   waiting: Map<string, Waiting>;
   adds: { id: string; data: CallJob }[];
   provider: string;
@@ -88,6 +92,15 @@ export class CallPool {
   readonly #registrations = new Map<string, Registration>();
   readonly #workers = new Map<string, Worker<CallJob, CallResult>>();
   #subscriber: ReturnType<Backend['connection']> | undefined;
+  /**
+   * Where workers push the answers of this process's calls: one list per process, read by one
+   * blocking connection. A process reads its own answers only, however many processes and
+   * accounts the pool has.
+   */
+  readonly #replyKey: string;
+  #replies: ReturnType<Backend['connection']> | undefined;
+  /** The run side each waited-for call belongs to, by job id. */
+  readonly #sideOf = new Map<string, RunSide>();
   #timers: NodeJS.Timeout[] = [];
   #closed = false;
 
@@ -99,6 +112,7 @@ export class CallPool {
     this.#lockDurationMs = positive('lockDurationMs', options.lockDurationMs ?? 5000);
     this.#checkIntervalMs = positive('checkIntervalMs', options.checkIntervalMs ?? 3000);
     this.#maxPauseMs = positive('maxPauseMs', options.maxPauseMs ?? 900_000);
+    this.#replyKey = backend.key('reply', randomUUID());
   }
 
   get #accountsKey(): string {
@@ -137,7 +151,7 @@ export class CallPool {
     return queuedDispatcher((opts, handler) => {
       const request = callRequest(opts);
       const stripped = request && !SecretStripper.holdsMarker(request) ? stripper.strip(request) : undefined;
-      const data = stripped && stripper.left(stripped.request).length === 0 ? toJob(account.provider, stripped.request, stripped.names, opts) : undefined;
+      const data = stripped && stripper.left(stripped.request).length === 0 ? { ...toJob(account.provider, stripped.request, stripped.names, opts), reply: this.#replyKey } : undefined;
       // Something of a secret would be left in Redis (an encoding ferry cannot take out): this
       // process sends it itself, outside the pool's limits, rather than queue it.
       const text = data === undefined ? '' : JSON.stringify(data);
@@ -153,12 +167,14 @@ export class CallPool {
     const entry = { id, data };
     const waiter = startHandler(handler, () => {
       side.waiting.delete(id);
+      this.#sideOf.delete(id);
       const at = side.adds.indexOf(entry);
       if (at >= 0) side.adds.splice(at, 1);
       // Not sent yet: taken back. Already taken by a worker: it runs, and nobody reads its answer.
       else void side.queue.remove(id).catch(() => undefined);
     });
     side.waiting.set(id, { ...waiter, since: Date.now(), checking: false });
+    this.#sideOf.set(id, side);
     side.adds.push(entry);
     // The calls of one tick go to Redis in one addBulk.
     if (side.adds.length === 1) setImmediate(() => this.#flush(side));
@@ -176,6 +192,7 @@ export class CallPool {
     const waiter = side.waiting.get(id);
     if (!waiter) return;
     side.waiting.delete(id);
+    this.#sideOf.delete(id);
     if ('result' in outcome) waiter.answer(outcome.result);
     else waiter.fail(outcome.error);
   }
@@ -184,20 +201,49 @@ export class CallPool {
     let side = this.#runSides.get(name);
     if (!side) {
       if (this.#runSides.size === 0) this.#every(this.#checkIntervalMs, () => this.#check());
-      side = (async () => {
-        // Events from now on (Redis's clock): none of this process's calls can end before it.
-        const [seconds, micros] = await this.#backend.redis.time();
-        const lastEventId = `${Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) - 1}-0`;
-        const events = new QueueEvents(name, { ...this.#backend.bullmq, lastEventId });
-        events.on('error', () => undefined);
-        const made: RunSide = { queue: this.#queue(name), events, waiting: new Map(), adds: [], provider };
-        events.on('completed', ({ jobId, returnvalue }) => this.#settle(made, jobId, { result: returnvalue as unknown as CallResult }));
-        events.on('failed', ({ jobId, failedReason }) => this.#settle(made, jobId, { error: jobError(provider, failedReason) }));
-        return made;
-      })();
+      this.#readReplies();
+      side = Promise.resolve({ queue: this.#queue(name), waiting: new Map(), adds: [], provider });
       this.#runSides.set(name, side);
     }
     return side;
+  }
+
+  /**
+   * Reads this process's reply list until the pool closes: a blocking pop for the first
+   * answer, then the rest that waited with it in one LPOP. Each answer settles its call.
+   */
+  #readReplies(): void {
+    if (this.#replies) return;
+    const reader = this.#backend.connection();
+    this.#replies = reader;
+    void (async () => {
+      while (!this.#closed) {
+        let first: [string, string] | null;
+        try {
+          first = await reader.blpop(this.#replyKey, 1);
+        } catch {
+          if (this.#closed) return;
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
+        if (first === null) continue;
+        const more = (await reader.lpop(this.#replyKey, REPLIES_AT_ONCE).catch(() => null)) ?? [];
+        for (const text of [first[1], ...more]) this.#reply(text);
+      }
+    })();
+  }
+
+  #reply(text: string): void {
+    let reply: { id: string; result?: CallResult; failed?: string };
+    try {
+      reply = JSON.parse(text) as typeof reply;
+    } catch {
+      return;
+    }
+    const side = this.#sideOf.get(reply.id);
+    if (!side) return;
+    if (reply.result !== undefined) this.#settle(side, reply.id, { result: reply.result });
+    else this.#settle(side, reply.id, { error: jobError(side.provider, reply.failed ?? 'the call failed') });
   }
 
   /**
@@ -315,6 +361,24 @@ export class CallPool {
   }
 
   async #process(job: Job<CallJob, CallResult>): Promise<CallResult> {
+    try {
+      const result = await this.#send(job);
+      await this.#replyTo(job, { id: job.id, result });
+      return result;
+    } catch (error) {
+      await this.#replyTo(job, { id: job.id, failed: error instanceof Error ? error.message : String(error) });
+      throw error;
+    }
+  }
+
+  /** Pushes the answer to the queuing process's reply list (its job keeps it too, for the state check). */
+  async #replyTo(job: Job<CallJob, CallResult>, reply: { id: string | undefined; result?: CallResult; failed?: string }): Promise<void> {
+    const key = job.data.reply;
+    if (key === undefined || reply.id === undefined) return;
+    await this.#backend.redis.multi().rpush(key, JSON.stringify(reply)).pexpire(key, REPLY_TTL_MS).exec();
+  }
+
+  async #send(job: Job<CallJob, CallResult>): Promise<CallResult> {
     const data = job.data;
     let request;
     try {
@@ -362,8 +426,10 @@ export class CallPool {
     for (const pending of this.#runSides.values()) {
       const side = await pending;
       for (const id of [...side.waiting.keys()]) this.#settle(side, id, { error: new ProviderError(side.provider, 'not waited for: the process is closing', { code: 'FERRY_ABORTED' }) });
-      await side.events.close();
     }
+    // Its blocking read ends with the connection.
+    this.#replies?.disconnect();
+    await this.#backend.redis.del(this.#replyKey).catch(() => undefined);
     await Promise.all([...this.#queues.values()].map((q) => q.close()));
   }
 }
