@@ -101,6 +101,8 @@ export class CallPool {
   #replies: ReturnType<Backend['connection']> | undefined;
   /** The run side each waited-for call belongs to, by job id. */
   readonly #sideOf = new Map<string, RunSide>();
+  /** Answers this process's workers will push, by reply list: one pipeline per tick for all of them. */
+  readonly #outbox = new Map<string, string[]>();
   #timers: NodeJS.Timeout[] = [];
   #closed = false;
 
@@ -363,19 +365,35 @@ export class CallPool {
   async #process(job: Job<CallJob, CallResult>): Promise<CallResult> {
     try {
       const result = await this.#send(job);
-      await this.#replyTo(job, { id: job.id, result });
+      this.#replyTo(job, { id: job.id, result });
       return result;
     } catch (error) {
-      await this.#replyTo(job, { id: job.id, failed: error instanceof Error ? error.message : String(error) });
+      this.#replyTo(job, { id: job.id, failed: error instanceof Error ? error.message : String(error) });
       throw error;
     }
   }
 
-  /** Pushes the answer to the queuing process's reply list (its job keeps it too, for the state check). */
-  async #replyTo(job: Job<CallJob, CallResult>, reply: { id: string | undefined; result?: CallResult; failed?: string }): Promise<void> {
+  /**
+   * Pushes the answer to the queuing process's reply list, with the others of this tick in one
+   * pipeline. Not waited for: the job keeps the answer too, and the queuing process's state
+   * check finds it there when a push is lost.
+   */
+  #replyTo(job: Job<CallJob, CallResult>, reply: { id: string | undefined; result?: CallResult; failed?: string }): void {
     const key = job.data.reply;
     if (key === undefined || reply.id === undefined) return;
-    await this.#backend.redis.multi().rpush(key, JSON.stringify(reply)).pexpire(key, REPLY_TTL_MS).exec();
+    const queued = this.#outbox.get(key);
+    if (queued) {
+      queued.push(JSON.stringify(reply));
+      return;
+    }
+    this.#outbox.set(key, [JSON.stringify(reply)]);
+    if (this.#outbox.size > 1) return;
+    setImmediate(() => {
+      const pipeline = this.#backend.redis.pipeline();
+      for (const [list, replies] of this.#outbox) pipeline.rpush(list, ...replies).pexpire(list, REPLY_TTL_MS);
+      this.#outbox.clear();
+      pipeline.exec().catch(() => undefined);
+    });
   }
 
   async #send(job: Job<CallJob, CallResult>): Promise<CallResult> {
