@@ -43,7 +43,7 @@ describe('@amplitude/analytics-node against the Amplitude emulator', () => {
       sent.push(client.track('Page Viewed', { path: `/p/${i}`, n: i, tags: ['a', 'b'], nested: { deep: { x: i } } }, { user_id: `user_${1000 + (i % 50)}`, device_id: `device-${i % 70}`, time: 1_764_064_800_000 + i, session_id: 1_764_064_000_000, platform: 'Node', country: 'Iceland', app_version: '2.1.0', ip: '127.0.0.1' }).promise);
     }
     for (let i = 0; i < 100; i++) {
-      const revenue = new Revenue().setProductId(`sku-${i}`).setPrice(9.99).setQuantity(2).setRevenueType('purchase').setCurrency('USD').setReceipt('receipt', 'sig').setEventProperties({ coupon: 'x' });
+      const revenue = new Revenue().setProductId(`sku-${i}`).setPrice(9.99).setQuantity(2).setRevenueType('purchase').setCurrency('USD').setReceipt('receipt').setReceiptSig('sig').setEventProperties({ coupon: 'x' });
       sent.push(client.revenue(revenue, { user_id: `user_${1000 + (i % 50)}` }).promise);
     }
     const who = { user_id: 'user_operators' };

@@ -72,7 +72,8 @@ describe('@segment/analytics-node against the Segment emulator', () => {
     const client = sdk();
     const errors = await deliver(client, [
       (cb) => client.track({ userId: 'user_1001', event: 'Valid', messageId: 'valid-1' }, cb),
-      (cb) => client.group({ groupId: 'org-1', traits: {}, messageId: 'group-only' }, cb),
+      // The SDK's types want a user; its runtime lets these through, as users' untyped code does.
+      (cb) => client.group({ groupId: 'org-1', traits: {}, messageId: 'group-only' } as unknown as Parameters<Analytics['group']>[0], cb),
       (cb) => client.alias({ previousId: 'anon-1', messageId: 'alias-no-user' } as unknown as Parameters<Analytics['alias']>[0], cb),
       (cb) => client.track({ userId: 'user_1001', event: '', messageId: 'empty-event' }, cb),
       (cb) => client.track({ userId: 'user_1001', event: 'Long id', messageId: 'm'.repeat(101) }, cb),
