@@ -15,8 +15,21 @@ const EVENT_KEYS = new Set([
   'receipt', 'receiptSig', 'android_app_set_id', 'plan', 'ingestion_metadata', 'partner_id', 'user_agent', 'extra',
 ]);
 
-const NUMBER_FIELDS = ['time', 'session_id', 'event_id', 'price', 'quantity', 'revenue', 'location_lat', 'location_lng'];
-const OBJECT_FIELDS = ['event_properties', 'groups', 'group_properties', 'plan', 'ingestion_metadata', 'extra'];
+/*
+ * Field types. Amplitude documents `time`, `session_id` and `event_id` as longs and `quantity` as an
+ * integer; a fraction there is refused (the real API refuses or truncates it: strict side). `price`,
+ * `revenue` and the coordinates are floats. The documented string fields must be strings: Amplitude
+ * documents them as strings and is silent on a number there (it refuses or mangles it), so the
+ * strict side is to refuse. `library` is the SDK's string (`amplitude-node-ts/1.5.73`).
+ */
+const INTEGER_FIELDS = new Set(['time', 'session_id', 'event_id', 'quantity']);
+const FLOAT_FIELDS = new Set(['price', 'revenue', 'location_lat', 'location_lng']);
+const OBJECT_FIELDS = new Set(['event_properties', 'groups', 'group_properties', 'plan', 'ingestion_metadata', 'extra']);
+const STRING_FIELDS = new Set([
+  'app_version', 'version_name', 'platform', 'os_name', 'os_version', 'device_brand', 'device_manufacturer', 'device_model', 'carrier',
+  'country', 'region', 'city', 'dma', 'language', 'ip', 'productId', 'revenueType', 'idfa', 'idfv', 'adid', 'android_id', 'uuid',
+  'library', 'currency', 'receipt', 'receiptSig', 'android_app_set_id', 'partner_id', 'user_agent', 'start_version',
+]);
 
 /** The Identify API's operators (PROVIDERS.md): camelCase on the wire, `$set_once` is not one of them. */
 const IDENTIFY_OPERATORS = new Set(['$set', '$setOnce', '$add', '$append', '$prepend', '$unset', '$preInsert', '$postInsert', '$remove']);
@@ -57,6 +70,12 @@ export function checkUserProperties(props: unknown, allowClearAll: boolean): str
     }
     if (op !== '$clearAll' && !isObject(props[op])) return `operator ${op} takes an object`;
   }
+  // `$add` increments by a number (Amplitude's docs); a numeric string is not one (undocumented: strict side).
+  const add = props.$add;
+  if (isObject(add)) {
+    const bad = Object.keys(add).find((k) => typeof add[k] !== 'number' || !Number.isFinite(add[k]));
+    if (bad !== undefined) return `operator $add takes numbers (${bad} is ${JSON.stringify(add[bad])})`;
+  }
   return undefined;
 }
 
@@ -76,13 +95,18 @@ export function checkIdentification(id: unknown): IdentificationProblem | undefi
   for (const key of Object.keys(id)) {
     if (!IDENTIFY_KEYS.has(key)) return invalid(key, 'unknown field');
     const v = id[key];
+    // null stands for absent, as on events.
+    if (v === null) continue;
     if (key === 'user_properties') {
       const problem = checkUserProperties(v, false);
       if (problem) return invalid(key, problem);
     } else if (key === 'groups') {
       if (!isObject(v)) return invalid(key, 'must be an object');
-    } else if (v !== null && typeof v === 'object') {
-      return invalid(key, 'must be a string, number or boolean');
+    } else if (key === 'paying') {
+      if (typeof v !== 'string' && typeof v !== 'boolean') return invalid(key, 'must be a string or a boolean');
+    } else if (typeof v !== 'string') {
+      // user_id, device_id and the device and location fields.
+      return invalid(key, 'must be a string');
     }
   }
   return undefined;
@@ -97,9 +121,10 @@ const note = (into: Record<string, number[]>, field: string, index: number): voi
   (into[field] ??= []).push(index);
 };
 
+/** A blocked value is refused whatever its case and surrounding spaces (`"null "`): undocumented, strict side. */
 function badId(value: unknown, minLength: number): boolean {
   if (typeof value !== 'string') return true;
-  return value.length < minLength || BLOCKED_IDS.has(value.toLowerCase());
+  return value.length < minLength || BLOCKED_IDS.has(value.trim().toLowerCase());
 }
 
 /** Adds one event's problems, by field with the event's index, as Amplitude's 400 lists them. */
@@ -118,8 +143,10 @@ export function checkEvent(event: unknown, index: number, minIdLength: number, p
     if (!EVENT_KEYS.has(key)) note(problems.invalid, key, index);
     else if (v === undefined || v === null || key === 'user_id' || key === 'device_id' || key === 'event_type') continue;
     // `time` is ms since epoch: an ISO string is refused, which is why ferry converts it.
-    else if (NUMBER_FIELDS.includes(key) && (typeof v !== 'number' || !Number.isFinite(v))) note(problems.invalid, key, index);
-    else if (OBJECT_FIELDS.includes(key) && !isObject(v)) note(problems.invalid, key, index);
+    else if (INTEGER_FIELDS.has(key) && !Number.isSafeInteger(v)) note(problems.invalid, key, index);
+    else if (FLOAT_FIELDS.has(key) && (typeof v !== 'number' || !Number.isFinite(v))) note(problems.invalid, key, index);
+    else if (STRING_FIELDS.has(key) && typeof v !== 'string') note(problems.invalid, key, index);
+    else if (OBJECT_FIELDS.has(key) && !isObject(v)) note(problems.invalid, key, index);
     else if (key === 'insert_id' && (typeof v !== 'string' || v === '')) note(problems.invalid, key, index);
     else if (key === 'user_properties' && checkUserProperties(v, true) !== undefined) note(problems.invalid, key, index);
   }

@@ -212,8 +212,10 @@ export class AmplitudeEmulator extends EmulatorBase {
 
   /*
    * HTTP V2 and Batch. Documented bodies: 200, 413, and the 400 shape with
-   * `missing_field` / `events_with_invalid_fields` / `events_with_missing_fields`.
+   * `missing_field` (a request field: api_key, events) / `events_with_invalid_fields` /
+   * `events_with_missing_fields` (event indexes by field).
    * Undocumented texts chosen here (safe side: refuse):
+   *   {"code":400,"error":"Some events are missing required fields","events_with_missing_fields":{...}}
    *   {"code":400,"error":"Invalid JSON request body: <parser message>"}
    *   {"code":400,"error":"Invalid request body: Content-Type must be application/json"}
    *   {"code":400,"error":"Invalid request body: unknown field <name>"}   (top level)
@@ -256,11 +258,13 @@ export class AmplitudeEmulator extends EmulatorBase {
     const missing = Object.keys(problems.missing);
     const invalid = Object.keys(problems.invalid);
     if (missing.length > 0 || invalid.length > 0) {
-      // One bad event refuses the whole request: nothing is stored.
+      // One bad event refuses the whole request: nothing is stored. The bad events are named by
+      // index; `missing_field` stays for the request's own fields (api_key, events): the official
+      // SDK reads it as "the whole request is bad" and drops every event, where Amplitude's
+      // answer to a bad event is to drop that one and resend the rest.
       return json(400, {
         code: 400,
-        error: missing.length > 0 ? 'Request missing required field' : 'Invalid field values on some events',
-        ...(missing.length > 0 ? { missing_field: missing[0] } : {}),
+        error: invalid.length > 0 ? 'Invalid field values on some events' : 'Some events are missing required fields',
         ...(invalid.length > 0 ? { events_with_invalid_fields: problems.invalid } : {}),
         ...(missing.length > 0 ? { events_with_missing_fields: problems.missing } : {}),
       });

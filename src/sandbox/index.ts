@@ -4,6 +4,7 @@ import type { EmulatorOptions } from './server.js';
 
 export { AmplitudeEmulator, SegmentEmulator };
 export type { AmplitudeEmulatorOptions, SegmentEmulatorOptions };
+export type { DroppedMessage } from './segment.js';
 export type { ExportSizeOf, ExportSource } from './amplitude-export.js';
 export type { Fault } from './faults.js';
 export type { EmulatorBase, EmulatorOptions, RecordedRequest } from './server.js';
@@ -79,5 +80,11 @@ export function describeReceived(sandbox: Pick<Sandbox, 'amplitude' | 'segment'>
   let seg = `segment: ${plural(s.requests.length, 'request')}, ${plural(s.messages.size, 'message')}${types ? ` (${types})` : ''}`;
   if (s.duplicateMessageIds > 0) seg += `, ${s.duplicateMessageIds} duplicate messageId${s.duplicateMessageIds === 1 ? '' : 's'} dropped`;
   if (s.unknownWriteKeys > 0) seg += `, ${plural(s.unknownWriteKeys, 'request')} with an unknown write key (Segment answers 200 anyway)`;
+  if (s.dropped.length > 0) seg += `, ${plural(s.dropped.length, 'message')} Segment would drop (answered 200, not stored)`;
   return `${amp}\n${seg}`;
+}
+
+/** One line per message Segment would answer 200 and drop, with why: what production never tells. */
+export function describeDropped(segment: Pick<Sandbox['segment'], 'dropped'>): string[] {
+  return segment.dropped.map((d) => `Segment would drop message ${d.n}: ${d.reason}${d.messageId === undefined ? '' : ` (messageId ${d.messageId.length > 100 ? `${d.messageId.slice(0, 40)}…` : d.messageId})`}`);
 }

@@ -21,18 +21,39 @@ interface SegmentParsed extends Parsed {
 const isId = (v: unknown): v is string => typeof v === 'string' && v !== '';
 const isIsoTime = (v: unknown): boolean => typeof v === 'string' && ISO_8601.test(v) && !Number.isNaN(Date.parse(v));
 
+/** A message Segment would take (200) and then drop: what ferry shows instead of losing it silently. */
+export interface DroppedMessage {
+  /** 1-based position among the messages received since the last reset (batch members counted one by one). */
+  n: number;
+  /** The endpoint it came to: `/v1/batch`, `/v1/track`, … */
+  path: string;
+  /** Its index in the batch, for `/v1/batch`. */
+  batchIndex?: number;
+  messageId?: string;
+  /** `<field>: <reason>`, e.g. `event: track requires event (a string)`. */
+  reason: string;
+  /** The message as received. */
+  message: unknown;
+}
+
 /*
- * Segment answers 200 for almost everything and drops bad messages later (PROVIDERS.md); this
- * emulator refuses them with a 400 instead, so that a ferry bug shows up in tests rather than
- * as silently missing data. Every 400 body here is undocumented and shaped
- * {"success":false,"error":"<text>"}, the text naming the field:
+ * Segment answers 200 for almost everything and drops bad messages later (PROVIDERS.md), and
+ * so does this emulator: a message that is invalid but not oversized (no userId/anonymousId, a
+ * track without event, a group without userId, an alias without userId or previousId, a
+ * messageId over 100 characters, a timestamp that is not ISO-8601, …) is answered 200 with the
+ * rest of its batch, is not stored, and is kept in `dropped` with the reason, so that `ferry
+ * test` fails the case and `--sandbox --verbose` says "Segment would drop message N: <reason>".
+ * A request that is broken as a whole is refused with 400 (the SDK then fails the whole batch).
+ * The documented ones: invalid JSON, a body over 32 KB (500 KB for /v1/batch), a batch message
+ * over 32 KB. Undocumented, strict side: no write key, a body or batch that is not the right
+ * shape, an empty batch, over 2500 messages, a bad batch-level sentAt/context/integrations.
+ * Every 400 body here is undocumented and shaped {"success":false,"error":"<text>"}:
  *   missing write key: send HTTP Basic auth with the write key as user name, or writeKey in the body
  *   invalid JSON: <parser message>
  *   invalid body: expected a JSON object
  *   request body is over 32 KB (<n> bytes)            (500 KB for /v1/batch)
  *   batch: must be an array of messages | batch: is empty | batch: holds <n> messages, at most 2500
- *   batch[<i>].<field>: <reason>                       (the first bad message of a batch)
- *   <field>: <reason>                                  (a single call), e.g. event: track requires event (a string)
+ *   batch[<i>]: message is over 32 KB (<n> bytes)
  */
 export class SegmentEmulator extends EmulatorBase {
   /** Accepted messages, once per messageId (messages without one under a generated key). */
@@ -42,10 +63,14 @@ export class SegmentEmulator extends EmulatorBase {
   duplicateMessageIds = 0;
   /** Accepted requests whose write key is not a configured one (Segment answers 200 anyway). */
   unknownWriteKeys = 0;
+  /** Messages answered 200 but not stored, as Segment would drop them, with why; in arrival order. */
+  readonly dropped: DroppedMessage[] = [];
   /** Stored messages per type. */
   readonly messagesPerType = new Map<string, number>();
   readonly #writeKeys: Set<string>;
   #generated = 0;
+  /** Messages received since the last reset, stored or dropped: the N of "message N". */
+  #seen = 0;
 
   constructor(options: SegmentEmulatorOptions = {}) {
     super(options);
@@ -63,6 +88,8 @@ export class SegmentEmulator extends EmulatorBase {
     this.received = 0;
     this.duplicateMessageIds = 0;
     this.unknownWriteKeys = 0;
+    this.dropped.length = 0;
+    this.#seen = 0;
   }
 
   protected bodyLimit(path: string): number {
@@ -121,25 +148,34 @@ export class SegmentEmulator extends EmulatorBase {
     // Undocumented: a call with no write key at all. The safe side is to refuse it.
     if (parsed.writeKey === undefined) return fail('missing write key: send HTTP Basic auth with the write key as user name, or writeKey in the body');
 
-    let accepted: Record<string, unknown>[];
+    const messages: unknown[] = type === 'batch' ? (Array.isArray(body.batch) ? body.batch : []) : [body];
     if (type === 'batch') {
-      const batch = body.batch;
-      if (!Array.isArray(batch)) return fail('batch: must be an array of messages');
-      if (batch.length === 0) return fail('batch: is empty');
-      if (batch.length > MAX_MESSAGES) return fail(`batch: holds ${batch.length} messages, at most ${MAX_MESSAGES}`);
+      if (!Array.isArray(body.batch)) return fail('batch: must be an array of messages');
+      if (messages.length === 0) return fail('batch: is empty');
+      if (messages.length > MAX_MESSAGES) return fail(`batch: holds ${messages.length} messages, at most ${MAX_MESSAGES}`);
       const shared = checkShared(body);
       if (shared) return fail(shared);
-      for (let i = 0; i < batch.length; i++) {
-        const m: unknown = batch[i];
-        const problem = isObject(m) ? checkMessage(typeof m.type === 'string' ? m.type : '', m, true) : ': must be an object';
-        if (problem) return fail(`batch[${i}]${problem.startsWith(':') ? '' : '.'}${problem}`);
+      // An oversized message refuses the batch (Segment's 400 for a size over its limits).
+      for (let i = 0; i < messages.length; i++) {
+        const size = Buffer.byteLength(JSON.stringify(messages[i]) ?? '');
+        if (size > MAX_MESSAGE) return fail(`batch[${i}]: message is over 32 KB (${size} bytes)`);
       }
-      accepted = (batch as Record<string, unknown>[]).map((m) => withBatchDefaults(m, body));
-    } else {
-      const problem = checkMessage(type, body, false);
-      if (problem) return fail(problem.startsWith(':') ? problem.slice(2) : problem);
-      const { writeKey: _key, ...message } = body;
-      accepted = [{ ...message, type }];
+    }
+    const accepted: Record<string, unknown>[] = [];
+    for (const [i, m] of messages.entries()) {
+      const n = ++this.#seen;
+      const problem = !isObject(m) ? 'message: must be an object' : type === 'batch' ? checkMessage(typeof m.type === 'string' ? m.type : '', m, true) : checkMessage(type, m, false);
+      if (problem) {
+        // Segment answers 200 and drops the message later; ferry keeps why, for `ferry test` and --verbose.
+        const messageId = isObject(m) && typeof m.messageId === 'string' ? m.messageId : undefined;
+        this.dropped.push({ n, path: req.path, ...(type === 'batch' ? { batchIndex: i } : {}), ...(messageId === undefined ? {} : { messageId }), reason: problem, message: m });
+        continue;
+      }
+      if (type === 'batch') accepted.push(withBatchDefaults(m as Record<string, unknown>, body));
+      else {
+        const { writeKey: _key, ...message } = m as Record<string, unknown>;
+        accepted.push({ ...message, type });
+      }
     }
     this.#accept(parsed.writeKey, accepted);
     return json(200, { success: true });
@@ -195,14 +231,10 @@ function withBatchDefaults(m: Record<string, unknown>, body: Record<string, unkn
   return out;
 }
 
-/** The first problem of one message, as `<field>: <reason>` (`: <reason>` when about the whole message). */
+/** The first problem of one message (its size aside), as `<field>: <reason>`. */
 function checkMessage(type: string, m: Record<string, unknown>, inBatch: boolean): string | undefined {
   if (!inBatch && m.type !== undefined && m.type !== type) return `type: ${String(m.type)} does not match the endpoint /v1/${type}`;
   if (!TYPES.has(type)) return `type: must be one of ${[...TYPES].join(', ')}`;
-  if (inBatch) {
-    const size = Buffer.byteLength(JSON.stringify(m));
-    if (size > MAX_MESSAGE) return `: message is over 32 KB (${size} bytes)`;
-  }
   if (!isId(m.userId) && !isId(m.anonymousId)) {
     if (m.userId !== undefined && m.userId !== null) return 'userId: must be a non-empty string';
     if (m.anonymousId !== undefined && m.anonymousId !== null) return 'anonymousId: must be a non-empty string';

@@ -36,6 +36,10 @@ export function checkCase(testCase: TestCase, outcome: CaseOutcome): Failure[] {
   }
   if (!summary) return failures;
 
+  // Production answers 200 and loses these silently; a test can say so.
+  for (const d of outcome.dropped) {
+    failures.push({ path: ['cases', testCase.index, 'name'], message: `Segment would drop message ${d.n}: ${d.reason}`, details: [`Segment answers 200 to it and drops it without a word: ${show(d.message, 120)}`] });
+  }
   checkError(expect.error, summary.error, fail);
   for (const [id, expected] of Object.entries(obj(expect.outputs))) {
     const step = summary.steps[id];

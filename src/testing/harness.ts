@@ -7,7 +7,7 @@ import { envSecrets } from '../engine/secrets.js';
 import { createRun, type RunSession } from '../engine/session.js';
 import type { RunSummary, TriggerData } from '../types.js';
 import type { Registry } from '../providers/registry.js';
-import { startSandbox, type Sandbox } from '../sandbox/index.js';
+import { startSandbox, type DroppedMessage, type Sandbox } from '../sandbox/index.js';
 import { Faults } from '../sandbox/faults.js';
 import type { Workflow } from '../workflow/types.js';
 import { fastRetries, isolate } from './isolate.js';
@@ -40,6 +40,8 @@ export interface CaseOutcome {
     users: Record<string, Record<string, unknown>>;
     messages: Record<string, unknown>[];
   };
+  /** Messages Segment answered 200 but would drop, with why: each fails the case. */
+  dropped: DroppedMessage[];
   durationMs: number;
 }
 
@@ -61,7 +63,7 @@ export async function runCase(original: Workflow, testCase: TestCase, registry: 
   const isolated = await isolate(fastRetries(original));
   const dispatcher = routeToSandbox(sandbox, http.reply);
   const ferry = createFerry({ registry, dispatcher, env: testCase.env });
-  const outcome: CaseOutcome = { summary: undefined, invalid: undefined, timedOut: false, logs: [], received: { amplitude: [], segment: [], http: http.received }, stored: { events: [], identifications: [], users: {}, messages: [] }, durationMs: 0 };
+  const outcome: CaseOutcome = { summary: undefined, invalid: undefined, timedOut: false, logs: [], received: { amplitude: [], segment: [], http: http.received }, stored: { events: [], identifications: [], users: {}, messages: [] }, dropped: [], durationMs: 0 };
   try {
     for (const fault of testCase.faults.amplitude ?? []) sandbox.amplitude.inject(fault);
     for (const fault of testCase.faults.segment ?? []) sandbox.segment.inject(fault);
@@ -111,6 +113,7 @@ export async function runCase(original: Workflow, testCase: TestCase, registry: 
       users: Object.fromEntries(sandbox.amplitude.users),
       messages: [...sandbox.segment.messages.values()],
     };
+    outcome.dropped = [...sandbox.segment.dropped];
     return outcome;
   } finally {
     outcome.durationMs = Math.round(performance.now() - started);

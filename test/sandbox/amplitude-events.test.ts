@@ -37,12 +37,19 @@ describe('Amplitude HTTP V2 and Batch emulator', () => {
     const { event_type: _drop, ...noType } = ev();
     const r = await send([ev({ time: 'now' }), noType, ev(), ev({ time: '2026-01-01' })]);
     expect(r.status).toBe(400);
-    expect(r.text).toBe('{"code":400,"error":"Request missing required field","missing_field":"event_type","events_with_invalid_fields":{"time":[0,3]},"events_with_missing_fields":{"event_type":[1]}}');
+    expect(r.text).toBe('{"code":400,"error":"Invalid field values on some events","events_with_invalid_fields":{"time":[0,3]},"events_with_missing_fields":{"event_type":[1]}}');
   });
 
-  it('requires user_id or device_id', async () => {
+  it('requires user_id or device_id, naming the event in events_with_missing_fields and not in missing_field', async () => {
     const r = await send([{ event_type: 'x' }, { event_type: 'x', device_id: 'device-1' }]);
-    expect(r.json()).toMatchObject({ code: 400, missing_field: 'user_id', events_with_missing_fields: { user_id: [0] } });
+    // missing_field is for the request's own fields: the official SDK drops the whole request when it is set.
+    expect(r.json()).toEqual({ code: 400, error: 'Some events are missing required fields', events_with_missing_fields: { user_id: [0] } });
+    expect(amp.events.size).toBe(0);
+  });
+
+  it('keeps missing_field for the request fields api_key and events', async () => {
+    expect((await postJson(`${amp.url}/2/httpapi`, { events: [ev()] })).json()).toEqual({ code: 400, error: 'Request missing required field', missing_field: 'api_key' });
+    expect((await postJson(`${amp.url}/2/httpapi`, { api_key: AMP_KEY, events: [] })).json()).toEqual({ code: 400, error: 'Request missing required field', missing_field: 'events' });
   });
 
   it('refuses blocked id values whatever their case', async () => {
@@ -138,5 +145,28 @@ describe('Amplitude HTTP V2 and Batch emulator', () => {
     expect((await send(huge, {}, '/batch')).status).toBe(413);
     // The oversized bodies were drained: the connection still answers.
     expect((await send([ev()])).status).toBe(200);
+  });
+  it('refuses a fraction where Amplitude wants an integer: quantity, time, session_id, event_id', async () => {
+    const r = await send([ev({ quantity: 1.5 }), ev({ time: 1_764_064_800_000.5 }), ev({ session_id: 17.2 }), ev({ event_id: 4.2 }), ev({ quantity: 2, price: 9.99, revenue: 19.98, session_id: -1, event_id: 3 })]);
+    expect(r.json()).toEqual({ code: 400, error: 'Invalid field values on some events', events_with_invalid_fields: { quantity: [0], time: [1], session_id: [2], event_id: [3] } });
+    expect((await send([ev({ quantity: 2, price: 9.99, revenue: 19.98, session_id: -1, event_id: 3, location_lat: 37.77 })])).status).toBe(200);
+  });
+
+  it('refuses a number or boolean in a string field: platform, country and the others', async () => {
+    const r = await send([ev({ platform: 7 }), ev({ country: true }), ev({ app_version: 2.1 }), ev({ os_name: 'iOS', ip: '$remote', library: 'amplitude-node-ts/1.5.73' })]);
+    expect(r.json()).toEqual({ code: 400, error: 'Invalid field values on some events', events_with_invalid_fields: { platform: [0], country: [1], app_version: [2] } });
+  });
+
+  it('refuses $add with anything but a number, in an $identify event', async () => {
+    const add = (v: unknown) => ({ event_type: '$identify', user_id: 'user_1001', user_properties: { $add: { logins: v } } });
+    const r = await send([add('1'), add(null), add(2), add(-0.5)]);
+    expect(r.json()).toEqual({ code: 400, error: 'Invalid field values on some events', events_with_invalid_fields: { user_properties: [0, 1] } });
+    expect((await send([add(2), add(-0.5)])).status).toBe(200);
+    expect(amp.users.get('user_1001')).toEqual({ logins: 1.5 });
+  });
+
+  it('refuses a blocked id with spaces around it', async () => {
+    const r = await send([ev({ user_id: 'null ' }), ev({ device_id: ' Anonymous', user_id: undefined }), ev({ user_id: 'nullable' })]);
+    expect(r.json()).toEqual({ code: 400, error: 'Invalid field values on some events', events_with_invalid_fields: { user_id: [0], device_id: [1] } });
   });
 });

@@ -96,9 +96,18 @@ describe('Amplitude Identify API emulator', () => {
     const unknown = await identify({ user_id: 'user_1', event_type: 'x' });
     expect([unknown.status, unknown.text]).toEqual([400, 'invalid identification[0].event_type: unknown field']);
     const nested = await identify({ user_id: 'user_1', country: { name: 'Iceland' } });
-    expect(nested.text).toBe('invalid identification[0].country: must be a string, number or boolean');
+    expect(nested.text).toBe('invalid identification[0].country: must be a string');
     const ok = await identify({ user_id: 'user_1', paying: true, dma: 'x', start_version: '1.0', groups: { org: 'a' } });
     expect(ok.status).toBe(200);
+  });
+
+  it('refuses a number where a string field goes, and $add with a non-number', async () => {
+    expect((await identify({ user_id: 'user_1', platform: 7 })).text).toBe('invalid identification[0].platform: must be a string');
+    expect((await identify({ user_id: 'user_1', country: false })).text).toBe('invalid identification[0].country: must be a string');
+    expect((await identify({ user_id: 'user_1', paying: 1 })).text).toBe('invalid identification[0].paying: must be a string or a boolean');
+    expect((await identify({ user_id: 'user_1', user_properties: { $add: { logins: '2' } } })).text).toBe('invalid identification[0].user_properties: operator $add takes numbers (logins is "2")');
+    expect((await identify({ user_id: 'user_1', paying: 'true', platform: 'Web', user_properties: { $add: { logins: 2 } } })).status).toBe(200);
+    expect(amp.users.get('user_1')).toEqual({ logins: 2 });
   });
 
   it('allows user_properties nested 40 levels and refuses 41', async () => {

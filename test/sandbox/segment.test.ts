@@ -12,6 +12,7 @@ beforeEach(() => seg.reset());
 const auth = { authorization: basic(SEG_KEY, '') };
 const call = (type: string, body: unknown, headers: Record<string, string> = auth) => postJson(`${seg.url}/v1/${type}`, body, headers);
 const bad = (error: string) => ({ success: false, error });
+const reasons = () => seg.dropped.map((d) => d.reason);
 
 /** What @segment/analytics-node posts. */
 const sdkBatch = (messages: Record<string, unknown>[]) => ({
@@ -42,8 +43,11 @@ describe('Segment HTTP Tracking API emulator', () => {
     expect((await call('group', { userId: 'user_1', groupId: 'org-1', traits: { size: 3 } })).status).toBe(200);
     expect((await call('alias', { userId: 'user_1', previousId: 'anon-1' })).status).toBe(200);
     expect([...seg.messagesPerType]).toEqual([['track', 1], ['page', 1], ['screen', 1], ['group', 1], ['alias', 1]]);
-    expect((await call('group', { userId: 'user_1' })).json()).toEqual(bad('groupId: group requires groupId (a string)'));
-    expect((await call('alias', { userId: 'user_1' })).json()).toEqual(bad('previousId: alias requires previousId (a string)'));
+    // Without their required ids Segment answers 200 and drops them.
+    expect((await call('group', { userId: 'user_1' })).json()).toEqual({ success: true });
+    expect((await call('alias', { userId: 'user_1' })).json()).toEqual({ success: true });
+    expect(reasons()).toEqual(['groupId: group requires groupId (a string)', 'previousId: alias requires previousId (a string)']);
+    expect(seg.messages.size).toBe(5);
   });
 
   it('answers 200 to an unknown write key but records it as not valid', async () => {
@@ -82,26 +86,51 @@ describe('Segment HTTP Tracking API emulator', () => {
     expect(seg.messages.get('c-1')).toMatchObject({ context: { ip: '1.2.3.4', locale: 'is' }, integrations: { All: false } });
   });
 
-  it('refuses track without event, and a message without userId or anonymousId', async () => {
-    const noEvent = await call('track', { userId: 'user_1', properties: {} });
-    expect([noEvent.status, noEvent.json()]).toEqual([400, bad('event: track requires event (a string)')]);
+  it('answers 200 to track without event and to a message without userId or anonymousId, and drops them', async () => {
+    const noEvent = await call('track', { userId: 'user_1', properties: {}, messageId: 'no-event' });
+    expect([noEvent.status, noEvent.json()]).toEqual([200, { success: true }]);
     const noUser = await call('identify', { traits: {} });
-    expect(noUser.json()).toEqual(bad('userId: userId or anonymousId is required'));
-    const inBatch = await call('batch', { batch: [{ type: 'track', userId: 'user_1', event: 'ok' }, { type: 'track', userId: 'user_1' }] });
-    expect(inBatch.json()).toEqual(bad('batch[1].event: track requires event (a string)'));
-    // A bad message refuses the whole batch.
-    expect(seg.messages.size).toBe(0);
+    expect(noUser.json()).toEqual({ success: true });
+    const inBatch = await call('batch', { batch: [{ type: 'track', userId: 'user_1', event: 'ok', messageId: 'ok-1' }, { type: 'track', userId: 'user_1' }] });
+    expect(inBatch.json()).toEqual({ success: true });
+    // The rest of the batch is stored; the bad message is kept with why, numbered across requests.
+    expect([...seg.messages.keys()]).toEqual(['ok-1']);
+    expect(seg.dropped).toEqual([
+      { n: 1, path: '/v1/track', messageId: 'no-event', reason: 'event: track requires event (a string)', message: { userId: 'user_1', properties: {}, messageId: 'no-event' } },
+      { n: 2, path: '/v1/identify', reason: 'userId: userId or anonymousId is required', message: { traits: {} } },
+      { n: 4, path: '/v1/batch', batchIndex: 1, reason: 'event: track requires event (a string)', message: { type: 'track', userId: 'user_1' } },
+    ]);
+    expect(seg.received).toBe(1);
   });
 
-  it('checks traits, messageId length, ISO-8601 timestamps and the message type', async () => {
-    expect((await call('identify', { userId: 'user_1', traits: ['a'] })).json()).toEqual(bad('traits: must be an object'));
-    expect((await call('identify', { userId: 'user_1', messageId: 'm'.repeat(101) })).json()).toEqual(bad('messageId: must be a string of 1 to 100 characters'));
-    expect((await call('identify', { userId: 'user_1', messageId: 'm'.repeat(100) })).status).toBe(200);
-    expect((await call('identify', { userId: 'user_1', timestamp: 'Nov 25 2026' })).json()).toEqual(bad('timestamp: must be an ISO-8601 string'));
-    expect((await call('identify', { userId: 'user_1', timestamp: 1_764_064_800_000 })).status).toBe(400);
-    expect((await call('identify', { userId: 'user_1', timestamp: '2026-11-25T10:00:00+01:00' })).status).toBe(200);
-    expect((await call('identify', { type: 'track', userId: 'user_1' })).json()).toEqual(bad('type: track does not match the endpoint /v1/identify'));
-    expect((await call('batch', { batch: [{ type: 'purchase', userId: 'user_1' }] })).json()).toEqual(bad('batch[0].type: must be one of identify, track, page, screen, group, alias'));
+  it('checks traits, messageId length, ISO-8601 timestamps and the message type, dropping what fails', async () => {
+    const answers = [
+      await call('identify', { userId: 'user_1', traits: ['a'] }),
+      await call('identify', { userId: 'user_1', messageId: 'm'.repeat(101) }),
+      await call('identify', { userId: 'user_1', messageId: 'm'.repeat(100) }),
+      await call('identify', { userId: 'user_1', timestamp: 'Nov 25 2026' }),
+      await call('identify', { userId: 'user_1', timestamp: 1_764_064_800_000 }),
+      await call('identify', { userId: 'user_1', timestamp: '2026-11-25T10:00:00+01:00' }),
+      await call('identify', { type: 'track', userId: 'user_1' }),
+      await call('batch', { batch: [{ type: 'purchase', userId: 'user_1' }] }),
+    ];
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200, 200, 200]);
+    expect(seg.dropped.map((d) => [d.n, d.reason])).toEqual([
+      [1, 'traits: must be an object'],
+      [2, 'messageId: must be a string of 1 to 100 characters'],
+      [4, 'timestamp: must be an ISO-8601 string'],
+      [5, 'timestamp: must be an ISO-8601 string'],
+      [7, 'type: track does not match the endpoint /v1/identify'],
+      [8, 'type: must be one of identify, track, page, screen, group, alias'],
+    ]);
+    expect(seg.messages.size).toBe(2);
+  });
+
+  it('forgets dropped messages on reset and numbers from 1 again', async () => {
+    await call('track', { userId: 'user_1' });
+    seg.reset();
+    await call('track', { userId: 'user_1' });
+    expect(seg.dropped.map((d) => d.n)).toEqual([1]);
   });
 
   it('refuses a call over 32 KB, and a batch message over 32 KB', async () => {

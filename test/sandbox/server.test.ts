@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { describeReceived, startAmplitudeEmulator, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { describeDropped, describeReceived, startAmplitudeEmulator, startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { AMP_KEY, basic, postIdentify, postJson, SEG_KEY } from './helpers.js';
 
 let sb: Sandbox;
@@ -95,5 +95,12 @@ describe('emulator server', () => {
     expect(describeReceived(sb)).toBe(
       'amplitude: 4 requests (2 identify, 2 httpapi), 3 identifications, 1 event (1 duplicate insert_id dropped)\n' + 'segment: 2 requests, 2 messages (identify×2)',
     );
+  });
+
+  it('counts the messages Segment would drop and describes each with its number, reason and messageId', async () => {
+    const auth = { authorization: basic(SEG_KEY, '') };
+    await postJson(`${sb.segment.url}/v1/batch`, { batch: [{ type: 'track', userId: 'user_1', event: 'ok', messageId: 'ok-1' }, { type: 'track', userId: 'user_1', event: '', messageId: 'bad-1' }, { type: 'alias', previousId: 'anon-1' }] }, auth);
+    expect(describeReceived(sb)).toBe('amplitude: 0 requests, 0 identifications, 0 events\nsegment: 1 request, 1 message (track×1), 2 messages Segment would drop (answered 200, not stored)');
+    expect(describeDropped(sb.segment)).toEqual(['Segment would drop message 2: event: track requires event (a string) (messageId bad-1)', 'Segment would drop message 3: userId: userId or anonymousId is required']);
   });
 });

@@ -194,7 +194,7 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
     io.onRun?.(session);
     summary = await session.done;
     progress.stop();
-    if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe()}\n`);
+    if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe(values.verbose === true)}\n`);
   } finally {
     progress.stop();
     options.lock?.release();
@@ -212,7 +212,8 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
 
 export interface CliSandbox {
   overrides: Record<string, Record<string, unknown>>;
-  describe(): string;
+  /** What the emulators received; `verbose` adds a line per message Segment would drop. */
+  describe(verbose: boolean): string;
   close(): Promise<void>;
 }
 
