@@ -3,9 +3,17 @@ import { errorMessage, UsageError, WorkflowError } from '../errors.js';
 import type { CommandIO } from './io.js';
 export const EXIT = { ok: 0, failed: 1, invalid: 2 } as const;
 
+/** One option of a command: what `parseArgs` needs, and the line `ferry <command> --help` shows. */
+export type CommandOption = NonNullable<ParseArgsConfig['options']>[string] & {
+  /** What the option does, in one line (its default is added from `default`). */
+  help: string;
+  /** The value's placeholder in the help, e.g. `FILE`, `k=v`. @default the option's name in capitals */
+  value?: string;
+};
+
 export interface Command {
   usage: string;
-  options: NonNullable<ParseArgsConfig['options']>;
+  options: Record<string, CommandOption>;
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: CommandIO): Promise<number>;
 }
 
@@ -31,6 +39,25 @@ const commands: Record<string, CommandEntry> = {
   serve: { summary: 'listen for webhooks and start runs', load: async () => (await import('./commands/serve.js')).serveCommand },
   worker: { summary: 'join a backend\'s pool (--backend): run queued runs and provider calls', load: async () => (await import('./commands/worker.js')).workerCommand },
 };
+
+/** `ferry <command> --help`: the usage line, what the command does, and one line per option. */
+export function commandHelp(name: string, command: Command, summary = commands[name]?.summary): string {
+  const rows: [string, string][] = Object.entries(command.options).map(([flag, o]) => {
+    const shown = `${o.short ? `-${o.short}, ` : ''}--${flag}${o.type === 'string' ? ` ${o.value ?? flag.toUpperCase()}` : ''}`;
+    const def = o.default === undefined ? '' : ` (default: ${String(o.default)})`;
+    return [shown, `${o.help}${o.multiple ? '; may be repeated' : ''}${def}`];
+  });
+  rows.push(['-h, --help', 'show this help']);
+  const width = Math.max(...rows.map(([flag]) => flag.length));
+  const lines = [`Usage: ${command.usage}`, ...(summary ? ['', `${summary[0]?.toUpperCase() ?? ''}${summary.slice(1)}.`] : []), '', 'Options:'];
+  for (const [flag, text] of rows) lines.push(`  ${flag.padEnd(width)}  ${text}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The options as `parseArgs` takes them: without the help text. */
+function parseOptions(options: Record<string, CommandOption>): NonNullable<ParseArgsConfig['options']> {
+  return Object.fromEntries(Object.entries(options).map(([flag, { help: _help, value: _value, ...o }]) => [flag, o]));
+}
 
 function help(): string {
   const lines = ['ferry — declarative YAML workflows for data-sync automations', '', 'Usage: ferry <command> [options]', '', 'Commands:'];
@@ -58,13 +85,13 @@ export async function runCommand(argv: string[], io: CommandIO): Promise<number>
   const command = await entry.load();
   let parsed: { values: Record<string, unknown>; positionals: string[] };
   try {
-    parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }) as typeof parsed;
+    parsed = parseArgs({ args: rest, options: { ...parseOptions(command.options), help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }) as typeof parsed;
   } catch (error) {
     io.stderr(`ferry ${name}: ${errorMessage(error)}\nUsage: ${command.usage}\n`);
     return EXIT.invalid;
   }
   if (parsed.values.help) {
-    io.stdout(`Usage: ${command.usage}\n`);
+    io.stdout(commandHelp(name, command));
     return EXIT.ok;
   }
   try {

@@ -65,23 +65,40 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   };
 }
 
-const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-/** `/2/httpapi` → `httpapi`, `/v1/track` → `track`. */
-const label = (path: string): string => path.slice(path.lastIndexOf('/') + 1) || path;
+const plural = (n: number, word: string, many = `${word}s`): string => `${n} ${n === 1 ? word : many}`;
 
-/** A few human lines on what each emulator received; reads counters only, never walks the history. */
+/** What a newcomer calls each kind of Segment message, as `[one, many]`. */
+const SEGMENT_WORDS: Record<string, [string, string]> = {
+  identify: ['user identified', 'users identified'],
+  track: ['event tracked', 'events tracked'],
+  page: ['page view', 'page views'],
+  screen: ['screen view', 'screen views'],
+  group: ['user added to a group', 'users added to groups'],
+  alias: ['alias', 'aliases'],
+};
+
+/**
+ * What each emulator received, in a newcomer's words, one line per provider:
+ * `Amplitude: 3 users identified, 3 events stored (2 requests)`. Reads counters only, never
+ * walks the history.
+ */
 export function describeReceived(sandbox: Pick<Sandbox, 'amplitude' | 'segment'>): string {
   const a = sandbox.amplitude;
   const s = sandbox.segment;
-  const paths = [...a.requestsPerPath].map(([path, n]) => `${n} ${label(path)}`).join(', ');
-  let amp = `amplitude: ${plural(a.requests.length, 'request')}${paths ? ` (${paths})` : ''}, ${plural(a.identifications.length, 'identification')}, ${plural(a.events.size, 'event')}`;
-  if (a.duplicateInsertIds > 0) amp += ` (${a.duplicateInsertIds} duplicate insert_id${a.duplicateInsertIds === 1 ? '' : 's'} dropped)`;
-  const types = [...s.messagesPerType].map(([type, n]) => `${type}×${n}`).join(', ');
-  let seg = `segment: ${plural(s.requests.length, 'request')}, ${plural(s.messages.size, 'message')}${types ? ` (${types})` : ''}`;
-  if (s.duplicateMessageIds > 0) seg += `, ${s.duplicateMessageIds} duplicate messageId${s.duplicateMessageIds === 1 ? '' : 's'} dropped`;
-  if (s.unknownWriteKeys > 0) seg += `, ${plural(s.unknownWriteKeys, 'request')} with an unknown write key (Segment answers 200 anyway)`;
-  if (s.dropped.length > 0) seg += `, ${plural(s.dropped.length, 'message')} Segment would drop (answered 200, not stored)`;
-  return `${amp}\n${seg}`;
+  const amp: string[] = [];
+  if (a.identifications.length > 0) amp.push(plural(a.identifications.length, 'user identified', 'users identified'));
+  if (a.events.size > 0) amp.push(plural(a.events.size, 'event stored', 'events stored'));
+  if (a.duplicateInsertIds > 0) amp.push(`${plural(a.duplicateInsertIds, 'repeated event', 'repeated events')} dropped by insert_id`);
+  const seg = [...s.messagesPerType].map(([type, n]) => {
+    const [one, many] = SEGMENT_WORDS[type] ?? [`${type} message`, `${type} messages`];
+    return plural(n, one, many);
+  });
+  if (s.duplicateMessageIds > 0) seg.push(`${plural(s.duplicateMessageIds, 'repeated message', 'repeated messages')} dropped by messageId`);
+  if (s.dropped.length > 0) seg.push(`${plural(s.dropped.length, 'message')} Segment would drop (answered 200, not stored)`);
+  if (s.unknownWriteKeys > 0) seg.push(`${plural(s.unknownWriteKeys, 'request')} with an unknown write key (Segment answers 200 anyway)`);
+  const line = (name: string, parts: string[], requests: number): string =>
+    requests === 0 ? `${name}: nothing received` : `${name}: ${parts.length > 0 ? parts.join(', ') : 'nothing stored'} (${plural(requests, 'request')})`;
+  return `${line('Amplitude', amp, a.requests.length)}\n${line('Segment', seg, s.requests.length)}`;
 }
 
 /** One line per message Segment would answer 200 and drop, with why: what production never tells. */

@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openBackend, type Backend } from '../../src/backend/connection.js';
 import { APPEND } from '../../src/backend/run-journal.js';
@@ -13,6 +12,9 @@ import { FileJournal, type JournalEntry, type StepShape } from '../../src/store/
 import { readRunRecord } from '../../src/store/record.js';
 import { loadRun, recordOf, stateOf, summarize } from '../../src/store/runs.js';
 import { redisContents, startRedis, type TestRedis } from '../helpers/redis.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let redis: TestRedis;
 let backend: Backend;
@@ -76,7 +78,7 @@ describe('runs in Redis', () => {
     expect(loaded.journalBytes).toBe(await backend.redis.llen(`ferry:run:${start.runId}:journal`));
 
     // The same entries in a FileJournal give the same summary and record.
-    const stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-runstore-'));
+    const stateDir = await tempDir('ferry-runstore-');
     try {
       const file = FileJournal.create(stateDir, start.runId, 'x', undefined);
       for (const e of [start, ...entriesOf(start)]) file.append(e);

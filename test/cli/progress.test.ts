@@ -1,5 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureIO } from '../../src/cli/io.js';
@@ -7,6 +6,9 @@ import { formatDuration, renderProgress } from '../../src/cli/progress.js';
 import { runCommand } from '../../src/cli/run-command.js';
 import { assertBuilt, ferry } from '../helpers/cli.js';
 import { json, startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 /** The escape that starts every cursor movement of the live display. */
 const ESC = '\x1b';
@@ -15,7 +17,7 @@ let server: Awaited<ReturnType<typeof startServer>>;
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-progress-'));
+  dir = await tempDir('ferry-progress-');
   // The first request of each run is throttled with Retry-After: 1; the rest answer after 40 ms.
   server = await startServer((req, res) => {
     if (req.url.endsWith('/throttle/0') && !server.seen.slice(0, -1).some((s) => s.url === req.url)) {

@@ -1,6 +1,5 @@
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -10,6 +9,9 @@ import { runTestFiles } from '../../src/testing/run.js';
 import { parseTestFile } from '../../src/testing/spec.js';
 import { validateSource, workflowSchema } from '../../src/workflow/validate.js';
 import { root } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const registry = builtinRegistry();
 
@@ -85,7 +87,7 @@ describe('docs', () => {
   });
 
   it('the test snippets of each Markdown file pass against its workflow snippets', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'ferry-docs-'));
+    const dir = await tempDir('ferry-docs-');
     const files: string[] = [];
     for (const md of new Set(tests.map((s) => s.file))) {
       const folder = path.join(dir, md.replace(/[^a-z0-9]+/gi, '-'));

@@ -1,9 +1,11 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { assertBuilt, ferry, spawnFerry } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // Two workflows in one folder name the same Amplitude project (same base_url, same key) with
 // different `concurrency`: `ferry serve` runs both at the stricter, and it and `ferry validate`
@@ -16,7 +18,7 @@ beforeAll(async () => {
   assertBuilt();
   // Latency keeps requests in flight long enough for any excess to show at the emulator.
   sandbox = await startSandbox({ amplitudeApiKeys: [AMP_KEY], latencyMs: 40 });
-  root = await mkdtemp(path.join(tmpdir(), 'ferry-accounts-'));
+  root = await tempDir('ferry-accounts-');
   await mkdir(path.join(root, 'flows'));
   await writeFile(path.join(root, 'flows', 'loose.yaml'), workflow('loose', '/hooks/loose', 20));
   await writeFile(path.join(root, 'flows', 'strict.yaml'), workflow('strict', '/hooks/strict', 2));

@@ -1,10 +1,12 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import type { JournalEntry } from '../../src/store/journal.js';
 import { assertBuilt, ferry, spawnFerry, until } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const KEY = 'amp-key-0123456789abcdef';
 let sandbox: Sandbox;
@@ -13,7 +15,7 @@ beforeAll(async () => {
   assertBuilt();
   // A little latency, so that requests are on the wire when the signal comes.
   sandbox = await startSandbox({ amplitudeApiKeys: [KEY], latencyMs: 20 });
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-batched-stop-'));
+  dir = await tempDir('ferry-batched-stop-');
 });
 afterAll(async () => sandbox.close());
 

@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry, spawnFerry, until } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // Files an attacker or an accident hands to ferry: each is refused at once with a located
 // error, and nothing waits on a pipe or reads a device forever.
@@ -13,7 +15,7 @@ const valid = 'name: ok\nsteps:\n  - { id: a, action: core.log, with: { message:
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-bounded-'));
+  dir = await tempDir('ferry-bounded-');
 });
 
 describe('workflow paths that are not files', () => {

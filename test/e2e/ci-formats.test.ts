@@ -1,14 +1,16 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let dir: string;
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-ci-'));
+  dir = await tempDir('ferry-ci-');
   await writeFile(path.join(dir, 'bad.yaml'), 'name: bad\nsteps:\n  - id: one\n    action: core.lgo\n  - id: two\n    action: core.log\n    with: { message: "50%: <<steps.three.output>>" }\n');
   await writeFile(path.join(dir, 'good.yaml'), 'name: good\nsteps:\n  - id: hello\n    action: core.log\n    with: { message: hello }\n');
   await writeFile(path.join(dir, 'good.test.yaml'), 'workflow: good.yaml\ncases:\n  - name: says hello, then goodbye\n    expect:\n      logs: [hello, goodbye]\n');

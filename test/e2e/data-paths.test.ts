@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { assertBuilt, ferry } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let sandbox: Sandbox;
 /** Holds the workflow's folder (`wf/`), the state dir (`state/`) and a folder outside both. */
@@ -20,7 +22,7 @@ beforeAll(async () => {
 afterAll(async () => sandbox.close());
 beforeEach(async () => {
   sandbox.amplitude.reset();
-  base = await mkdtemp(path.join(tmpdir(), 'ferry-paths-'));
+  base = await tempDir('ferry-paths-');
   dir = path.join(base, 'wf');
   stateDir = path.join(base, 'state');
   outside = path.join(base, 'outside');

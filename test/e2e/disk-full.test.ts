@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { assertBuilt, ferry } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // A full disk and a read-only state dir, for real: small tmpfs mounts (tests and CI run as root).
 let sandbox: Sandbox;
@@ -23,7 +25,7 @@ function mount(target: string, options: string): void {
 beforeAll(async () => {
   assertBuilt();
   sandbox = await startSandbox({ amplitudeApiKeys: ['amp-key-0123456789abcdef'] });
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-disk-'));
+  dir = await tempDir('ferry-disk-');
 });
 afterAll(async () => {
   for (const target of mounts.reverse()) execFileSync('umount', [target]);

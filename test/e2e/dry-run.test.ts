@@ -1,9 +1,11 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry } from '../helpers/cli.js';
 import { startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let dir: string;
 let server: Awaited<ReturnType<typeof startServer>>;
@@ -11,7 +13,7 @@ const realKeys = { AMPLITUDE_API_KEY: 'amp-live-key-93be1', SEGMENT_WRITE_KEY: '
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-dry-'));
+  dir = await tempDir('ferry-dry-');
   // Every provider of the workflow points here: a dry run must send it nothing.
   server = await startServer((_req, res) => {
     res.writeHead(500);

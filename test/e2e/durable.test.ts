@@ -1,9 +1,11 @@
-import { mkdtemp, readdir, readFile, writeFile, appendFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile, appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { assertBuilt, ferry, spawnFerry, until } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let sandbox: Sandbox;
 let dir: string;
@@ -17,7 +19,7 @@ afterAll(async () => sandbox.close());
 beforeEach(async () => {
   sandbox.amplitude.reset();
   sandbox.segment.reset();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-durable-'));
+  dir = await tempDir('ferry-durable-');
   stateDir = path.join(dir, 'state');
 });
 

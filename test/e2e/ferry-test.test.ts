@@ -1,9 +1,11 @@
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry, type Result } from '../helpers/cli.js';
 import { startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let dir: string;
 let server: Awaited<ReturnType<typeof startServer>>;
@@ -30,7 +32,7 @@ function junitCases(xml: string): { name: string; classname: string; failure: st
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-test-'));
+  dir = await tempDir('ferry-test-');
   // A real server that the workflow names for every provider: `ferry test` must never call it.
   server = await startServer((_req, res) => {
     res.writeHead(500);

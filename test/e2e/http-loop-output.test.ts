@@ -1,9 +1,11 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry } from '../helpers/cli.js';
 import { startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // `ferry run --json` of a large http.request loop prints each item's status, not every answer.
 const ITEMS = 2_000;
@@ -12,7 +14,7 @@ let server: Awaited<ReturnType<typeof startServer>>;
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-http-loop-'));
+  dir = await tempDir('ferry-http-loop-');
   await writeFile(path.join(dir, 'ids.json'), JSON.stringify({ ids: Array.from({ length: ITEMS }, (_, i) => i) }));
   // An everyday API answer: a few headers and a JSON record of some 300 bytes.
   server = await startServer((req, res) => {

@@ -1,15 +1,17 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { assertBuilt, ferry } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let dir: string;
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-init-'));
+  dir = await tempDir('ferry-init-');
 });
 
 interface GithubWorkflow {
@@ -44,17 +46,18 @@ describe('ferry init', () => {
     expect(check?.if).toContain("github.event_name == 'pull_request'");
     expect(check?.steps.map((s) => s.run).filter(Boolean)).toEqual([
       'npm ci',
-      'npx ferry validate workflows --format github',
-      'npx ferry test workflows --reporter github --reporter junit --output reports/ferry-test.xml',
+      './node_modules/.bin/ferry validate workflows --format github',
+      './node_modules/.bin/ferry test workflows --reporter github --reporter junit --output reports/ferry-test.xml',
     ]);
     expect(runJob?.if).toContain("github.event_name == 'schedule'");
-    const step = runJob?.steps.find((s) => s.run?.startsWith('npx ferry run'));
-    expect(step?.run).toBe('npx ferry run workflows/sync-users.yaml');
+    // `exec`: the step's shell becomes ferry, so a cancelled job's signal reaches it (pack.test.ts runs it).
+    const step = runJob?.steps.find((s) => s.run?.includes('ferry run'));
+    expect(step?.run).toBe('exec ./node_modules/.bin/ferry run workflows/sync-users.yaml');
     expect(step?.env).toEqual({ AMPLITUDE_API_KEY: '${{ secrets.AMPLITUDE_API_KEY }}', SEGMENT_WRITE_KEY: '${{ secrets.SEGMENT_WRITE_KEY }}' });
   });
 
   it('refuses to overwrite existing files and writes none of the others', async () => {
-    const other = await mkdtemp(path.join(tmpdir(), 'ferry-init-'));
+    const other = await tempDir('ferry-init-');
     await ferry(['init'], { cwd: other });
     await writeFile(path.join(other, 'workflows/sync-users.yaml'), 'name: mine\n');
     const again = await ferry(['init'], { cwd: other });
@@ -62,5 +65,29 @@ describe('ferry init', () => {
     expect(again.stderr).toContain('not overwriting workflows/sync-users.yaml, workflows/sync-users.test.yaml, .github/workflows/ferry.yml');
     expect(await readFile(path.join(other, 'workflows/sync-users.yaml'), 'utf8')).toBe('name: mine\n');
     expect(again.stdout).toBe('');
+  });
+
+  it('adds .ferry/ to .gitignore once, keeping what is there, and says how to install ferry from git', async () => {
+    const project = await tempDir('ferry-init-');
+    await writeFile(path.join(project, '.gitignore'), 'node_modules');
+    const first = await ferry(['init'], { cwd: project });
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain('added .ferry/ to .gitignore');
+    expect(first.stdout).toContain('\n  npm install --save-dev git+https://github.com/ferry-dev/ferry.git ');
+    expect(first.stdout).not.toContain('npm install --save-dev ferry');
+    expect(await readFile(path.join(project, '.gitignore'), 'utf8')).toBe('node_modules\n.ferry/\n');
+
+    const again = await tempDir('ferry-init-');
+    await writeFile(path.join(again, '.gitignore'), '/.ferry\n');
+    await writeFile(path.join(again, 'package.json'), JSON.stringify({ devDependencies: { ferry: 'git+https://github.com/ferry-dev/ferry.git' } }));
+    const second = await ferry(['init'], { cwd: again });
+    expect(second.code).toBe(0);
+    expect(await readFile(path.join(again, '.gitignore'), 'utf8')).toBe('/.ferry\n');
+    expect(second.stdout).not.toContain('.gitignore');
+    expect(second.stdout).not.toContain('npm install');
+
+    const fresh = await tempDir('ferry-init-');
+    expect((await ferry(['init'], { cwd: fresh })).stdout).toContain('created .gitignore');
+    expect(await readFile(path.join(fresh, '.gitignore'), 'utf8')).toBe('.ferry/\n');
   });
 });

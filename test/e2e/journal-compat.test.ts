@@ -1,9 +1,11 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { assertBuilt, ferry, root } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // The journal a loop run with a failure and its resume writes, entry for entry. The fixture
 // was written by ferry before run events existed (the engine appended entries itself); the
@@ -36,7 +38,7 @@ function normalize(text: string, dir: string, runId: string): unknown[] {
 
 describe('the journal', () => {
   it('holds the same entries as before run events for a loop run that fails and is resumed', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'ferry-journal-compat-'));
+    const dir = await tempDir('ferry-journal-compat-');
     const env = { AMP_KEY: 'amp-key-0123456789abcdef', FERRY_STATE_DIR: path.join(dir, 'state') };
     await writeFile(path.join(dir, 'rows.jsonl'), ['user_r1', 'user_r2', 'user_r3', 'user_r4'].map((id) => JSON.stringify({ id })).join('\n'));
     await writeFile(

@@ -1,10 +1,12 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { assertBuilt, ferry } from '../helpers/cli.js';
 import { startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const AMP_KEY = 'amp-key-0123456789abcdef';
 const SEG_KEY = 'seg-key-0123456789abcdef';
@@ -35,7 +37,7 @@ afterAll(async () => {
 beforeEach(async () => {
   sandbox.amplitude.reset();
   sandbox.segment.reset();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-words-'));
+  dir = await tempDir('ferry-words-');
   stateDir = path.join(dir, 'state');
 });
 

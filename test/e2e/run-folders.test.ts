@@ -1,8 +1,10 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let dir: string;
 let stateDir: string;
@@ -10,7 +12,7 @@ let wf: string;
 
 beforeAll(() => assertBuilt());
 beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-folders-'));
+  dir = await tempDir('ferry-folders-');
   stateDir = path.join(dir, 'state');
   wf = path.join(dir, 'wf.yaml');
   await writeFile(wf, 'name: hello\nsteps:\n  - id: say\n    action: core.log\n    with: { message: hi }\n');

@@ -1,12 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { ServerResponse } from 'node:http';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry, spawnFerry } from '../helpers/cli.js';
 import { json, startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // A recording server: in `fail` mode every call gets a 400 (the first run stops at item 0);
 // in `hold` mode answers wait until the test releases them, so a racing second runner has
@@ -31,7 +34,7 @@ beforeEach(async () => {
   mode = 'fail';
   held = [];
   server.seen.length = 0;
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-lock-'));
+  dir = await tempDir('ferry-lock-');
   stateDir = path.join(dir, 'state');
 });
 afterEach(() => {

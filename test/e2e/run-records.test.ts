@@ -1,12 +1,14 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ServerResponse } from 'node:http';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry, spawnFerry, until } from '../helpers/cli.js';
 import { json, startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // A server that holds every answer until the test releases it, so a run can be caught mid-way.
 let server: Awaited<ReturnType<typeof startServer>>;
@@ -27,7 +29,7 @@ afterAll(async () => server.close());
 beforeEach(async () => {
   held = [];
   failing = false;
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-records-'));
+  dir = await tempDir('ferry-records-');
   stateDir = path.join(dir, 'state');
 });
 afterEach(() => {

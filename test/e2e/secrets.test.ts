@@ -1,9 +1,11 @@
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry, type Result } from '../helpers/cli.js';
 import { startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // Lengths 14, 14, 14 and 10: none a multiple of 3, so base64 of `key:` shares no block with
 // base64 of the key, and only an encoding declared where it is made can be redacted.
@@ -46,7 +48,7 @@ async function write(name: string, text: string): Promise<string> {
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-secrets-'));
+  dir = await tempDir('ferry-secrets-');
   stateDir = path.join(dir, 'state');
   // A provider that refuses every call and echoes what it got: the Authorization header, the
   // query string and the body, as some APIs do in a 401.

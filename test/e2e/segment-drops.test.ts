@@ -58,8 +58,8 @@ describe('a message Segment would drop', () => {
   it('succeeds under `ferry run --sandbox`, as Segment answers 200, and --verbose prints the dropped message with why', async () => {
     const verbose = await ferry(['run', 'flows/signup.yaml', '--sandbox', '--input', 'when=yesterday', '--verbose', '--state-dir', 'state'], { cwd: dir });
     expect(verbose.code).toBe(0);
-    expect(verbose.stderr).toContain('segment: 1 request, 0 messages, 1 message Segment would drop (answered 200, not stored)');
-    expect(verbose.stderr).toMatch(/^Segment would drop message 1: timestamp: must be an ISO-8601 string \(messageId ferry-\S+\)$/m);
+    expect(verbose.stderr).toContain('Segment: 1 message Segment would drop (answered 200, not stored) (1 request)');
+    expect(verbose.stderr).toMatch(/^ *Segment would drop message 1: timestamp: must be an ISO-8601 string \(messageId ferry-\S+\)$/m);
 
     const quiet = await ferry(['run', 'flows/signup.yaml', '--sandbox', '--input', 'when=yesterday', '--state-dir', 'state'], { cwd: dir });
     expect(quiet.code).toBe(0);

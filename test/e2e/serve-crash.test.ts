@@ -1,11 +1,13 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { githubSignature } from '../../src/server/signature.js';
 import { assertBuilt, spawnFerry, type Result } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // A delivery answered 202 is durable: kill -9 of the listener right after the answer, or a
 // power cut that takes its unsynced run folder with it, and the next start still runs it once.
@@ -21,7 +23,7 @@ const children: ChildProcess[] = [];
 beforeAll(async () => {
   assertBuilt();
   sandbox = await startSandbox({ amplitudeApiKeys: [AMP_KEY] });
-  root = await mkdtemp(path.join(tmpdir(), 'ferry-serve-crash-'));
+  root = await tempDir('ferry-serve-crash-');
 });
 afterAll(async () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -1,13 +1,15 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { ferrySignature, githubSignature, standardSignature } from '../../src/server/signature.js';
 import { assertBuilt, ferry, spawnFerry, type Result } from '../helpers/cli.js';
 import { fuzzer } from '../server/fuzz.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const AMP_KEY = 'amp-key-0123456789abcdef';
 const HOOK_SECRET = 'hook-secret-5f2a9c';
@@ -24,7 +26,7 @@ const children: ChildProcess[] = [];
 beforeAll(async () => {
   assertBuilt();
   sandbox = await startSandbox({ amplitudeApiKeys: [AMP_KEY] });
-  root = await mkdtemp(path.join(tmpdir(), 'ferry-serve-'));
+  root = await tempDir('ferry-serve-');
 });
 afterAll(async () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

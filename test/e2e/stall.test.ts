@@ -1,15 +1,17 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry, spawnFerry, until } from '../helpers/cli.js';
 import { json, startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let dir: string;
 let close: (() => Promise<void>) | undefined;
 beforeAll(() => assertBuilt());
 beforeEach(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-stall-'));
+  dir = await tempDir('ferry-stall-');
 });
 afterEach(async () => {
   await close?.();

@@ -1,9 +1,11 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry, type Result } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // What a command loads is what its start-up costs (issue 15): a run that needs no backend, no
 // HTTP and no archive reader loads none of them. test/helpers/loaded-modules.mjs records every
@@ -14,7 +16,7 @@ let count = 0;
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-startup-'));
+  dir = await tempDir('ferry-startup-');
   await writeFile(path.join(dir, 'one.yaml'), 'name: one\nsteps:\n  - id: hello\n    action: core.log\n    with:\n      message: hello\n');
 });
 

@@ -1,9 +1,11 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry } from '../helpers/cli.js';
 import { startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // Clears the screen, retitles the terminal, rings the bell; then a one-byte CSI (C1) and a
 // right-to-left override.
@@ -17,7 +19,7 @@ let server: Awaited<ReturnType<typeof startServer>>;
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-terminal-'));
+  dir = await tempDir('ferry-terminal-');
   stateDir = path.join(dir, 'state');
   server = await startServer((req, res) => {
     if (req.url.startsWith('/v1/')) {

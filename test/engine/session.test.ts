@@ -1,5 +1,4 @@
-import { appendFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureIO, type CapturedIO } from '../../src/cli/io.js';
@@ -14,13 +13,16 @@ import type { JournalEntry, RunJournal } from '../../src/store/journal.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { until } from '../helpers/cli.js';
 import { workflowFrom } from '../helpers/workflow.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let sandbox: Sandbox;
 let dir: string;
 beforeAll(async () => {
   sandbox = await startSandbox();
   // The workflows' folder is what `ferry serve --dir .` serves; the state dir is beside it.
-  dir = path.join(await mkdtemp(path.join(tmpdir(), 'ferry-session-')), 'wf');
+  dir = path.join(await tempDir('ferry-session-'), 'wf');
   await mkdir(dir);
   await writeFile(
     path.join(dir, 'events.yaml'),
@@ -189,7 +191,7 @@ describe('the run session', () => {
 
   it('does not run a recorded run again when another runner took it up while it waited for a slot', async () => {
     const registry = builtinRegistry();
-    const stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-session-busy-'));
+    const stateDir = await tempDir('ferry-session-busy-');
     await mkdir(path.join(stateDir, 'runs')); // the listener makes it at start
     const workflow = workflowFrom('name: queued\nsteps: [{ id: say, action: core.log, with: { message: hello } }]\n', registry, path.join(stateDir, 'queued.yaml'));
     const ferry = createFerry({ registry });

@@ -1,5 +1,4 @@
-import { mkdir, mkdtemp, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { confineDataPath, dataRoots } from '../../src/engine/data-paths.js';
@@ -8,10 +7,13 @@ import { resumeStateFrom, runWorkflow } from '../../src/engine/run.js';
 import type { JournalEntry, RunJournal } from '../../src/store/journal.js';
 import { createFerry } from '../../src/engine/runtime.js';
 import { registryWith, workflowFrom } from '../helpers/workflow.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-sources-'));
+  dir = await tempDir('ferry-sources-');
 });
 
 async function collect(file: string): Promise<unknown[]> {
@@ -133,7 +135,7 @@ describe('paths from data', () => {
   it('follows a dangling symlink to where writing through it would land', async () => {
     const folder = path.join(dir, 'confined');
     await mkdir(folder, { recursive: true });
-    const away = await mkdtemp(path.join(tmpdir(), 'ferry-away-'));
+    const away = await tempDir('ferry-away-');
     await symlink(path.join(away, 'not-yet.ndjson'), path.join(folder, 'out.ndjson'));
     const roots = await dataRoots(path.join(folder, 'wf.yaml'), undefined);
     await expect(confineDataPath('out.ndjson', '`with.output`', folder, roots)).rejects.toThrow(

@@ -13,6 +13,14 @@ export interface Result {
   stderr: string;
 }
 
+/**
+ * The environment a `ferry` process gets: PATH, and TMPDIR when the test run has its own
+ * temporary folder (test/helpers/leftovers.ts), so that what a process leaves there is seen.
+ */
+export function childEnv(env: Record<string, string> = {}): Record<string, string> {
+  return { PATH: process.env.PATH ?? '', ...(process.env.TMPDIR ? { TMPDIR: process.env.TMPDIR } : {}), ...env };
+}
+
 export function assertBuilt(): void {
   if (!existsSync(bin)) throw new Error('dist/cli.js is missing: run `npm run build` first (npm test does)');
 }
@@ -20,7 +28,7 @@ export function assertBuilt(): void {
 /** Runs the built `ferry` binary as a user would. */
 export function ferry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: { PATH: process.env.PATH ?? '', ...options.env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: childEnv(options.env), maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
       const e = error as (Error & { code?: number; signal?: string }) | null;
       resolve({ code: e ? Number(e.code ?? 1) : 0, signal: e?.signal ?? null, stdout, stderr });
     });
@@ -29,7 +37,7 @@ export function ferry(args: string[], options: { cwd?: string; env?: Record<stri
 
 /** Starts `ferry` without waiting, for tests that signal or kill it. */
 export function spawnFerry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<Result> } {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: { PATH: process.env.PATH ?? '', ...options.env } });
+  const child = spawn(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: childEnv(options.env) });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

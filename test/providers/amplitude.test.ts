@@ -1,9 +1,11 @@
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { AMPLITUDE_KEY, exportWorkflow, fastRetry, runAgainst, sandboxProviders } from '../helpers/sandbox.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let sandbox: Sandbox;
 beforeAll(async () => {
@@ -240,7 +242,7 @@ steps:
 describe('amplitude.export_events', () => {
   let dir: string;
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ferry-export-'));
+    dir = await tempDir('ferry-export-');
   });
   const exportFlow = (start: string, end: string, out: string): string => exportWorkflow(sandbox, dir, start, end, out);
 

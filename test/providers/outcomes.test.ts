@@ -1,11 +1,11 @@
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { eventOutcomes } from '../../src/providers/amplitude/send-event.js';
 import { refusedField } from '../../src/providers/amplitude/identify-user.js';
 import { exportWorkflow, fastRetry, runAgainst, sandboxProviders, userIds } from '../helpers/sandbox.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let sandbox: Sandbox;
 beforeAll(async () => {
@@ -141,7 +141,7 @@ describe("Amplitude's HTTP V2 answers, read field by field", () => {
 describe('amplitude.export_events splits by status, not by the words of the answer', () => {
   let dir: string;
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ferry-outcomes-'));
+    dir = await tempDir('ferry-outcomes-');
   });
   const exportFlow = (start: string, end: string, out: string): string => exportWorkflow(sandbox, dir, start, end, out);
 

@@ -83,8 +83,8 @@ describe('emulator server', () => {
     expect([r.status, r.json()]).toEqual([404, { code: 404, error: 'Not found: POST /3/httpapi' }]);
   });
 
-  it('describes what each provider received in a few human lines', async () => {
-    expect(describeReceived(sb)).toBe('amplitude: 0 requests, 0 identifications, 0 events\nsegment: 0 requests, 0 messages');
+  it('describes what each provider received in words a newcomer understands', async () => {
+    expect(describeReceived(sb)).toBe('Amplitude: nothing received\nSegment: nothing received');
     await postIdentify(sb.amplitude.url, { api_key: AMP_KEY, identification: [{ user_id: 'user_1' }, { user_id: 'user_2' }] });
     await postIdentify(sb.amplitude.url, { api_key: AMP_KEY, identification: { user_id: 'user_3' } });
     await send(1);
@@ -93,14 +93,14 @@ describe('emulator server', () => {
     await postJson(`${sb.segment.url}/v1/identify`, { userId: 'user_1', messageId: 's1' }, auth);
     await postJson(`${sb.segment.url}/v1/identify`, { userId: 'user_2', messageId: 's2' }, auth);
     expect(describeReceived(sb)).toBe(
-      'amplitude: 4 requests (2 identify, 2 httpapi), 3 identifications, 1 event (1 duplicate insert_id dropped)\n' + 'segment: 2 requests, 2 messages (identify×2)',
+      'Amplitude: 3 users identified, 1 event stored, 1 repeated event dropped by insert_id (4 requests)\n' + 'Segment: 2 users identified (2 requests)',
     );
   });
 
   it('counts the messages Segment would drop and describes each with its number, reason and messageId', async () => {
     const auth = { authorization: basic(SEG_KEY, '') };
     await postJson(`${sb.segment.url}/v1/batch`, { batch: [{ type: 'track', userId: 'user_1', event: 'ok', messageId: 'ok-1' }, { type: 'track', userId: 'user_1', event: '', messageId: 'bad-1' }, { type: 'alias', previousId: 'anon-1' }] }, auth);
-    expect(describeReceived(sb)).toBe('amplitude: 0 requests, 0 identifications, 0 events\nsegment: 1 request, 1 message (track×1), 2 messages Segment would drop (answered 200, not stored)');
+    expect(describeReceived(sb)).toBe('Amplitude: nothing received\nSegment: 1 event tracked, 2 messages Segment would drop (answered 200, not stored) (1 request)');
     expect(describeDropped(sb.segment)).toEqual(['Segment would drop message 2: event: track requires event (a string) (messageId bad-1)', 'Segment would drop message 3: userId: userId or anonymousId is required']);
   });
 });

@@ -1,5 +1,4 @@
-import { mkdtemp, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFerry } from '../../src/engine/runtime.js';
@@ -9,6 +8,9 @@ import { createHandler, type Handler, type Route } from '../../src/server/handle
 import { RunManager } from '../../src/server/runs.js';
 import { ferrySignature, githubSignature, standardSignature } from '../../src/server/signature.js';
 import { workflowFrom } from '../helpers/workflow.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 // The handler in front of the real run manager on a real state dir: what a replay leaves on disk.
 const SECRET = 'hook-secret-value';
@@ -51,7 +53,7 @@ const post = (handle: Handler, url: string, body: string, headers: Record<string
 const runFolders = async (): Promise<string[]> => (await readdir(path.join(stateDir, 'runs'))).sort();
 
 beforeEach(async () => {
-  root = await mkdtemp(path.join(tmpdir(), 'ferry-replay-'));
+  root = await tempDir('ferry-replay-');
   stateDir = path.join(root, 'state');
   clock = Date.now();
   managers = [];

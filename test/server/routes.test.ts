@@ -1,9 +1,11 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtinRegistry } from '../../src/providers/index.js';
 import { isLoopback, loadRoutes } from '../../src/server/routes.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 describe('served routes', () => {
   it.each([
@@ -22,7 +24,7 @@ describe('served routes', () => {
   });
 
   it('renders each secret from the environment and marks triggers that declare inputs', async () => {
-    const cwd = await mkdtemp(path.join(tmpdir(), 'ferry-routes-'));
+    const cwd = await tempDir('ferry-routes-');
     await writeFile(
       path.join(cwd, 'a.yaml'),
       'name: a\ntriggers:\n  - { type: webhook, path: /a, secret: "<<secrets.A_SECRET>>", inputs: { n: { type: integer } } }\n  - { type: webhook, path: /a2, secret: "x-<<env.SUFFIX>>" }\nsecrets: [A_SECRET]\nsteps: [{ id: s, action: core.log, with: { message: a } }]\n',
@@ -38,7 +40,7 @@ describe('served routes', () => {
   });
 
   it('refuses a whsec_ secret that is not base64 after the prefix, at its position', async () => {
-    const cwd = await mkdtemp(path.join(tmpdir(), 'ferry-routes-'));
+    const cwd = await tempDir('ferry-routes-');
     await writeFile(path.join(cwd, 'w.yaml'), 'name: w\ntriggers:\n  - type: webhook\n    path: /w\n    secret: "<<env.W>>"\nsteps: [{ id: s, action: core.log, with: { message: w } }]\n');
     const load = (w: string) => loadRoutes({ files: ['w.yaml'], cwd, env: { W: w }, registry: builtinRegistry(), loopback: false });
     expect((await load('whsec_not base64!')).issues).toEqual([

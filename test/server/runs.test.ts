@@ -1,5 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFerry } from '../../src/engine/runtime.js';
@@ -11,6 +10,9 @@ import { readJournal } from '../../src/store/journal.js';
 import { json, startServer } from '../helpers/server.js';
 import { until } from '../helpers/cli.js';
 import { workflowFrom } from '../helpers/workflow.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const registry = builtinRegistry();
 let stateDir: string;
@@ -19,7 +21,7 @@ let upstream: Awaited<ReturnType<typeof startServer>>;
 let release: (() => void)[] = [];
 
 beforeEach(async () => {
-  stateDir = path.join(await mkdtemp(path.join(tmpdir(), 'ferry-runs-')), 'state');
+  stateDir = path.join(await tempDir('ferry-runs-'), 'state');
   release = [];
   upstream = await startServer((_req, res) => void release.push(() => json(res, 200, { ok: true })));
 });

@@ -1,15 +1,17 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { newRunId } from '../../src/engine/run-id.js';
 import { AcceptedLog } from '../../src/store/accepted.js';
 import { DurableRecorder } from '../../src/store/durable.js';
 import type { JournalEntry } from '../../src/store/journal.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let stateDir: string;
 beforeEach(async () => {
-  stateDir = path.join(await mkdtemp(path.join(tmpdir(), 'ferry-accepted-')), 'state');
+  stateDir = path.join(await tempDir('ferry-accepted-'), 'state');
   await mkdir(path.join(stateDir, 'runs'), { recursive: true }); // as the run manager's open leaves it
 });
 

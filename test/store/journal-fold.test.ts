@@ -1,15 +1,17 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ResumeFold, resumeStateFrom, type ResumeState } from '../../src/engine/resume.js';
 import { JournalReader, readJournal, type JournalEntry, type StepShape } from '../../src/store/journal.js';
 import { incompatibilities, loadRun, summarize } from '../../src/store/runs.js';
 import { incompatibilitiesOf, resumeOf, summaryStepsOf, wholeFileRead } from './reference.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let stateDir: string;
 beforeEach(async () => {
-  stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-fold-'));
+  stateDir = await tempDir('ferry-fold-');
 });
 
 const RUN_ID = '01JFXD00000000000000000000';

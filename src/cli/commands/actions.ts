@@ -11,7 +11,7 @@ function typeOf(schema: JsonSchema): string {
 
 export const actionsCommand: Command = {
   usage: 'ferry actions [--json]',
-  options: { json: { type: 'boolean' } },
+  options: { json: { type: 'boolean', help: 'print the actions and their input schemas as JSON' } },
   async run({ values }, io) {
     const actions = builtinRegistry().actions;
     if (values.json) {

@@ -15,7 +15,7 @@ export const GENERATED_DOCS: Record<string, { file: string; render(): string }> 
 
 export const docsCommand: Command = {
   usage: `ferry docs <${Object.keys(GENERATED_DOCS).join('|')}> | ferry docs --list`,
-  options: { list: { type: 'boolean' } },
+  options: { list: { type: 'boolean', help: 'list the documents it can print' } },
   async run({ values, positionals }, io) {
     if (values.list) {
       // `name<TAB>file` per line: what scripts/docs.mjs writes where.

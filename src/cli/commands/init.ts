@@ -1,10 +1,12 @@
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../../errors.js';
 import type { Command } from '../run-command.js';
 
-// The scaffold assumes ferry is a dev dependency (`npx ferry` in CI after `npm ci`), so the
-// editor schemas are read from node_modules.
+// The scaffold assumes ferry is a dev dependency (installed from its git repository: there is
+// no `ferry` package on the npm registry), so the editor schemas are read from node_modules.
+const INSTALL = 'npm install --save-dev git+https://github.com/ferry-dev/ferry.git';
+
 const WORKFLOW = `# yaml-language-server: $schema=../node_modules/ferry/schemas/workflow.schema.json
 name: sync-users
 description: Identify users in Amplitude, and those with an email in Segment.
@@ -126,9 +128,9 @@ jobs:
           cache: npm
       - run: npm ci
       - name: Validate workflows
-        run: npx ferry validate workflows --format github
+        run: ./node_modules/.bin/ferry validate workflows --format github
       - name: Test workflows
-        run: npx ferry test workflows --reporter github --reporter junit --output reports/ferry-test.xml
+        run: ./node_modules/.bin/ferry test workflows --reporter github --reporter junit --output reports/ferry-test.xml
       - uses: actions/upload-artifact@v4
         if: always()
         with:
@@ -149,8 +151,11 @@ jobs:
           node-version: 20
           cache: npm
       - run: npm ci
+      # A cancelled job signals the step's shell only, and \`npx\` would not pass it on: with
+      # \`exec\` of the installed binary, the shell is ferry, which stops gracefully (calls on
+      # the wire finish, the journal records where it stopped) so that a retry goes on from there.
       - name: Run sync-users
-        run: npx ferry run workflows/sync-users.yaml
+        run: exec ./node_modules/.bin/ferry run workflows/sync-users.yaml
         env:
           AMPLITUDE_API_KEY: \${{ secrets.AMPLITUDE_API_KEY }}
           SEGMENT_WRITE_KEY: \${{ secrets.SEGMENT_WRITE_KEY }}
@@ -191,10 +196,11 @@ export const initCommand: Command = {
       await writeFile(target, file.text, { flag: 'wx' });
       io.stdout(`created ${shown(file.path)}\n`);
     }
+    io.stdout(await ignoreStateDir(dir, shown('.gitignore')));
     const rel = path.relative(io.cwd, dir);
     const next = [
       ...(rel ? [`  cd ${rel}`] : []),
-      '  npm install --save-dev ferry     # the CI file runs `npx ferry` after `npm ci`',
+      ...((await hasFerry(dir)) ? [] : [`  ${INSTALL}     # ferry is not on the npm registry: npm builds it from git`]),
       '  npx ferry validate workflows',
       '  npx ferry test workflows',
       '  npx ferry run workflows/sync-users.yaml --dry-run',
@@ -204,3 +210,31 @@ export const initCommand: Command = {
     return 0;
   },
 };
+
+/** Runs are local state, never committed: `.ferry/` goes into the folder's .gitignore, once. */
+async function ignoreStateDir(dir: string, shown: string): Promise<string> {
+  const file = path.join(dir, '.gitignore');
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (text === undefined) {
+    await writeFile(file, '.ferry/\n', { flag: 'wx' });
+    return `created ${shown} (.ferry/: the runs' journals stay out of git)\n`;
+  }
+  if (text.split(/\r?\n/).some((line) => /^\/?\.ferry\/?$/.test(line.trim()))) return '';
+  await appendFile(file, `${text === '' || text.endsWith('\n') ? '' : '\n'}.ferry/\n`);
+  return `added .ferry/ to ${shown} (the runs' journals stay out of git)\n`;
+}
+
+/** Whether the folder's package.json already depends on ferry (then the hint skips the install). */
+async function hasFerry(dir: string): Promise<boolean> {
+  const text = await readFile(path.join(dir, 'package.json'), 'utf8').catch(() => undefined);
+  if (text === undefined) return false;
+  try {
+    const pkg = JSON.parse(text) as { dependencies?: Record<string, unknown>; devDependencies?: Record<string, unknown> };
+    return pkg.devDependencies?.ferry !== undefined || pkg.dependencies?.ferry !== undefined;
+  } catch {
+    return false;
+  }
+}

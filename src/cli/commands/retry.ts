@@ -13,7 +13,13 @@ import { commandBackend, openPool, queueRetry } from '../backend.js';
 
 export const retryCommand: Command = {
   usage: 'ferry retry <run-id> [--state-dir DIR] [--backend redis://HOST:PORT/DB] [--json] [--verbose] [--quiet]',
-  options: { json: { type: 'boolean' }, verbose: { type: 'boolean' }, quiet: { type: 'boolean' }, 'state-dir': { type: 'string' }, backend: { type: 'string' } },
+  options: {
+    json: { type: 'boolean', help: 'print the run summary as JSON on stdout' },
+    verbose: { type: 'boolean', help: 'also show core.log lines at debug level' },
+    quiet: { type: 'boolean', help: 'print errors only' },
+    'state-dir': { type: 'string', value: 'DIR', help: 'where runs are kept (default: $FERRY_STATE_DIR, else .ferry)' },
+    backend: { type: 'string', value: 'URL', help: 'share runs and provider limits through Redis: redis://HOST:PORT/DB (default: $FERRY_BACKEND)' },
+  },
   async run({ values, positionals }, io) {
     const runId = positionals[0];
     if (positionals.length !== 1 || runId === undefined) throw new UsageError(`name one run id\nUsage: ${this.usage}`);

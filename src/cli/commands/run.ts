@@ -66,17 +66,17 @@ async function readJson(file: string, flag: string): Promise<unknown> {
 export const runCommandMain: Command = {
   usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox] [--json] [--verbose] [--quiet] [--state-dir DIR] [--backend redis://HOST:PORT/DB]',
   options: {
-    'dry-run': { type: 'boolean' },
-    limit: { type: 'string' },
-    input: { type: 'string', multiple: true },
-    'input-json': { type: 'string' },
-    body: { type: 'string' },
-    sandbox: { type: 'boolean' },
-    json: { type: 'boolean' },
-    verbose: { type: 'boolean' },
-    quiet: { type: 'boolean' },
-    'state-dir': { type: 'string' },
-    backend: { type: 'string' },
+    input: { type: 'string', multiple: true, value: 'k=v', help: 'an input: the value is parsed as JSON when it parses, `@path` reads a file' },
+    'input-json': { type: 'string', value: 'FILE', help: 'a JSON object holding all inputs' },
+    body: { type: 'string', value: 'FILE', help: 'start the run as its webhook trigger would, with this body' },
+    'dry-run': { type: 'boolean', help: 'render every call it would make and send nothing' },
+    limit: { type: 'string', value: 'N', help: 'with --dry-run: only the first N items of each loop' },
+    sandbox: { type: 'boolean', help: 'send to the built-in Amplitude and Segment emulators, not the real services' },
+    json: { type: 'boolean', help: 'print the run summary as JSON on stdout' },
+    verbose: { type: 'boolean', help: 'also show core.log lines at debug level' },
+    quiet: { type: 'boolean', help: 'print errors only' },
+    'state-dir': { type: 'string', value: 'DIR', help: 'where runs are kept (default: $FERRY_STATE_DIR, else .ferry)' },
+    backend: { type: 'string', value: 'URL', help: 'share runs and provider limits through Redis: redis://HOST:PORT/DB (default: $FERRY_BACKEND)' },
   },
   async run({ values, positionals }, io) {
     if (positionals.length !== 1) throw new UsageError(`name one workflow file\nUsage: ${this.usage}`);
@@ -170,6 +170,7 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
   const { values } = options;
   const stateDir = resolveStateDir(options.stateDirFlag, io.env, io.cwd);
   let sandbox: CliSandbox | undefined;
+  let received: string | undefined;
   let summary: RunSummary;
   let session: RunSession;
   const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true });
@@ -194,13 +195,15 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
     io.onRun?.(session);
     summary = await session.done;
     progress.stop();
-    if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe(values.verbose === true)}\n`);
+    if (sandbox) received = sandbox.describe(values.verbose === true);
   } finally {
     progress.stop();
     options.lock?.release();
     await sandbox?.close();
   }
   printSummary(summary, io, { json: values.json === true, quiet: values.quiet === true });
+  // Last, where a newcomer's eye lands after `npm run demo`: what the run amounted to.
+  if (received !== undefined && values.quiet !== true) io.stderr(`\nThe sandbox received (nothing left this machine):\n${received.replace(/^/gm, '  ')}\n`);
   const journalFailure = session.journalFailure;
   if (journalFailure) io.stderr(`${journalFailure.message}\n`);
   if (summary.status === 'succeeded' && !journalFailure) return 0;

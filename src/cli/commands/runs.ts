@@ -23,7 +23,14 @@ const STATUSES = ['running', 'succeeded', 'failed', 'interrupted', 'corrupt'] as
 
 export const runsCommand: Command = {
   usage: `ferry runs [--status ${STATUSES.join('|')}] [--workflow NAME] [--limit N] [--json] [--state-dir DIR] [--backend redis://HOST:PORT/DB]`,
-  options: { status: { type: 'string' }, workflow: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, 'state-dir': { type: 'string' }, backend: { type: 'string' } },
+  options: {
+    status: { type: 'string', value: 'S', help: `only runs with this status: ${STATUSES.join(', ')}` },
+    workflow: { type: 'string', value: 'NAME', help: 'only runs of this workflow' },
+    limit: { type: 'string', value: 'N', help: 'only the N newest runs' },
+    json: { type: 'boolean', help: 'print the runs as JSON on stdout' },
+    'state-dir': { type: 'string', value: 'DIR', help: 'where runs are kept (default: $FERRY_STATE_DIR, else .ferry)' },
+    backend: { type: 'string', value: 'URL', help: 'share runs and provider limits through Redis: redis://HOST:PORT/DB (default: $FERRY_BACKEND)' },
+  },
   async run({ values }, io) {
     const filter = runFilter(values);
     const runs = await fromRuns(values, io, (pool) => pool.store.list(filter), (stateDir) => listRuns(stateDir, filter));
@@ -35,15 +42,22 @@ export const runsCommand: Command = {
       io.stderr('no runs yet\n');
       return 0;
     }
-    io.stdout(`${'RUN'.padEnd(27)}${'WORKFLOW'.padEnd(22)}${'STATUS'.padEnd(12)}${'STARTED'.padEnd(26)}${'DURATION'.padEnd(10)}FAILED STEP\n`);
-    for (const r of runs) {
+    const rows = runs.map((r) => {
       const duration = r.durationMs === null ? '-' : `${(r.durationMs / 1000).toFixed(1)}s`;
       const note = r.problem === undefined ? '' : `${r.failedStep ? '  ' : ''}(${r.status === 'corrupt' ? 'corrupt journal: ' : ''}${r.problem})`;
-      io.stdout(`${r.runId.padEnd(27)}${r.workflow.padEnd(22)}${r.status.padEnd(12)}${r.startedAt.padEnd(26)}${duration.padEnd(10)}${r.failedStep ?? ''}${note}\n`);
-    }
+      return [r.runId, r.workflow, r.status, r.startedAt, duration, `${r.failedStep ?? ''}${note}`];
+    });
+    io.stdout(columns([['RUN', 'WORKFLOW', 'STATUS', 'STARTED', 'DURATION', 'FAILED STEP'], ...rows]));
     return 0;
   },
 };
+
+/** Rows as aligned columns, each as wide as its widest cell, two spaces apart; no trailing blanks. */
+function columns(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => `${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()}\n`).join('');
+}
 
 /** `--status`, `--workflow`, `--limit`: answered from the runs' records, no journal read. */
 function runFilter(values: Record<string, unknown>): RunFilter {
@@ -64,7 +78,11 @@ function runFilter(values: Record<string, unknown>): RunFilter {
 
 export const showCommand: Command = {
   usage: 'ferry show <run-id> [--json] [--state-dir DIR] [--backend redis://HOST:PORT/DB]',
-  options: { json: { type: 'boolean' }, 'state-dir': { type: 'string' }, backend: { type: 'string' } },
+  options: {
+    json: { type: 'boolean', help: 'print the run summary as JSON on stdout' },
+    'state-dir': { type: 'string', value: 'DIR', help: 'where runs are kept (default: $FERRY_STATE_DIR, else .ferry)' },
+    backend: { type: 'string', value: 'URL', help: 'share runs and provider limits through Redis: redis://HOST:PORT/DB (default: $FERRY_BACKEND)' },
+  },
   async run({ values, positionals }, io) {
     const runId = positionals[0];
     if (positionals.length !== 1 || runId === undefined) throw new UsageError(`name one run id\nUsage: ${this.usage}`);

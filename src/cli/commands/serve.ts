@@ -43,13 +43,13 @@ function runLog(io: CommandIO, runId: string, verbose: boolean): RunListener {
 export const serveCommand: Command = {
   usage: 'ferry serve [--dir workflows] [--host 127.0.0.1] [--port 8787] [--max-runs 32] [--state-dir DIR] [--backend redis://HOST:PORT/DB] [--verbose]',
   options: {
-    dir: { type: 'string', default: 'workflows' },
-    host: { type: 'string', default: '127.0.0.1' },
-    port: { type: 'string', default: '8787' },
-    'max-runs': { type: 'string', default: '32' },
-    'state-dir': { type: 'string' },
-    backend: { type: 'string' },
-    verbose: { type: 'boolean' },
+    dir: { type: 'string', default: 'workflows', help: 'the folder of workflows to serve' },
+    host: { type: 'string', default: '127.0.0.1', help: 'the address to listen on' },
+    port: { type: 'string', default: '8787', help: 'the port to listen on (0: any free port)' },
+    'max-runs': { type: 'string', value: 'N', default: '32', help: 'runs at once; more deliveries wait their turn' },
+    'state-dir': { type: 'string', value: 'DIR', help: 'where runs are kept (default: $FERRY_STATE_DIR, else .ferry)' },
+    backend: { type: 'string', value: 'URL', help: 'share runs and provider limits through Redis: redis://HOST:PORT/DB (default: $FERRY_BACKEND)' },
+    verbose: { type: 'boolean', help: 'also show core.log lines at debug level' },
   },
   async run({ values, positionals }, io) {
     if (positionals.length > 0) throw new UsageError(`serve takes no arguments (use --dir)\nUsage: ${this.usage}`);

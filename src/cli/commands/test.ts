@@ -9,7 +9,10 @@ const REPORTERS = ['text', 'github', 'junit'];
 
 export const testCommand: Command = {
   usage: 'ferry test [file or dir]... [--reporter text|github|junit]... [--output FILE]',
-  options: { reporter: { type: 'string', multiple: true }, output: { type: 'string' } },
+  options: {
+    reporter: { type: 'string', multiple: true, value: 'NAME', help: 'text (always printed), github (annotations) or junit (XML)' },
+    output: { type: 'string', value: 'FILE', help: 'with --reporter junit: write the XML to this file (without it, the XML goes to stdout)' },
+  },
   async run({ values, positionals }, io) {
     // The readable report always prints; `github` adds annotations, `junit` the XML.
     const reporters = new Set((values.reporter as string[] | undefined) ?? ['text']);

@@ -45,7 +45,10 @@ export function formatIssueLine(issue: WorkflowIssue, format: string): string {
 
 export const validateCommand: Command = {
   usage: 'ferry validate <file or dir>... [--format text|github|json] [--verbose]',
-  options: { format: { type: 'string', default: 'text' }, verbose: { type: 'boolean' } },
+  options: {
+    format: { type: 'string', default: 'text', help: 'text (file:line:col: message), github (annotations) or json' },
+    verbose: { type: 'boolean', help: 'also list the files that are valid' },
+  },
   async run({ values, positionals }, io) {
     const format = String(values.format);
     if (!['text', 'github', 'json'].includes(format)) {

@@ -6,7 +6,12 @@ import { commandBackend } from '../backend.js';
 
 export const workerCommand: Command = {
   usage: 'ferry worker --backend redis://HOST:PORT/DB [--runs N] [--calls N] [--takeover 15s]',
-  options: { backend: { type: 'string' }, runs: { type: 'string' }, calls: { type: 'string' }, takeover: { type: 'string' } },
+  options: {
+    backend: { type: 'string', value: 'URL', help: 'share runs and provider limits through Redis: redis://HOST:PORT/DB (default: $FERRY_BACKEND)' },
+    runs: { type: 'string', value: 'N', help: 'queued runs this worker runs at once (default: 4)' },
+    calls: { type: 'string', value: 'N', help: 'provider calls it sends at once per account (default: 32)' },
+    takeover: { type: 'string', value: 'DURATION', help: 'how soon a run whose process died is taken over, 3s or more (default: 15s)' },
+  },
   async run({ values }, io) {
     const url = commandBackend(values, io);
     if (url === undefined) throw new UsageError(`a worker joins a backend's pool: give --backend redis://HOST:PORT/DB or set FERRY_BACKEND\nUsage: ${this.usage}`);
