@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { dateAdd, formatDate, now, parseJson, toBool, toInt, toNumber, toText } from './convert.js';
 
 /**
  * The helpers of DESIGN.md §2. Handlebars passes its `options` object as the last argument
@@ -23,8 +24,15 @@ export const helpers: Record<string, Helper> = {
   },
   lower: (value) => String(value ?? '').toLowerCase(),
   upper: (value) => String(value ?? '').toUpperCase(),
-  now: () => new Date().toISOString(),
+  now: (...args) => now(variadic(args)[0]),
   uuid: () => randomUUID(),
+  number: (value) => toNumber(value),
+  int: (value) => toInt(value),
+  bool: (value) => toBool(value),
+  string: (value) => toText(value),
+  parse_json: (value) => parseJson(value),
+  date_add: (value, offset) => dateAdd(value, offset),
+  format_date: (value, format) => formatDate(value, format),
 };
 
 /** Helpers whose arguments may be missing paths: they are how a template says "optional". */
@@ -53,8 +61,15 @@ export const helperArity: Record<string, { args: readonly [number, number]; exam
   length: { args: [1, 1], example: 'length inputs.users' },
   lower: { args: [1, 1], example: 'lower user.email' },
   upper: { args: [1, 1], example: 'upper user.country' },
-  now: { args: [0, 0], example: 'now' },
+  now: { args: [0, 1], example: 'now "-1d"' },
   uuid: { args: [0, 0], example: 'uuid' },
+  number: { args: [1, 1], example: 'number row.amount' },
+  int: { args: [1, 1], example: 'int row.quantity' },
+  bool: { args: [1, 1], example: 'bool row.paying' },
+  string: { args: [1, 1], example: 'string user.id' },
+  parse_json: { args: [1, 1], example: 'parse_json row.traits' },
+  date_add: { args: [2, 2], example: 'date_add row.signed_up "-1h"' },
+  format_date: { args: [2, 2], example: 'format_date (now "-1d") "YYYYMMDDTHH"' },
   lookup: { args: [2, 2], example: 'lookup user.traits "plan"' },
   if: { args: [1, 1], example: '#if user.email' },
   unless: { args: [1, 1], example: '#unless user.email' },
