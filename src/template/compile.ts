@@ -3,7 +3,7 @@ import type HandlebarsModule from 'handlebars';
 import { TemplateError } from '../errors.js';
 import { MAX_TEMPLATE_LENGTH } from '../limits.js';
 import { closest, nearPath } from '../suggest.js';
-import { literalArgumentChecks } from './convert.js';
+import { literalArgumentProblem } from './convert.js';
 import { arityProblem, builtinHelpers, helpers, isKnownHelper, lenientHelpers } from './helpers.js';
 import { plainProgram } from './plain-parse.js';
 import { isPath, nestingError, parseMessage, pathNode, split, stringLiteral, syntaxError, templateErrorOffset, toHandlebars, type AstNode, type CallNode, type PathNode, type Segment } from './source.js';
@@ -208,7 +208,6 @@ export function inspectTemplate(source: string, options: CompileOptions = {}, te
 
 type Render = (context: TemplateContext) => unknown;
 const MAX_INSPECTED = 10_000;
-const LITERAL_NODES = new Set(['StringLiteral', 'NumberLiteral', 'BooleanLiteral', 'NullLiteral', 'UndefinedLiteral']);
 
 interface Inspected {
   refs: TemplateRef[];
@@ -289,24 +288,14 @@ function inspect(templates: Templates, source: string, lenient: boolean, plain: 
     else if (record) helpersUsed.push({ name, offset: offsetOf(n) });
     const wrongCount = arity ? arityProblem(name, n.params.length) : undefined;
     if (wrongCount !== undefined) errors.push(syntaxError(wrongCount, source, offsetOf(n), 'FERRY_TEMPLATE_ARITY'));
-    else checkLiteralArguments(name, n);
+    // `number "abc"`, `now "-1x"`: an argument written in the file is checked here, not at the run.
+    else for (const [i, param] of n.params.entries()) {
+      const problem = literalArgumentProblem(name, i, param);
+      if (problem) errors.push(syntaxError(problem.message, source, offsetOf(n), problem.code));
+    }
     const lenientArgs = lenientHelpers.has(name);
     n.params = n.params.map((p) => visitValue(p, lenientArgs, scoped));
     for (const pair of n.hash?.pairs ?? []) pair.value = visitValue(pair.value, lenientArgs, scoped);
-  };
-  // `number "abc"`, `now "-1x"`: an argument written in the file is checked here, not at the run.
-  const checkLiteralArguments = (name: string, n: CallNode): void => {
-    const checks = Object.hasOwn(literalArgumentChecks, name) ? literalArgumentChecks[name] : undefined;
-    for (const [i, param] of n.params.entries()) {
-      const check = checks?.[i];
-      if (!check || !LITERAL_NODES.has(param.type)) continue;
-      try {
-        check(param.type === 'NullLiteral' ? null : param.type === 'UndefinedLiteral' ? undefined : param.value);
-      } catch (error) {
-        if (!(error instanceof TemplateError)) throw error;
-        errors.push(syntaxError(error.message, source, offsetOf(n), error.code));
-      }
-    }
   };
   const visitProgram = (p: AstNode | null | undefined, scoped: boolean, top: boolean): void => {
     if (!p) return;

@@ -150,7 +150,7 @@ export function formatDate(value: unknown, format: unknown): string | number {
  * For `ferry validate`: per helper, a check of each argument written as a literal (`number
  * "abc"`, `now "-1x"`), so that a mistake in the file is found before any run.
  */
-export const literalArgumentChecks: Record<string, readonly (((value: unknown) => unknown) | undefined)[]> = {
+const literalArgumentChecks: Record<string, readonly (((value: unknown) => unknown) | undefined)[]> = {
   number: [toNumber],
   int: [toInt],
   bool: [toBool],
@@ -159,3 +159,25 @@ export const literalArgumentChecks: Record<string, readonly (((value: unknown) =
   date_add: [(v) => toDate(v, 'date_add'), (v) => parseOffset(v, 'date_add')],
   format_date: [(v) => toDate(v, 'format_date'), (v) => formatDate(0, v)],
 };
+
+const LITERALS: Record<string, (node: { value?: unknown }) => unknown> = {
+  StringLiteral: (n) => n.value,
+  NumberLiteral: (n) => n.value,
+  BooleanLiteral: (n) => n.value,
+  NullLiteral: () => null,
+  UndefinedLiteral: () => undefined,
+};
+
+/** The error helper `name` gives for its argument `index` when it is written as a literal (a template AST node), if any. */
+export function literalArgumentProblem(name: string, index: number, node: { type: string; value?: unknown }): TemplateError | undefined {
+  const check = Object.hasOwn(literalArgumentChecks, name) ? literalArgumentChecks[name]?.[index] : undefined;
+  const literal = Object.hasOwn(LITERALS, node.type) ? LITERALS[node.type] : undefined;
+  if (!check || !literal) return undefined;
+  try {
+    check(literal(node));
+    return undefined;
+  } catch (error) {
+    if (error instanceof TemplateError) return error;
+    throw error;
+  }
+}
