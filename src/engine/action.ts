@@ -22,14 +22,27 @@ export async function runAction(step: ActionStep, scope: ItemScope, run: Run, ca
     if (error instanceof TemplateError) error.step = step.id;
     throw error;
   }
-  const checked = shared.registered.check(input);
+  const checked = shared.registered.check(shared.omitWhenNull.length > 0 ? omitNulls(input, shared.omitWhenNull) : input);
   return shared.registered.definition.run(checked, new CallContext(shared, run, scope.item, calls, scope.feed));
+}
+
+/**
+ * `anonymousId: <<default ev.device_id null>>`: an optional input whose template rendered null
+ * is left out, as if not written. The object is the render's own (a `with:` holding templates
+ * renders a new one), so it is changed in place.
+ */
+function omitNulls(input: unknown, names: readonly string[]): unknown {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) return input;
+  const fields = input as Record<string, unknown>;
+  for (const name of names) if (fields[name] === null) delete fields[name];
+  return input;
 }
 
 function stepRuntime(step: ActionStep, run: Run): StepRuntime {
   const registered = run.ferry.registry.action(step.action);
   if (!registered) throw new FerryError('FERRY_UNKNOWN_ACTION', `unknown action \`${step.action}\``);
   const provider = registered.provider.name;
+  const required: unknown[] = Array.isArray(registered.definition.input.required) ? registered.definition.input.required : [];
   const settings = run.workflow.providers[provider];
   const config = run.providerConfigs.get(provider) ?? {};
   let batch = run.batchSettings.get(provider);
@@ -45,6 +58,7 @@ function stepRuntime(step: ActionStep, run: Run): StepRuntime {
     urls: accountUrls(registered.provider, config),
     signal: undefined,
     queue: run.scope(provider) as ProviderQueue,
+    omitWhenNull: [...step.templated].filter((name) => name !== '*' && !required.includes(name)),
     policy: step.retry ?? run.workflow.retry,
     baseDir: path.dirname(run.workflow.file),
     timeoutMs: step.timeoutMs ?? run.workflow.timeoutMs,

@@ -1,6 +1,8 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import { UsageError } from '../errors.js';
 import { describeInputError } from '../providers/registry.js';
+import { closest } from '../suggest.js';
+import { toBool, toNumber } from '../template/convert.js';
 import type { ScheduleTrigger, Trigger, WebhookTrigger, Workflow } from '../workflow/types.js';
 import type { TriggerData } from '../types.js';
 
@@ -17,13 +19,10 @@ export class InputChecker {
 
   /**
    * The inputs with defaults applied. Every declared input is required unless its schema has a
-   * `default`. Throws UsageError (exit 2) naming the input and why.
+   * `default`. Throws UsageError (exit 2) naming every input at fault and why.
    */
   check(workflow: Workflow, kind: TriggerData['type'], inputs: Record<string, unknown>): Record<string, unknown> {
-    // A schedule declares no inputs: a scheduled run gets the defaults of the first trigger that does.
-    const declaring = workflow.triggers.filter((t): t is Exclude<Trigger, ScheduleTrigger> => t.type !== 'schedule');
-    const trigger = declaring.find((t) => t.type === kind) ?? declaring.find((t) => t.inputs !== undefined);
-    return this.checkDeclared(trigger?.inputs, inputs);
+    return this.checkDeclared(kindInputs(workflow, kind), inputs);
   }
 
   /** `inputs` checked against one trigger's `inputs:` declaration (none: as they are). */
@@ -32,16 +31,62 @@ export class InputChecker {
     let validate = this.#validators.get(declared);
     if (!validate) {
       const required = Object.entries(declared).filter(([, s]) => !('default' in s)).map(([k]) => k);
-      validate = (this.#ajv ??= new Ajv({ allErrors: false, strict: false, useDefaults: true, verbose: true, validateSchema: false })).compile({ type: 'object', properties: declared, required, additionalProperties: false });
+      validate = (this.#ajv ??= new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true, validateSchema: false })).compile({ type: 'object', properties: declared, required, additionalProperties: false });
       this.#validators.set(declared, validate);
     }
     const copy = { ...inputs };
     if (!validate(copy)) {
-      const error = validate.errors?.[0];
-      const message = describeInputError(error).replace(/^missing required input/, 'missing required input').replace(/input `([^`]*)`/, 'input `$1`');
-      throw new UsageError(`invalid input: ${message}${error?.keyword === 'additionalProperties' ? ` (declared: ${Object.keys(declared).join(', ')})` : ''}`, 'FERRY_INPUT_INVALID');
+      // Every problem at once: a user fixing `--input` flags should not meet them one run at a time.
+      const names = Object.keys(declared);
+      const problems = new Set((validate.errors ?? []).map((error) => {
+        if (error.keyword !== 'additionalProperties') return describeInputError(error);
+        const extra = String((error.params as { additionalProperty: unknown }).additionalProperty);
+        const near = closest(extra, names);
+        return `${describeInputError(error)} (declared: ${names.join(', ')})${near ? `; did you mean \`${near}\`?` : ''}`;
+      }));
+      const list = [...problems];
+      throw new UsageError(list.length === 1 ? `invalid input: ${list[0] as string}` : `invalid inputs:\n${list.map((p) => `  ${p}`).join('\n')}`, 'FERRY_INPUT_INVALID');
     }
     return copy;
+  }
+}
+
+type Declared = Record<string, Record<string, unknown>>;
+
+/** The inputs a start of this kind is checked against; a schedule declares none and gets the first trigger's that does. */
+function kindInputs(workflow: Workflow, kind: TriggerData['type']): Declared | undefined {
+  const declaring = workflow.triggers.filter((t): t is Exclude<Trigger, ScheduleTrigger> => t.type !== 'schedule');
+  return (declaring.find((t) => t.type === kind) ?? declaring.find((t) => t.inputs !== undefined))?.inputs;
+}
+
+/** The `inputs:` declaration a start is checked against by runInputs. */
+export function declaredInputs(workflow: Workflow, trigger: TriggerData, hookPath?: string): Declared | undefined {
+  if (trigger.type !== 'webhook') return kindInputs(workflow, trigger.type);
+  const hook = workflow.triggers.find((t): t is WebhookTrigger => t.type === 'webhook' && (hookPath === undefined || t.path === hookPath));
+  return hook ? hook.inputs : kindInputs(workflow, 'webhook');
+}
+
+/**
+ * `--input name=text` as the input's declared type: a string input takes the text as it is,
+ * a number, integer or boolean input its value (`42`, `yes`), anything else (arrays, objects,
+ * an input without a declared type) the text's JSON when it parses. Text that does not convert
+ * stays text, so that the check reports it beside every other problem.
+ */
+export function inputFromText(text: string, schema: Record<string, unknown> | undefined): unknown {
+  const type = schema?.type;
+  const types = typeof type === 'string' ? [type] : Array.isArray(type) ? type : [];
+  if (types.includes('string')) return text;
+  if (types.length === 1 && (types[0] === 'number' || types[0] === 'integer' || types[0] === 'boolean')) {
+    try {
+      return (types[0] === 'boolean' ? toBool(text) : toNumber(text)) ?? text;
+    } catch {
+      return text;
+    }
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
   }
 }
 

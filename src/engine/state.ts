@@ -34,6 +34,8 @@ export interface StepRuntime extends BatchContext {
   /** Calls on the wire are not cut by a graceful stop: their timeout bounds them. */
   readonly signal: undefined;
   readonly queue: ProviderQueue;
+  /** Optional inputs written as templates: left out of the call when they render to null (DESIGN §2). */
+  readonly omitWhenNull: readonly string[];
   readonly policy: RetryPolicy;
   readonly baseDir: string;
   readonly timeoutMs: number;

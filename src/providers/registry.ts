@@ -90,7 +90,7 @@ function checkInput(fullName: string, validate: StandaloneValidator, definition:
   if (!validate(input)) {
     const error = validate.errors?.[0];
     const field = error ? fieldOf(error) : '';
-    throw new ActionInputError(`${fullName}: ${describeInputError(error)}`, field);
+    throw new ActionInputError(`${fullName}: ${describeInputError(error, input)}`, field);
   }
   const given = input as Record<string, unknown>;
   for (const { reads, check } of definition.checks ?? []) if (reads.some((field) => given[field] !== undefined)) check(given);
@@ -126,8 +126,11 @@ function fieldOf(error: ErrorObject): string {
   return base;
 }
 
-/** One readable sentence for an ajv error on action inputs. */
-export function describeInputError(error: ErrorObject | undefined): string {
+/**
+ * One readable sentence for an ajv error on action inputs. The value comes from `input` at
+ * the error's path: the action validators are compiled without `verbose` (no `error.data`).
+ */
+export function describeInputError(error: ErrorObject | undefined, input?: unknown): string {
   if (!error) return 'invalid input';
   const field = fieldOf(error);
   const where = field ? `\`${field}\`` : 'input';
@@ -137,7 +140,7 @@ export function describeInputError(error: ErrorObject | undefined): string {
     case 'additionalProperties':
       return `unknown input ${where}`;
     case 'type':
-      return `${where} must be ${(error.params as { type: string }).type}, got ${typeName(error.data)}`;
+      return `${where} must be ${(error.params as { type: string }).type}, got ${typeName('data' in error ? error.data : valueAt(input, error.instancePath))}`;
     case 'enum':
       return `${where} must be one of ${((error.params as { allowedValues: unknown[] }).allowedValues).map((v) => JSON.stringify(v)).join(', ')}`;
     case 'anyOf':
@@ -148,10 +151,22 @@ export function describeInputError(error: ErrorObject | undefined): string {
   }
 }
 
+/** The value at a JSON pointer (`/traits`, `/events/0/time`); own properties only. */
+function valueAt(input: unknown, pointer: string): unknown {
+  let value = input;
+  for (const raw of pointer.split('/').slice(1)) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
 export function typeName(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
   if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  if (value === undefined) return 'nothing';
   return `${typeof value} ${String(value)}`;
 }

@@ -2,6 +2,8 @@ import { createRequire } from 'node:module';
 import type HandlebarsModule from 'handlebars';
 import { TemplateError } from '../errors.js';
 import { MAX_TEMPLATE_LENGTH } from '../limits.js';
+import { closest, nearPath } from '../suggest.js';
+import { literalArgumentProblem } from './convert.js';
 import { arityProblem, builtinHelpers, helpers, isKnownHelper, lenientHelpers } from './helpers.js';
 import { plainProgram } from './plain-parse.js';
 import { isPath, nestingError, parseMessage, pathNode, split, stringLiteral, syntaxError, templateErrorOffset, toHandlebars, type AstNode, type CallNode, type PathNode, type Segment } from './source.js';
@@ -54,10 +56,11 @@ export function isTemplate(value: string): boolean {
   return value.includes('<<');
 }
 
-function missingPath(original: string): TemplateError {
+function missingPath(original: string, parts: readonly string[], context: unknown): TemplateError {
+  const near = nearPath(parts, context);
   return new TemplateError(
     'FERRY_TEMPLATE_MISSING_PATH',
-    `\`${original}\` is not defined in the run context; make it optional with <<default ${original} "…">> or an \`if:\``,
+    `\`${original}\` is not defined in the run context${near ? `; did you mean \`${near}\`?` : ''}; make it optional with <<default ${original} "…">> or an \`if:\``,
     original,
   );
 }
@@ -149,7 +152,8 @@ export class Templates {
         return render(context);
       } catch (error) {
         if (error instanceof TemplateError) {
-          if (error.code === 'FERRY_TEMPLATE_MISSING_PATH') throw new TemplateError(error.code, error.message, source);
+          // Thrown where the template is unknown (a path lookup, a helper): named here.
+          if (error.code === 'FERRY_TEMPLATE_MISSING_PATH' || error.code === 'FERRY_TEMPLATE_VALUE') throw new TemplateError(error.code, error.message, source);
           throw error;
         }
         throw new TemplateError('FERRY_TEMPLATE_RENDER', `template failed: ${(error as Error).message}`, source, { cause: error });
@@ -173,8 +177,9 @@ export class Templates {
       return '';
     });
     hb.registerHelper('__str', (value: unknown) => stringify(value));
-    hb.registerHelper('__req', (value: unknown, original: unknown) => {
-      if (value === undefined) throw missingPath(String(original));
+    // `this` is the context the path was looked up in: the root, or a block's (`#each`, `#with`).
+    hb.registerHelper('__req', function (this: unknown, value: unknown, original: unknown) {
+      if (value === undefined) throw missingPath(String(original), String(original).split('.'), this);
       return value;
     });
     this.#env = hb;
@@ -283,6 +288,11 @@ function inspect(templates: Templates, source: string, lenient: boolean, plain: 
     else if (record) helpersUsed.push({ name, offset: offsetOf(n) });
     const wrongCount = arity ? arityProblem(name, n.params.length) : undefined;
     if (wrongCount !== undefined) errors.push(syntaxError(wrongCount, source, offsetOf(n), 'FERRY_TEMPLATE_ARITY'));
+    // `number "abc"`, `now "-1x"`: an argument written in the file is checked here, not at the run.
+    else for (const [i, param] of n.params.entries()) {
+      const problem = literalArgumentProblem(name, i, param);
+      if (problem) errors.push(syntaxError(problem.message, source, offsetOf(n), problem.code));
+    }
     const lenientArgs = lenientHelpers.has(name);
     n.params = n.params.map((p) => visitValue(p, lenientArgs, scoped));
     for (const pair of n.hash?.pairs ?? []) pair.value = visitValue(pair.value, lenientArgs, scoped);
@@ -327,7 +337,10 @@ function inspect(templates: Templates, source: string, lenient: boolean, plain: 
   const fast = fastRenderer(body, segments, lenient);
   visitProgram(program, false, true);
   for (const h of helpersUsed) {
-    if (!isKnownHelper(h.name)) errors.push(syntaxError(`unknown helper \`${h.name}\`; known helpers: ${[...Object.keys(helpers), ...builtinHelpers].join(', ')}`, source, h.offset));
+    if (isKnownHelper(h.name)) continue;
+    const known = [...Object.keys(helpers), ...builtinHelpers];
+    const near = closest(h.name, known);
+    errors.push(syntaxError(`unknown helper \`${h.name}\`; ${near ? `did you mean \`${near}\`? ` : ''}known helpers: ${known.join(', ')}`, source, h.offset));
   }
   if (errors.length > 0) return { refs, helpersUsed, whole, errors: errors.sort((a, b) => templateErrorOffset(a) - templateErrorOffset(b)) };
 
@@ -370,7 +383,7 @@ function fastRenderer(body: AstNode[], segments: Segment[], lenient: boolean): G
   if (segments.some((s) => s.exprOffset === undefined && s.text.includes('{{'))) return null;
   const get = (g: { parts: string[]; original: string }, context: TemplateContext): unknown => {
     const value = lookup(g.parts, context);
-    if (value === undefined && !lenient) throw missingPath(g.original);
+    if (value === undefined && !lenient) throw missingPath(g.original, g.parts, context);
     return value;
   };
   const only = getters[0];

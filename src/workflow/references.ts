@@ -1,3 +1,4 @@
+import { closest } from '../suggest.js';
 import type { TemplateRef } from '../template/compile.js';
 import type { YamlPath } from './load.js';
 
@@ -34,6 +35,12 @@ interface Known {
 const ROOTS = ['inputs', 'trigger', 'steps', 'env', 'secrets', 'run', 'workflow'];
 const TRIGGER_FIELDS = new Set(['type', 'body', 'headers', 'query', 'scheduled_at']);
 
+/** "; did you mean `a.b`?": the path with its name at `at` replaced by the nearest of `options`, or nothing. */
+function didYouMean(ref: TemplateRef, at: number, options: Iterable<string>): string {
+  const near = closest(ref.parts[at] ?? '', [...options]);
+  return near === undefined ? '' : `; did you mean \`${ref.parts.map((p, i) => (i === at ? near : p)).join('.')}\`?`;
+}
+
 /** Checks every path a template reads against what exists at its place in the workflow. */
 export function checkReferences(refs: readonly TemplateRef[], scope: Scope, known: Known): ReferenceProblem[] {
   const problems: ReferenceProblem[] = [];
@@ -63,19 +70,19 @@ export function checkReferences(refs: readonly TemplateRef[], scope: Scope, know
           if (third !== undefined && third !== 'output' && third !== 'status') add(ref, 'FERRY_REF_STEP_FIELD', `a step exposes \`output\` and \`status\`; did you mean \`steps.${second}.output.${ref.parts.slice(2).join('.')}\`?`);
           break;
         }
-        if (!other) add(ref, 'FERRY_REF_UNKNOWN_STEP', `there is no step \`${second}\``);
+        if (!other) add(ref, 'FERRY_REF_UNKNOWN_STEP', `there is no step \`${second}\`${didYouMean(ref, 1, known.allSteps.keys())}`);
         else if (other.loop && !scope.loops.includes(other.loop)) add(ref, 'FERRY_REF_INNER_STEP', `step \`${second}\` runs inside loop \`${other.loop}\`; outside it, read \`steps.${other.loop}.output.items\``);
         else add(ref, 'FERRY_REF_LATER_STEP', `step \`${second}\` runs later; a step can only read the steps before it`);
         break;
       }
       case 'secrets':
-        if (second !== undefined && !known.secrets.has(second)) add(ref, 'FERRY_REF_SECRET', `secret \`${second}\` is not declared; add it to \`secrets:\``);
+        if (second !== undefined && !known.secrets.has(second)) add(ref, 'FERRY_REF_SECRET', `secret \`${second}\` is not declared; add it to \`secrets:\`${didYouMean(ref, 1, known.secrets)}`);
         break;
       case 'inputs':
-        if (second !== undefined && known.inputs && !known.inputs.has(second)) add(ref, 'FERRY_REF_INPUT', `input \`${second}\` is not declared by any trigger (declared: ${[...known.inputs].join(', ') || 'none'})`);
+        if (second !== undefined && known.inputs && !known.inputs.has(second)) add(ref, 'FERRY_REF_INPUT', `input \`${second}\` is not declared by any trigger (declared: ${[...known.inputs].join(', ') || 'none'})${didYouMean(ref, 1, known.inputs)}`);
         break;
       case 'trigger':
-        if (second !== undefined && !TRIGGER_FIELDS.has(second)) add(ref, 'FERRY_REF_TRIGGER', `the trigger has \`type\`, \`body\`, \`headers\`, \`query\` and (for a schedule) \`scheduled_at\``);
+        if (second !== undefined && !TRIGGER_FIELDS.has(second)) add(ref, 'FERRY_REF_TRIGGER', `the trigger has \`type\`, \`body\`, \`headers\`, \`query\` and (for a schedule) \`scheduled_at\`${didYouMean(ref, 1, TRIGGER_FIELDS)}`);
         break;
       case 'loop':
         if (scope.loops.length === 0) add(ref, 'FERRY_REF_LOOP', '`loop` only exists inside a loop');
@@ -95,7 +102,9 @@ export function checkReferences(refs: readonly TemplateRef[], scope: Scope, know
           add(ref, 'FERRY_REF_ITEM_SCOPE', `\`${root}\` is the item of loop \`${loop}\` and only exists inside it`);
           break;
         }
-        add(ref, 'FERRY_REF_UNKNOWN', `unknown name \`${root}\`; templates read ${[...ROOTS, ...(scope.loops.length ? ['loop'] : []), ...scope.items].join(', ')}`);
+        const names = [...ROOTS, ...(scope.loops.length ? ['loop'] : []), ...scope.items];
+        // `<<uuidd>>` reads as a path: the helpers that take no arguments are candidates too.
+        add(ref, 'FERRY_REF_UNKNOWN', `unknown name \`${root}\`; templates read ${names.join(', ')}${didYouMean(ref, 0, [...names, 'now', 'uuid'])}`);
       }
     }
   }

@@ -4,6 +4,7 @@
  */
 import type { ErrorObject } from 'ajv';
 import { locate, type Reporter, type YamlPath } from './load.js';
+import { closest } from '../suggest.js';
 import { DURATION_PATTERN, IDENT_PATTERN, NAME_PATTERN, requiredInputs, STEP_ID_PATTERN, type JsonSchema } from './schema.js';
 
 const TEMPLATE_REF = '#/definitions/template';
@@ -54,29 +55,7 @@ function typeName(value: unknown): string {
 const TYPE_WORDS: Record<string, string> = { object: 'a mapping', array: 'a list', string: 'a string', integer: 'a whole number', number: 'a number', boolean: 'true or false', null: 'null' };
 export const typeWords = (t: string | string[]): string => (Array.isArray(t) ? t : [t]).map((x) => TYPE_WORDS[x] ?? x).join(' or ');
 
-/** The option nearest to `word` (case aside) within a few edits, for a "did you mean". */
-export function closest(word: string, options: string[]): string | undefined {
-  let best: { option: string; distance: number } | undefined;
-  for (const option of options) {
-    const d = editDistance(word.toLowerCase(), option.toLowerCase());
-    if (d <= Math.max(2, Math.floor(option.length / 3)) && (!best || d < best.distance)) best = { option, distance: d };
-  }
-  return best?.option;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0] as number;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j] as number;
-      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length] as number;
-}
+export { closest };
 
 /** The `with` schema inside an action's `then`, before template widening. */
 function actionInput(thenSchema: unknown): JsonSchema | undefined {

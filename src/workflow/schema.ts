@@ -276,7 +276,7 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
       },
       inputs: {
         type: 'object',
-        description: 'Inputs by name, each a JSON Schema; checked before a run starts and readable as `<<inputs.NAME>>`.',
+        description: 'Inputs by name, each a JSON Schema; checked before a run starts (every problem reported at once) and readable as `<<inputs.NAME>>`. `ferry run --input NAME=text` gives the text the declared `type`: `integer`, `number`, `boolean` (`true`, `yes`, `1`…) and `string` as such, arrays and objects as JSON.',
         propertyNames: { pattern: IDENT_PATTERN },
         additionalProperties: { type: 'object' },
         examples: [{ users: { type: 'array', items: { type: 'object' } } }],

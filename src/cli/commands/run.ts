@@ -3,6 +3,7 @@ import path from 'node:path';
 import { UsageError } from '../../errors.js';
 import type { RunListener } from '../../engine/events.js';
 import type { ResumeState } from '../../engine/run.js';
+import { declaredInputs, inputFromText } from '../../engine/inputs.js';
 import { envSecrets, type SecretSource } from '../../engine/secrets.js';
 import { createFerry, type Ferry } from '../../engine/runtime.js';
 import { resumeRun, startRun, type RunSession, type RunSessionOptions } from '../../engine/session.js';
@@ -17,8 +18,11 @@ import { printSummary } from '../output.js';
 import { startProgress } from '../progress.js';
 import { commandBackend, openPool, queueRun } from '../backend.js';
 
-/** `--input k=v`: the value as JSON when it parses, `@path` reads a file (JSON when it parses). */
-export async function parseInputs(pairs: string[], jsonFile: string | undefined, cwd: string): Promise<Record<string, unknown>> {
+/**
+ * `--input k=v`, `@path` reads a file: the text as the type `declared` gives the input (see
+ * inputFromText); an input without a declared type takes the value as JSON when it parses.
+ */
+export async function parseInputs(pairs: string[], jsonFile: string | undefined, cwd: string, declared?: Record<string, Record<string, unknown>>): Promise<Record<string, unknown>> {
   const inputs: Record<string, unknown> = {};
   if (jsonFile !== undefined) {
     const parsed = await readJson(path.resolve(cwd, jsonFile), '--input-json');
@@ -36,17 +40,9 @@ export async function parseInputs(pairs: string[], jsonFile: string | undefined,
         throw new UsageError(`--input ${name}: cannot read ${raw.slice(1)}`);
       });
     }
-    inputs[name] = parseMaybeJson(raw);
+    inputs[name] = inputFromText(raw, declared && Object.hasOwn(declared, name) ? declared[name] : undefined);
   }
   return inputs;
-}
-
-function parseMaybeJson(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    return raw;
-  }
 }
 
 async function readJson(file: string, flag: string): Promise<unknown> {
@@ -103,7 +99,7 @@ async function runOnce(ferry: Ferry, file: string, values: Record<string, unknow
   const dry = values['dry-run'] === true;
   const limit = parseLimit(values.limit, dry);
   if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
-  const { inputs, trigger } = await startValues(values, io);
+  const { inputs, trigger } = await startValues(values, io, workflow);
   // Loaded only for --dry-run: it answers calls with undici's MockAgent, which a run does not load.
   if (dry) return (await import('../dry-run.js')).dryRun(workflow, { registry: ferry.registry, inputs, trigger, limit, json: values.json === true, verbose: values.verbose === true }, io);
   // Placeholders stand in for secrets the environment lacks in the sandbox, as in `ferry test`.
@@ -117,7 +113,7 @@ async function runInPool(url: string, file: string, values: Record<string, unkno
   const pool = await openPool(url, io);
   try {
     const workflow = await pool.ferry.load(path.resolve(io.cwd, file));
-    const { inputs, trigger } = await startValues(values, io);
+    const { inputs, trigger } = await startValues(values, io, workflow);
     return await queueRun(pool, { file: path.relative(io.cwd, workflow.file) || file, workflow, inputs, trigger }, values, io);
   } finally {
     await pool.close();
@@ -125,13 +121,13 @@ async function runInPool(url: string, file: string, values: Record<string, unkno
 }
 
 /** Inputs and trigger of a start: `--input`, `--input-json`, `--body`. */
-async function startValues(values: Record<string, unknown>, io: CommandIO): Promise<{ inputs: Record<string, unknown>; trigger: TriggerData }> {
+async function startValues(values: Record<string, unknown>, io: CommandIO, workflow: Workflow): Promise<{ inputs: Record<string, unknown>; trigger: TriggerData }> {
   let trigger: TriggerData = { type: 'manual' };
-  const inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd);
   if (values.body !== undefined) {
     const body = await readJson(path.resolve(io.cwd, String(values.body)), '--body');
     trigger = { type: 'webhook', body, headers: {}, query: {} };
   }
+  const inputs = await parseInputs((values.input as string[] | undefined) ?? [], values['input-json'] as string | undefined, io.cwd, declaredInputs(workflow, trigger));
   return { inputs, trigger };
 }
 
