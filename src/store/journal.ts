@@ -114,6 +114,7 @@ export class FileJournal implements RunJournal {
   /** The run's record as last written; undefined until the `run` or `resume` entry (or without a base). */
   #record: RunRecord | undefined;
   readonly #baseRecord: RunRecord | undefined;
+  #recordWritten = false;
   readonly #openedSize: number;
 
   constructor(file: string, redactor?: Redactor, options: FileJournalOptions = {}) {
@@ -210,7 +211,10 @@ export class FileJournal implements RunJournal {
       const base = this.#baseRecord ?? this.#currentRecord();
       this.#record = base && resumeRecord(base, entry.pid, this.#size);
     } else if (this.#record) this.#record = endRecord(this.#record, entry, this.#size);
-    if (this.#record) writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor);
+    if (!this.#record) return;
+    // The first record this journal writes is usually the run's first: created in place.
+    writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor, !this.#recordWritten);
+    this.#recordWritten = true;
   }
 
   /** `run.json` as this journal found it, if it was up to date with the journal then. */
