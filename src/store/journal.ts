@@ -23,7 +23,7 @@ export function loopsOf(shape: readonly StepShape[], loops: string[] = [], into 
   return into;
 }
 
-/** One line of `journal.jsonl`. `v` versions the format. */
+/** One entry of `journal.jsonl`; journal-line.ts says how it is written as a line (defaults left out). `v` versions the format. */
 export type JournalEntry =
   | {
       t: 'run';
