@@ -3,6 +3,7 @@ import { createAgent } from '../providers/http.js';
 import { builtinProviders } from '../providers/index.js';
 import { Registry } from '../providers/registry.js';
 import type { RunJournal } from '../store/journal.js';
+import { processIdentity, type ProcessIdentity } from '../store/lock.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Workflow } from '../workflow/types.js';
 import { loadWorkflow, WorkflowCompiler } from '../workflow/validate.js';
@@ -95,6 +96,8 @@ export interface Ferry {
   declare(workflow: Workflow, values: { secrets: Record<string, string>; env?: Record<string, string | undefined> }): DeclaredAccount[];
   /** Where calls go when not through `dispatcher` (FerryOptions.calls). */
   readonly calls: CallRouter | undefined;
+  /** This process as the run locks of its runs name it: read from /proc once, at the first lock. */
+  readonly identity: ProcessIdentity;
   /** Closes the dispatcher the runtime made; one passed in is left open. */
   close(): Promise<void>;
 }
@@ -114,6 +117,7 @@ class Runtime implements Ferry {
   readonly #given: Dispatcher | undefined;
   #own: Dispatcher | undefined;
   #closed = false;
+  #identity: ProcessIdentity | undefined;
   /** The journals written before each call, with the stop signal of the run each belongs to. */
   readonly #journals = new Map<RunJournal, AbortSignal | undefined>();
 
@@ -127,6 +131,11 @@ class Runtime implements Ferry {
     // A pause this process hears of (Amplitude's documented pause, a Retry-After) holds in
     // every process of the pool.
     if (this.calls) this.limits.onPause((event) => this.calls?.pause(event.scope, event.waitMs));
+  }
+
+  get identity(): ProcessIdentity {
+    this.#identity ??= processIdentity();
+    return this.#identity;
   }
 
   get dispatcher(): Dispatcher {

@@ -221,7 +221,7 @@ class Session implements RunSession {
       this.#startRecord = startRecord(entry, this.#journalBytes);
       this.#reopen = true;
     } else if (stateDir !== undefined) {
-      this.#lock ??= acquireRunLock(stateDir, this.runId);
+      this.#lock ??= acquireRunLock(stateDir, this.runId, this.#options.ferry.identity);
       try {
         this.#attachFile(FileJournal.create(stateDir, this.runId, workflow.source, options.redactor, this.#journalOptions()));
       } catch (error) {
@@ -262,7 +262,7 @@ class Session implements RunSession {
       if (journal) this.#attach(journal);
       return;
     }
-    this.#lock ??= acquireRunLock(stateDir, this.runId);
+    this.#lock ??= acquireRunLock(stateDir, this.runId, this.#options.ferry.identity);
     try {
       // The run waited (queued in the listener) between being read and being locked: another
       // runner (`ferry retry`) may have taken it up meanwhile. Its journal then grew, and what

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Redactor } from '../redact.js';
 import type { CallSummary, RunErrorInfo, StepStatus, TriggerData } from '../types.js';
 import { errorMessage, FerryError } from '../errors.js';
+import { addJournalEntries, bareLine, isBare, journalLine, MAX_BARE_RUN, type BareRun } from './journal-line.js';
 import { JOURNAL_FILE, runDir, WORKFLOW_COPY } from './paths.js';
 import { endRecord, readRunRecord, resumeRecord, startRecord, writeRunRecordQuietly, type RunRecord } from './record.js';
 import { stateDirError } from './state-dir.js';
@@ -22,7 +23,7 @@ export function loopsOf(shape: readonly StepShape[], loops: string[] = [], into 
   return into;
 }
 
-/** One line of `journal.jsonl`. `v` versions the format. */
+/** One entry of `journal.jsonl`; journal-line.ts says how it is written as a line (defaults left out). `v` versions the format. */
 export type JournalEntry =
   | {
       t: 'run';
@@ -87,7 +88,8 @@ export interface FileJournalOptions {
  * before the next provider call (the runtime calls `flush()`), when 64 KB are pending, on the next
  * turn of the event loop, and on close. Once written, lines survive SIGKILL of this process.
  * Secrets are redacted here, the one place records are written: in each entry's values,
- * never in the JSON text (a secret `true` must not turn into `"ok":[redacted]`).
+ * never in the JSON text (a secret `true` must not turn into `"ok":[redacted]`), and only in
+ * the values that come from outside the engine (journal-line.ts says which).
  *
  * The file never holds a torn line that a later entry is glued onto: a write that fails half
  * way is cut back, and a file whose last line was torn by a kill gets a fresh line first.
@@ -101,6 +103,8 @@ export class FileJournal implements RunJournal {
   readonly #onFailure: ((error: FerryError) => void) | undefined;
   readonly path: string;
   #pending = '';
+  /** Bare step entries at consecutive positions, not yet in `#pending`: they become one line. */
+  #bare: BareRun | undefined;
   #scheduled = false;
   /** Bytes on disk that end with a whole entry: where a failed write is cut back to. */
   #size: number;
@@ -110,6 +114,7 @@ export class FileJournal implements RunJournal {
   /** The run's record as last written; undefined until the `run` or `resume` entry (or without a base). */
   #record: RunRecord | undefined;
   readonly #baseRecord: RunRecord | undefined;
+  #recordWritten = false;
   readonly #openedSize: number;
 
   constructor(file: string, redactor?: Redactor, options: FileJournalOptions = {}) {
@@ -158,8 +163,15 @@ export class FileJournal implements RunJournal {
 
   append(entry: JournalEntry): void {
     if (this.#failure) return;
-    // Secrets are redacted when the pending lines are written: one search per write, not per entry.
-    this.#pending += `${JSON.stringify(entry)}\n`;
+    if (entry.t === 'step' && isBare(entry)) {
+      if (!this.#extendBare(entry)) {
+        this.#closeBare();
+        this.#bare = { id: entry.id, item: entry.item, count: 1 };
+      }
+    } else {
+      this.#closeBare();
+      this.#pending += journalLine(entry, this.#redactor);
+    }
     if (entry.t === 'step') {
       if (entry.item.length === 0 && this.#record) this.#record.steps[entry.id] = entry.status;
     } else if (entry.t === 'run' || entry.t === 'resume' || entry.t === 'end') {
@@ -173,6 +185,23 @@ export class FileJournal implements RunJournal {
     }
   }
 
+  /** Whether `entry` is the next position of the pending bare run, which then covers it. */
+  #extendBare(entry: StepEntry): boolean {
+    const bare = this.#bare;
+    if (bare === undefined || bare.id !== entry.id || bare.count === MAX_BARE_RUN || bare.item.length !== entry.item.length) return false;
+    const last = entry.item.length - 1;
+    for (let i = 0; i < last; i++) if (bare.item[i] !== entry.item[i]) return false;
+    if (entry.item[last] !== (bare.item[last] ?? 0) + bare.count) return false;
+    bare.count++;
+    return true;
+  }
+
+  #closeBare(): void {
+    if (this.#bare === undefined) return;
+    this.#pending += bareLine(this.#bare);
+    this.#bare = undefined;
+  }
+
   /** Writes the journal up to `entry`, then the record that says what `entry` changed. */
   #keepRecord(entry: Extract<JournalEntry, { t: 'run' | 'resume' | 'end' }>): void {
     this.#flushQuietly();
@@ -182,7 +211,10 @@ export class FileJournal implements RunJournal {
       const base = this.#baseRecord ?? this.#currentRecord();
       this.#record = base && resumeRecord(base, entry.pid, this.#size);
     } else if (this.#record) this.#record = endRecord(this.#record, entry, this.#size);
-    if (this.#record) writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor);
+    if (!this.#record) return;
+    // The first record this journal writes is usually the run's first: created in place.
+    writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor, !this.#recordWritten);
+    this.#recordWritten = true;
   }
 
   /** `run.json` as this journal found it, if it was up to date with the journal then. */
@@ -197,12 +229,10 @@ export class FileJournal implements RunJournal {
     // A failed journal throws on every flush: no call of its runtime goes out while a run's
     // record of it cannot be written.
     if (this.#failure) throw this.#failure;
+    this.#closeBare();
     if (this.#pending === '') return;
-    const pending = this.#pending;
+    const text = this.#newline ? `\n${this.#pending}` : this.#pending;
     this.#pending = '';
-    // Redacted value by value in the lines that hold a secret (a secret `true` must not turn into `"ok":[redacted]`).
-    const lines = this.#redactor ? this.#redactor.redactJsonLines(pending) : pending;
-    const text = this.#newline ? `\n${lines}` : lines;
     const length = Buffer.byteLength(text);
     let written = 0;
     try {
@@ -349,31 +379,8 @@ export class JournalReader implements AsyncIterable<JournalEntry> {
       this.skipped++;
       return;
     }
-    if (isJournalEntry(value)) into.push(value);
-    else this.skipped++;
+    if (!addJournalEntries(value, into)) this.skipped++;
   }
 }
 
-const isString = (v: unknown): v is string => typeof v === 'string';
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-
-/** The fields readers rely on, per entry type: a line that parses but lacks them is damage, not an entry. */
-export function isJournalEntry(value: unknown): value is JournalEntry {
-  if (!isObject(value)) return false;
-  switch (value.t) {
-    case 'run':
-      return isString(value.runId) && isString(value.workflow) && isString(value.file) && isString(value.startedAt) && typeof value.pid === 'number' && isObject(value.inputs) && isObject(value.trigger) && Array.isArray(value.shape);
-    case 'resume':
-      return isString(value.at) && typeof value.pid === 'number';
-    case 'step':
-      return isString(value.id) && Array.isArray(value.item) && isString(value.status) && typeof value.ms === 'number';
-    case 'progress':
-      return isString(value.id) && Array.isArray(value.item) && typeof value.done === 'number';
-    case 'source':
-      return isString(value.id) && Array.isArray(value.item) && isString(value.path) && typeof value.size === 'number' && typeof value.mtimeMs === 'number' && isString(value.hash);
-    case 'end':
-      return isString(value.status) && isString(value.at) && (value.error === null || isObject(value.error));
-    default:
-      return false;
-  }
-}
+export { isJournalEntry } from './journal-line.js';

@@ -22,6 +22,19 @@ export interface LockHolder {
   lease?: true;
 }
 
+/**
+ * Who this process is to another process that finds its lock: read from /proc once per
+ * runtime (`processIdentity()`), not at every lock.
+ */
+export type ProcessIdentity = Pick<LockHolder, 'pid' | 'host' | 'procStart' | 'bootId'>;
+
+/** This process's identity: its pid, host, start time and boot (the last two on Linux). */
+export function processIdentity(): ProcessIdentity {
+  const start = procStart(process.pid);
+  const boot = bootId();
+  return { pid: process.pid, host: hostname(), ...(start === undefined ? {} : { procStart: start }), ...(boot === undefined ? {} : { bootId: boot }) };
+}
+
 export interface RunLock {
   readonly holder: LockHolder;
   /** Removes the lock if it is still this one; safe to call twice. */
@@ -36,7 +49,7 @@ export interface RunLock {
  * It is also the first thing every runner does to a run folder, so it makes the folder and
  * the state dir's runs/ owner-only (they hold webhook bodies and sender headers).
  */
-export function acquireRunLock(stateDir: string, runId: string): RunLock {
+export function acquireRunLock(stateDir: string, runId: string, self: ProcessIdentity = processIdentity()): RunLock {
   const dir = runDir(stateDir, runId);
   const file = path.join(dir, LOCK_FILE);
   try {
@@ -53,7 +66,7 @@ export function acquireRunLock(stateDir: string, runId: string): RunLock {
       // not ours to change
     }
   }
-  const me = selfHolder();
+  const me = selfHolder(self);
   const text = JSON.stringify(me);
   for (let attempt = 0; attempt < 100; attempt++) {
     if (createExclusive(file, text, stateDir)) return lockOf(file, me);
@@ -106,7 +119,8 @@ export function lockHolder(stateDir: string, runId: string): LockHolder | 'none'
 /** True when the process that wrote `holder` still runs (on another host: assumed, it cannot be checked). */
 export function isAlive(holder: Pick<LockHolder, 'pid' | 'host' | 'procStart' | 'bootId'>): boolean {
   if (holder.host !== hostname()) return true;
-  if (holder.bootId !== undefined && bootId() !== undefined && holder.bootId !== bootId()) return false;
+  const boot = holder.bootId === undefined ? undefined : bootId();
+  if (boot !== undefined && holder.bootId !== boot) return false;
   if (!pidExists(holder.pid)) return false;
   const now = procStart(holder.pid);
   // Same pid, other start time: the pid was reused by another program.
@@ -126,17 +140,8 @@ export function isLikelyFerry(pid: number): boolean {
 }
 
 /** This process as a lock holder: what another process checks with isAlive. */
-export function selfHolder(): LockHolder {
-  const start = procStart(process.pid);
-  const boot = bootId();
-  return {
-    pid: process.pid,
-    host: hostname(),
-    startedAt: new Date().toISOString(),
-    ...(start === undefined ? {} : { procStart: start }),
-    ...(boot === undefined ? {} : { bootId: boot }),
-    token: randomBytes(6).toString('hex'),
-  };
+export function selfHolder(self: ProcessIdentity = processIdentity()): LockHolder {
+  return { ...self, startedAt: new Date().toISOString(), token: randomBytes(6).toString('hex') };
 }
 
 function lockOf(file: string, holder: LockHolder): RunLock {

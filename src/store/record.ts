@@ -112,12 +112,38 @@ export function writeRunRecord(stateDir: string, record: RunRecord, redactor?: R
     writeFileSync(tmp, text, { mode: 0o600 });
     renameSync(tmp, file);
   } catch (error) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never written
-    }
+    unlinkQuietly(tmp);
     throw error;
+  }
+}
+
+/**
+ * writeRunRecord for the first record a journal writes, which usually does not exist yet: it
+ * is then created in place, with no file aside to rename. A reader that finds it half written
+ * takes it for missing and reads the journal, as it does any record it cannot read. A record
+ * that exists is replaced atomically, as writeRunRecord does.
+ */
+export function createRunRecord(stateDir: string, record: RunRecord, redactor?: Redactor): void {
+  const file = path.join(runDir(stateDir, record.runId), RECORD_FILE);
+  const text = recordText(record, redactor);
+  try {
+    writeFileSync(file, text, { flag: 'wx', mode: 0o600 });
+    return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+      // Created but not written whole (a full disk): no torn record stays behind.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') unlinkQuietly(file);
+      throw error;
+    }
+  }
+  writeRunRecord(stateDir, record, redactor);
+}
+
+function unlinkQuietly(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // never written
   }
 }
 
@@ -136,13 +162,21 @@ export async function writeRunRecordAsync(stateDir: string, record: RunRecord, r
 /** Where a record goes, the file it is written to aside first, and its redacted text. */
 function recordWrite(stateDir: string, record: RunRecord, redactor: Redactor | undefined): { file: string; tmp: string; text: string } {
   const file = path.join(runDir(stateDir, record.runId), RECORD_FILE);
-  return { file, tmp: `${file}.${process.pid}.${randomBytes(4).toString('hex')}`, text: redactor ? redactor.redactJson(record) : JSON.stringify(record) };
+  return { file, tmp: `${file}.${process.pid}.${randomBytes(4).toString('hex')}`, text: recordText(record, redactor) };
 }
 
-/** Like writeRunRecord, for readers that refresh a missing or stale record: a failure leaves the journal to be read next time. */
-export function writeRunRecordQuietly(stateDir: string, record: RunRecord, redactor?: Redactor): void {
+function recordText(record: RunRecord, redactor: Redactor | undefined): string {
+  return redactor ? redactor.redactJson(record) : JSON.stringify(record);
+}
+
+/**
+ * Like writeRunRecord (createRunRecord when `create`), for writers that go on without it: a
+ * failure leaves the journal to be read next time.
+ */
+export function writeRunRecordQuietly(stateDir: string, record: RunRecord, redactor?: Redactor, create = false): void {
   try {
-    writeRunRecord(stateDir, record, redactor);
+    if (create) createRunRecord(stateDir, record, redactor);
+    else writeRunRecord(stateDir, record, redactor);
   } catch {
     // A read-only state dir, a full disk: the record is an index, the journal still says it all.
   }

@@ -1,8 +1,8 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import type { JournalEntry } from '../../src/store/journal.js';
+import { readJournal, type JournalEntry } from '../../src/store/journal.js';
 import { assertBuilt, ferry, spawnFerry, until } from '../helpers/cli.js';
 import { tempDirs } from '../helpers/tmp.js';
 
@@ -25,8 +25,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const insertIds = (from: number) => sandbox.amplitude.requests.slice(from).flatMap((r) => ((r.body as { events?: { insert_id: string }[] }).events ?? []).map((e) => e.insert_id));
 
 async function journal(runId: string): Promise<JournalEntry[]> {
-  const text = await readFile(path.join(dir, 'state', 'runs', runId, 'journal.jsonl'), 'utf8');
-  return text.split('\n').filter(Boolean).map((line) => JSON.parse(line) as JournalEntry);
+  return (await readJournal(path.join(dir, 'state', 'runs', runId, 'journal.jsonl'))).entries;
 }
 
 describe('SIGTERM during a batched loop that meets 503s', () => {
