@@ -8,7 +8,18 @@ import { FerryError } from '../errors.js';
  * Loop items read from a file as a stream with backpressure: a loop over a million rows
  * holds only the rows in flight. CSV (header row gives the keys), JSONL, or a JSON array.
  */
-export function readItems(file: string): AsyncIterable<unknown> {
+export async function* readItems(file: string): AsyncIterable<unknown> {
+  for await (const row of readRows(file)) yield row.value;
+}
+
+/** One item of a loop file and the 1-based line of the file it starts on (CSV counts the header; none for a .json array). */
+export interface SourceRow {
+  value: unknown;
+  line: number | undefined;
+}
+
+/** `readItems` with each item's line in the file, for the messages and `failed.jsonl` of a file loop. */
+export function readRows(file: string): AsyncIterable<SourceRow> {
   if (/\.csv$/i.test(file)) return csvRows(file);
   if (/\.(jsonl|ndjson)$/i.test(file)) return jsonLines(file);
   if (/\.json$/i.test(file)) return jsonArray(file);
@@ -19,28 +30,42 @@ function fileError(file: string, where: string, message: string): FerryError {
   return new FerryError('FERRY_LOOP_FILE', `loop.file ${file}, ${where}: ${message}`);
 }
 
-async function* csvRows(file: string): AsyncIterable<unknown> {
+async function* csvRows(file: string): AsyncIterable<SourceRow> {
   // The CSV parser is loaded by the first CSV loop only.
   const { parse: parseCsv } = await import('csv-parse');
   const input = createReadStream(file);
-  const parser = input.pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
+  // `info` gives each record the line it ends on (the parser runs ahead of the loop, so its
+  // own counter is not the current row's).
+  const parser = input.pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false, info: true }));
   // pipe() does not pass a read error on: unhandled, it would end the process.
   input.on('error', (error) => parser.destroy(error));
   try {
-    for await (const row of parser) yield row;
+    for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
+      yield { value: record, line: info.lines - newlinesIn(record) };
+    }
   } catch (error) {
     throw fileError(file, `line ${(parser.info as { lines?: number }).lines ?? '?'}`, (error as Error).message);
   }
 }
 
-async function* jsonLines(file: string): AsyncIterable<unknown> {
+/** Line breaks inside a record's quoted values: the record starts that many lines before it ends. */
+function newlinesIn(record: Record<string, string>): number {
+  let n = 0;
+  for (const key in record) {
+    const value = record[key] as string;
+    for (let at = value.indexOf('\n'); at !== -1; at = value.indexOf('\n', at + 1)) n++;
+  }
+  return n;
+}
+
+async function* jsonLines(file: string): AsyncIterable<SourceRow> {
   const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
   let n = 0;
   for await (const line of lines) {
     n++;
     if (line.trim() === '') continue;
     try {
-      yield JSON.parse(line);
+      yield { value: JSON.parse(line) as unknown, line: n };
     } catch (error) {
       throw fileError(file, `line ${n}`, `not JSON (${(error as Error).message})`);
     }
@@ -51,7 +76,7 @@ async function* jsonLines(file: string): AsyncIterable<unknown> {
  * The elements of a top-level JSON array, one at a time: a small scanner finds where each
  * element ends (outside strings, at depth 1) and JSON.parse reads just that element.
  */
-async function* jsonArray(file: string): AsyncIterable<unknown> {
+async function* jsonArray(file: string): AsyncIterable<SourceRow> {
   let depth = 0;
   let inString = false;
   let escaped = false;
@@ -92,14 +117,14 @@ async function* jsonArray(file: string): AsyncIterable<unknown> {
         if (depth === 0) {
           element += text.slice(from, i);
           const value = emit();
-          if (value !== undefined) yield value;
+          if (value !== undefined) yield { value, line: undefined };
           return;
         }
       } else if (ch === 0x2c && depth === 1) {
         element += text.slice(from, i);
         const value = emit();
         if (value !== undefined) {
-          yield value;
+          yield { value, line: undefined };
           index++;
         }
         from = i + 1;
