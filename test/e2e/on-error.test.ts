@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
-import { assertBuilt, ferry } from '../helpers/cli.js';
+import { assertBuilt, ferry, spawnFerry } from '../helpers/cli.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
 
 const AMP_KEY = 'amp-key-0123456789abcdef';
 
@@ -31,9 +32,9 @@ const env = (): Record<string, string> => ({ AMP_KEY, FERRY_STATE_DIR: stateDir 
 const ids = Array.from({ length: 50 }, (_, i) => `user_${10_000 + i}`);
 
 /** A 50-row CSV replay to Amplitude whose identify step sets failed rows aside. */
-async function replay(): Promise<string> {
-  await writeFile(path.join(dir, 'users.csv'), `id,plan\n${ids.map((id, i) => `${id},${i % 2 ? 'pro' : 'free'}`).join('\n')}\n`);
-  const file = path.join(dir, 'replay.yaml');
+async function replay(base = dir): Promise<string> {
+  await writeFile(path.join(base, 'users.csv'), `id,plan\n${ids.map((id, i) => `${id},${i % 2 ? 'pro' : 'free'}`).join('\n')}\n`);
+  const file = path.join(base, 'replay.yaml');
   await writeFile(
     file,
     `name: replay
@@ -163,4 +164,47 @@ steps:
     expect(result.code).toBe(2);
     expect(result.stdout + result.stderr).toMatch(/top\.yaml:5:\d+: .*on_error: continue.*inside a loop/);
   });
+});
+
+describe('on_error: continue with --backend (the journal in Redis, no state dir)', () => {
+  let redis: TestRedis;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.close();
+  });
+
+  it('keeps the set-aside items in the run journal, so `ferry show` lists them and `ferry retry --backend` sends only them', async () => {
+    await replay();
+    const poolEnv = { FERRY_BACKEND: redis.url, AMP_KEY, CI: 'true' };
+    const worker = spawnFerry(['worker'], { cwd: dir, env: poolEnv });
+    let err = '';
+    worker.child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    try {
+      while (!err.includes('joined')) await new Promise((r) => setTimeout(r, 50));
+      sandbox.amplitude.inject({ kind: 'reject-user', userId: 'user_10007' });
+      sandbox.amplitude.inject({ kind: 'reject-user', userId: 'user_10031' });
+      const run = await ferry(['run', 'replay.yaml', '--json'], { cwd: dir, env: poolEnv });
+      expect(run.code, run.stderr).toBe(1);
+      const runId = /queued run (\S+)/.exec(run.stderr)?.[1] ?? '';
+      expect(JSON.parse(run.stdout)).toMatchObject({ runId, status: 'failed', failed_items: 2 });
+      expect(identified()).toHaveLength(48);
+      const show = await ferry(['show', runId, '--json'], { cwd: dir, env: poolEnv });
+      expect(JSON.parse(show.stdout)).toMatchObject({ status: 'failed', failed_items: 2, error: { code: 'FERRY_ITEMS_FAILED' } });
+      const text = await ferry(['show', runId], { cwd: dir, env: poolEnv });
+      expect(text.stdout).toContain('each_user item 7 (users.csv line 9), step amp');
+      expect(existsSync(path.join(dir, '.ferry'))).toBe(false);
+
+      sandbox.amplitude.reset();
+      const retry = await ferry(['retry', runId], { cwd: dir, env: poolEnv });
+      expect(retry.code, retry.stderr).toBe(0);
+      expect(identified()).toEqual(['user_10007', 'user_10031']);
+      const after = await ferry(['show', runId, '--json'], { cwd: dir, env: poolEnv });
+      expect(JSON.parse(after.stdout)).toMatchObject({ status: 'succeeded' });
+    } finally {
+      worker.child.kill('SIGKILL');
+      await worker.done;
+    }
+  }, 60_000);
 });
