@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
 
 /**
@@ -34,28 +35,73 @@ async function* csvRows(file: string): AsyncIterable<SourceRow> {
   // The CSV parser is loaded by the first CSV loop only.
   const { parse: parseCsv } = await import('csv-parse');
   const input = createReadStream(file);
-  // `info` gives each record the line it ends on (the parser runs ahead of the loop, so its
-  // own counter is not the current row's).
-  const parser = input.pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false, info: true }));
+  const lines = new RecordLines();
+  const parser = input.pipe(lines).pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
   // pipe() does not pass a read error on: unhandled, it would end the process.
   input.on('error', (error) => parser.destroy(error));
   try {
-    for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
-      yield { value: record, line: info.lines - newlinesIn(record) };
+    let header = true;
+    for await (const record of parser) {
+      // The header's line comes first.
+      if (header) {
+        lines.next();
+        header = false;
+      }
+      yield { value: record as unknown, line: lines.next() };
     }
   } catch (error) {
     throw fileError(file, `line ${(parser.info as { lines?: number }).lines ?? '?'}`, (error as Error).message);
   }
 }
 
-/** Line breaks inside a record's quoted values: the record starts that many lines before it ends. */
-function newlinesIn(record: Record<string, string>): number {
-  let n = 0;
-  for (const key in record) {
-    const value = record[key] as string;
-    for (let at = value.indexOf('\n'); at !== -1; at = value.indexOf('\n', at + 1)) n++;
+/**
+ * The line each CSV record starts on, found by a scan of the bytes on their way to the
+ * parser: a record starts at the first character of a line outside quotes; blank lines,
+ * which the parser skips, start none. The parser runs ahead of the loop (and its
+ * per-record `info` costs more than the parsing itself), so the lines wait here in order,
+ * as many as the records parsed and not yet taken.
+ */
+class RecordLines extends Transform {
+  #starts: number[] = [];
+  #head = 0;
+  #line = 1;
+  #quoted = false;
+  #open = false;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    const starts = this.#starts;
+    let line = this.#line;
+    let quoted = this.#quoted;
+    let open = this.#open;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i];
+      if (c === 0x0a) {
+        line++;
+        if (!quoted) open = false;
+      } else if (c !== 0x0d) {
+        if (!open) {
+          open = true;
+          starts.push(line);
+        }
+        // An escaped quote ("") flips twice: the state after it is right.
+        if (c === 0x22) quoted = !quoted;
+      }
+    }
+    this.#line = line;
+    this.#quoted = quoted;
+    this.#open = open;
+    done(null, chunk);
   }
-  return n;
+
+  /** The start line of the next record, in file order. */
+  next(): number | undefined {
+    const line = this.#starts[this.#head++];
+    if (this.#head >= 1024 && this.#head * 2 >= this.#starts.length) {
+      this.#starts = this.#starts.slice(this.#head);
+      this.#head = 0;
+    }
+    return line;
+  }
 }
 
 async function* jsonLines(file: string): AsyncIterable<SourceRow> {
