@@ -123,10 +123,13 @@ export class ProviderError extends FerryError {
 export class RunFailedError extends FerryError {
   readonly step: string;
   readonly item: number[] | null;
-  constructor(step: string, item: number[] | null, message: string, options?: { cause?: unknown }) {
+  /** The line of the loop file the failed item came from (1-based; a CSV's header is line 1). */
+  readonly line: number | undefined;
+  constructor(step: string, item: number[] | null, message: string, options?: { cause?: unknown; line?: number }) {
     super('FERRY_RUN_FAILED', message, options);
     this.step = step;
     this.item = item;
+    this.line = options?.line;
   }
 }
 

@@ -49,6 +49,8 @@ export interface RunErrorInfo {
   message: string;
   /** Loop indexes from the outermost loop in, when loops nest. */
   itemPath?: number[];
+  /** For an item of a file loop: the line of the file it came from (1-based; a CSV's header is line 1). */
+  line?: number;
   code?: string;
   status?: number;
   /** What the provider answered: status, its error text, the detail that concerns this call or item. */
@@ -60,6 +62,11 @@ export interface RunSummary {
   workflow: string;
   status: 'succeeded' | 'failed';
   error: RunErrorInfo | null;
+  /**
+   * Loop items set aside by `on_error: continue` that are failed now (listed in the run's
+   * `failed.jsonl`); absent when there are none. `ferry retry` sends them again.
+   */
+  failed_items?: number;
   steps: Record<string, StepSummary>;
   startedAt: string;
   durationMs: number;

@@ -21,6 +21,8 @@ export const RUNS_QUEUE = 'ferry-runs';
 /** What a run job carries: the run's id and nothing else (the run itself is in the store). */
 export interface RunJobData {
   runId: string;
+  /** A `ferry retry`: the items earlier attempts set aside (on_error: continue) are sent again. */
+  resendFailed?: boolean;
 }
 
 /** How a run job ended, as `ferry run --backend` reads it. */
@@ -45,8 +47,8 @@ export class RunQueue {
   }
 
   /** Queues a run recorded in the store; `attempt` tells a retry's job from the start's. */
-  async add(runId: string, attempt?: string): Promise<Job<RunJobData, RunJobResult>> {
-    return this.#queue.add('run', { runId }, { jobId: attempt === undefined ? runId : `${runId}-${attempt}`, removeOnComplete: { age: 3600 }, removeOnFail: { age: 24 * 3600 } });
+  async add(runId: string, attempt?: string, options: { resendFailed?: boolean } = {}): Promise<Job<RunJobData, RunJobResult>> {
+    return this.#queue.add('run', options.resendFailed ? { runId, resendFailed: true } : { runId }, { jobId: attempt === undefined ? runId : `${runId}-${attempt}`, removeOnComplete: { age: 3600 }, removeOnFail: { age: 24 * 3600 } });
   }
 
   /**
@@ -194,6 +196,7 @@ export class RunWorker {
         inputs: run.start.inputs,
         trigger: run.start.trigger,
         resume: folding.result(),
+        ...(job.data.resendFailed === true ? { resendFailed: true } : {}),
         secrets: envSecrets(env),
         secretHint: `on worker ${owner.host} (pid ${owner.pid}); every process of the pool needs the secrets of the workflows it runs`,
         env,

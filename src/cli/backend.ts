@@ -82,7 +82,7 @@ export async function queueRetry(pool: Pool, runId: string, values: Record<strin
     throw new UsageError(`${run.start.file} changed in a way this run cannot resume from:\n  ${problems.join('\n  ')}\nStart a new run with \`ferry run\` instead.`, 'FERRY_RETRY_INCOMPATIBLE');
   }
   await pool.store.setWorkflow(runId, { file: run.start.file, source: await readFile(file, 'utf8') });
-  const job = await pool.runs.add(runId, `retry${Date.now()}`);
+  const job = await pool.runs.add(runId, `retry${Date.now()}`, { resendFailed: true });
   if (values.quiet !== true) io.stderr(`queued run ${runId} of ${run.start.workflow} to resume on ${pool.backend.label}\n`);
   return waitForRun(pool, workflow, runId, job, values, io);
 }

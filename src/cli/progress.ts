@@ -122,6 +122,14 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
         human.stepFinished?.(step, item, summary);
         return;
       }
+      case 'item-failed': {
+        // The item is done with for this attempt: it counts, and the user sees it at once.
+        if (event.item.length === 1 && state.loop && state.step === event.loop) state.loop.done++;
+        if (options.quiet) return;
+        const at = event.row ? ` (${event.row.file} line ${event.row.line})` : '';
+        printer.stderr(`  ✗ ${event.loop} item ${event.item.join('.')}${at} set aside (on_error: continue): ${io.redactor.redactValue(event.error.message)}\n`);
+        return;
+      }
       case 'loop-progress':
         // A count relayed by the pool's worker (or a file loop's low-water mark).
         if (event.item.length === 0 && state.step === event.step && state.loop) state.loop.done = Math.max(state.loop.done, event.done);

@@ -40,6 +40,14 @@ export type RunEvent =
   | { type: 'loop-progress'; step: string; item: readonly number[]; done: number }
   /** The file a file loop reads, when it first opens it: a resume must read the same file. */
   | ({ type: 'loop-source'; step: string; item: readonly number[] } & SourceFingerprint)
+  /**
+   * A loop item whose step has `on_error: continue` failed after its retries and was set
+   * aside (failed.jsonl); the loop goes on. `item` is its position, outermost loop first;
+   * `row` the file and line it came from, for a file loop.
+   */
+  | { type: 'item-failed'; loop: string; item: readonly number[]; step: string; value: unknown; row?: { file: string; line: number }; error: RunErrorInfo }
+  /** An item set aside by an earlier attempt was sent again (`ferry retry`) and passed. */
+  | { type: 'item-recovered'; loop: string; item: readonly number[] }
   /** A line an action logged (`core.log`, a provider's warning). */
   | { type: 'log'; level: LogLevel; message: string; step: string; item: readonly number[] }
   /** A provider this run calls paused its queue (Retry-After, throttling). */

@@ -29,6 +29,12 @@ export function journalEntryOf(event: RunEvent): JournalEntry | undefined {
       if (event.error) entry.error = event.error;
       return entry;
     }
+    case 'item-failed': {
+      const { loop, item, step, value, row, error } = event;
+      return { t: 'item', id: loop, item: item as number[], status: 'failed', step, value, ...(row ? { file: row.file, line: row.line } : {}), error };
+    }
+    case 'item-recovered':
+      return { t: 'item', id: event.loop, item: event.item as number[], status: 'succeeded' };
     case 'loop-progress':
       return { t: 'progress', id: event.step, item: event.item as number[], done: event.done };
     case 'loop-source':
@@ -43,7 +49,7 @@ export function journalEntryOf(event: RunEvent): JournalEntry | undefined {
 }
 
 /** The event types the journal keeps. */
-export const JOURNAL_EVENTS: readonly RunEventType[] = ['run-started', 'run-resumed', 'step-finished', 'loop-progress', 'loop-source', 'run-finished'];
+export const JOURNAL_EVENTS: readonly RunEventType[] = ['run-started', 'run-resumed', 'step-finished', 'item-failed', 'item-recovered', 'loop-progress', 'loop-source', 'run-finished'];
 
 /** Appends each event's entry to `journal`, as it happens (so it is flushed before the next provider call). Subscribe it for JOURNAL_EVENTS. */
 export function journalSubscriber(journal: RunJournal): RunListener {

@@ -3,11 +3,12 @@ import { FerryError, RunFailedError, errorMessage } from '../errors.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { LoopStep, Step } from '../workflow/types.js';
 import type { InnerStepSummary } from '../types.js';
+import type { ItemEntry } from '../store/journal.js';
 import { confineDataPath } from './data-paths.js';
 import { stepKey } from './resume.js';
 import { Feed } from './feed.js';
-import { fingerprint, readItems, sourceChange, sourceChangedError, type SourceFingerprint } from './sources.js';
-import { interruption, type ItemScope, type Run } from './state.js';
+import { fingerprint, readRows, sourceChange, sourceChangedError, type SourceFingerprint, type SourceRow } from './sources.js';
+import { errorInfo, interruption, ItemSetAside, type ItemScope, type Run } from './state.js';
 
 /** Runs a scope's steps (steps.ts's runSteps, passed in so that this module does not import it back). */
 export type RunItem = (steps: readonly Step[], scope: ItemScope, run: Run) => Promise<void>;
@@ -20,19 +21,26 @@ export type RunItem = (steps: readonly Step[], scope: ItemScope, run: Run) => Pr
 export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<string, InnerStepSummary>, runItem: RunItem): Promise<{ count: number; items?: unknown[] }> {
   // File-sourced loops stream their rows and keep only the count: a million rows never sit
   // in memory. Arrays keep each item's outputs, in item order.
-  let pull: () => Promise<IteratorResult<unknown>> | IteratorResult<unknown>;
+  let pull: () => Promise<IteratorResult<SourceRow>> | IteratorResult<SourceRow>;
   let outputs: unknown[] | undefined;
   let count = 0;
+  let done = 0;
   let progress: LoopProgress | undefined;
+  let fileName: string | undefined;
+  // Items an earlier attempt set aside (on_error: continue), by position: `ferry retry` sends
+  // them again, a run taken up after a crash keeps them failed.
+  const setAside = setAsideOf(run, step.id, scope.item);
+  const resend = run.options.resendFailed === true;
   if (step.file !== undefined || step.fileTemplate !== undefined) {
     const key = stepKey(step.id, scope.item);
     const file = await openLoopFile(step, scope, run, key);
-    const rows = readItems(file)[Symbol.asyncIterator]();
+    fileName = path.relative(path.dirname(run.workflow.file), file) || file;
+    const rows = readRows(file)[Symbol.asyncIterator]();
     pull = () => rows.next();
     // A resumed file loop restarts at the first unfinished row: rows below the journal's
-    // progress mark are read past without running anything.
-    const done = run.options.resume?.progress?.get(key) ?? 0;
-    while (count < done && !(await rows.next()).done) count++;
+    // progress mark are read past without running anything (but for set-aside ones).
+    done = run.options.resume?.progress?.get(key) ?? 0;
+    if (!setAside) while (count < done && !(await rows.next()).done) count++;
     run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: undefined });
     progress = new LoopProgress(count, (mark) => run.events.emit({ type: 'loop-progress', step: step.id, item: scope.item, done: mark }));
   } else {
@@ -42,8 +50,8 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
     }
     outputs = new Array(items.length);
     run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: items.length });
-    const iterator = items[Symbol.iterator]();
-    pull = () => iterator.next();
+    let at = 0;
+    pull = () => (at < items.length ? { done: false, value: { value: items[at++], line: undefined } } : { done: true, value: undefined });
   }
   let sourceError: unknown;
   // Items start while a slot is free; an item whose batched request is on the wire gives its
@@ -52,18 +60,29 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
   let running = 0;
   let allDone: (() => void) | undefined;
   let itemError: unknown;
-  const runOne = async (index: number, value: unknown): Promise<void> => {
+  const runOne = async (index: number, value: unknown, line: number | undefined, again: boolean): Promise<void> => {
     // Object.assign keeps a copy of the context at half the size of a spread.
     const steps = Object.assign({}, scope.steps);
     const context: TemplateContext = Object.assign({}, scope.context);
     context.steps = steps;
     context[step.as] = value;
     context.loop = { index };
+    const item = [...scope.item, index];
+    const row = line === undefined || fileName === undefined ? scope.row : { file: fileName, line };
     try {
-      await runItem(step.steps, { context, steps, item: [...scope.item, index], inner, feed }, run).catch(() => undefined);
+      let aside: ItemSetAside | undefined;
+      await runItem(step.steps, { context, steps, item, inner, feed, ...(row ? { row } : {}) }, run).catch((error: unknown) => {
+        if (error instanceof ItemSetAside) aside = error;
+      });
       // Finished means every inner step ran (or was skipped): a stop or a failure elsewhere
-      // can leave an item half done, and its row must run again on retry.
-      if (progress && allFinished(step.steps, steps)) progress.finished(index);
+      // can leave an item half done, and its row must run again on retry. An item set aside
+      // is done with for this attempt: failed.jsonl has it, and `ferry retry` sends it again.
+      const finished = allFinished(step.steps, steps);
+      if (aside) {
+        run.setAside(aside.step);
+        run.events.emit({ type: 'item-failed', loop: step.id, item, step: aside.step, value, ...(row ? { row } : {}), error: errorInfo(aside.failure) });
+      } else if (finished && again) run.events.emit({ type: 'item-recovered', loop: step.id, item });
+      if (progress && (finished || aside)) progress.finished(index);
       if (outputs) {
         const out: Record<string, unknown> = {};
         for (const s of step.steps) if (steps[s.id]) out[s.id] = steps[s.id]?.output;
@@ -81,7 +100,7 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
     if (free) await free;
     if (run.stopping || itemError !== undefined) break;
     feed.take();
-    let next: IteratorResult<unknown>;
+    let next: IteratorResult<SourceRow>;
     try {
       next = await pull();
     } catch (error) {
@@ -93,8 +112,18 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
       feed.drop();
       break;
     }
+    const index = count++;
+    const before = setAside?.get(index);
+    // Below the progress mark only set-aside rows are left; kept failed, they count again.
+    if ((index < done && !before) || (before && !resend)) {
+      if (before) run.setAside(before.step ?? step.id);
+      if (outputs) outputs[index] = {};
+      progress?.finished(index);
+      feed.drop();
+      continue;
+    }
     running++;
-    void runOne(count++, next.value);
+    void runOne(index, next.value.value, next.value.line, before !== undefined);
   }
   feed.close();
   if (running > 0) await new Promise<void>((resolve) => (allDone = resolve));
@@ -104,6 +133,18 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
   if (run.failure) throw run.failure;
   if (run.signal.aborted) throw interruption(run);
   return outputs ? { count, items: outputs } : { count };
+}
+
+/** Positions of this loop's items that earlier attempts set aside, or undefined when there are none. */
+function setAsideOf(run: Run, loop: string, outer: readonly number[]): Map<number, ItemEntry> | undefined {
+  const failed = run.options.resume?.failed;
+  if (!failed || failed.size === 0) return undefined;
+  let found: Map<number, ItemEntry> | undefined;
+  for (const entry of failed.values()) {
+    if (entry.id !== loop || entry.item.length !== outer.length + 1 || outer.some((n, i) => entry.item[i] !== n)) continue;
+    (found ??= new Map()).set(entry.item[outer.length] as number, entry);
+  }
+  return found;
 }
 
 /**

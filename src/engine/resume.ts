@@ -1,4 +1,4 @@
-import { loopsOf, type JournalEntry, type StepShape } from '../store/journal.js';
+import { loopsOf, type ItemEntry, type JournalEntry, type StepShape } from '../store/journal.js';
 import type { Step } from '../workflow/types.js';
 import type { SourceFingerprint } from './sources.js';
 import type { StepStatus } from '../types.js';
@@ -6,11 +6,14 @@ import type { StepStatus } from '../types.js';
 /**
  * What a journal says already happened in a run: completed steps keyed by `stepKey`, and for
  * file loops the row below which every row finished (`progress`, keyed by the loop's stepKey)
- * and the file they read (`sources`, same keys).
+ * and the file they read (`sources`, same keys), and the loop items set aside by
+ * `on_error: continue` that are failed now (`failed`, keyed by the loop's id and the item's
+ * position: `stepKey(loop, [...outer, index])`).
  */
 export type ResumeState = Map<string, { status: StepStatus; output: unknown; ms: number }> & {
   progress?: Map<string, number>;
   sources?: Map<string, SourceFingerprint>;
+  failed?: Map<string, ItemEntry>;
 };
 
 /** A step's identity in one run: its id and loop position. */
@@ -41,6 +44,8 @@ export class ResumeFold {
   readonly #sources = new Map<string, SourceFingerprint>();
   readonly #loopsOf = new Map<string, string[]>();
   readonly #state: ResumeState = new Map();
+  /** Items set aside and not passed since: few, kept whole (failed.jsonl is written from them). */
+  readonly #failed = new Map<string, ItemEntry>();
   #pruneAt = 10_000;
 
   add(e: JournalEntry): void {
@@ -65,6 +70,12 @@ export class ResumeFold {
         if (!this.#sources.has(key)) this.#sources.set(key, { path: e.path, size: e.size, mtimeMs: e.mtimeMs, hash: e.hash });
         break;
       }
+      case 'item': {
+        const key = stepKey(e.id, e.item);
+        if (e.status === 'failed') this.#failed.set(key, e);
+        else this.#failed.delete(key);
+        break;
+      }
       case 'run':
         loopsOf(e.shape, [], this.#loopsOf);
         break;
@@ -77,6 +88,7 @@ export class ResumeFold {
     const state = this.#state;
     state.progress = this.#progress;
     state.sources = this.#sources;
+    state.failed = this.#failed;
     return state;
   }
 
@@ -92,7 +104,8 @@ export class ResumeFold {
   }
 
   #below(id: string, item: readonly number[]): boolean {
-    return (this.#loopsOf.get(id) ?? []).some((loop, depth) => (this.#progress.get(stepKey(loop, item.slice(0, depth))) ?? 0) > (item[depth] ?? Infinity));
+    // A set-aside item is under the mark but runs again on `ferry retry`: its completed steps stay.
+    return (this.#loopsOf.get(id) ?? []).some((loop, depth) => (this.#progress.get(stepKey(loop, item.slice(0, depth))) ?? 0) > (item[depth] ?? Infinity) && !this.#failed.has(stepKey(loop, item.slice(0, depth + 1))));
   }
 }
 

@@ -1,4 +1,4 @@
-import { RunFailedError, errorMessage } from '../errors.js';
+import { FerryError, RunFailedError, errorMessage } from '../errors.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Step, Workflow } from '../workflow/types.js';
 import type { RunEvent } from './events.js';
@@ -7,6 +7,9 @@ import { newRunId } from './run-id.js';
 import { errorInfo, interruption, Run, type ItemScope, type RunOptions } from './state.js';
 import { runSteps } from './steps.js';
 import type { RunSummary } from '../types.js';
+import path from 'node:path';
+import { FAILED_FILE } from '../store/failed.js';
+import { runDir } from '../store/paths.js';
 
 export { ResumeFold, resumeStateFrom, shapeOf, stepKey } from './resume.js';
 export type { ResumeState } from './resume.js';
@@ -97,6 +100,7 @@ export async function runPrepared(prepared: PreparedRun): Promise<RunSummary> {
     await run.routeCalls(context.secrets as Record<string, string>);
     await runSteps(run.workflow.steps, { context, steps, item: [], inner: undefined }, run);
     if (run.signal.aborted) throw interruption(run);
+    if (run.failedItems > 0) throw itemsFailed(run);
   } catch (error) {
     const failure = error instanceof RunFailedError ? error : new RunFailedError('(run)', null, errorMessage(error), { cause: error });
     if (run.signal.aborted) interrupted = String(run.signal.reason ?? 'interrupted');
@@ -106,9 +110,18 @@ export async function runPrepared(prepared: PreparedRun): Promise<RunSummary> {
     untrack();
     stopPauses();
   }
+  if (run.failedItems > 0) run.summary.failed_items = run.failedItems;
   run.summary.durationMs = Math.round(performance.now() - started);
   run.events.emit({ type: 'run-finished', summary: run.summary, at: new Date().toISOString(), ...(interrupted === undefined ? {} : { interrupted }) });
   return run.summary;
+}
+
+/** The run's error when every step ran but loop items were set aside (`on_error: continue`). */
+function itemsFailed(run: Run): RunFailedError {
+  const n = run.failedItems;
+  const where = run.options.stateDir === undefined ? `\`ferry show ${run.runId}\` lists them` : `they are listed in ${path.join(runDir(run.options.stateDir, run.runId), FAILED_FILE)}`;
+  const message = `${n} loop item${n === 1 ? '' : 's'} failed and ${n === 1 ? 'was' : 'were'} set aside (on_error: continue): ${where}; fix the cause, then \`ferry retry ${run.runId}\` sends only ${n === 1 ? 'it' : 'them'} again`;
+  return new RunFailedError(run.firstSetAside ?? '(run)', null, message, { cause: new FerryError('FERRY_ITEMS_FAILED', message) });
 }
 
 /**

@@ -79,6 +79,11 @@ export interface ResumeRunOptions extends Omit<RunSessionOptions, 'inputs' | 'ho
   /** The run's record (`run.json`) as its earlier attempts left it, carried on by its journal. @default read from the run folder */
   record?: RunRecord;
   /**
+   * Send the loop items that earlier attempts set aside (`on_error: continue`) again, as
+   * `ferry retry` does; else they stay failed (a run taken up after a crash or restart). @default false
+   */
+  resendFailed?: boolean;
+  /**
    * The journal's size when `resume` was read from it. Given, the run is not resumed when the
    * journal changed by the time the lock is held (another runner took it up meanwhile).
    */
@@ -206,6 +211,7 @@ class Session implements RunSession {
       signal: options.signal ? AbortSignal.any([options.signal, stop]) : stop,
       ...pick(options, ['env', 'mode', 'providerOverrides', 'redactor', 'stateDir']),
       ...(this.#resume ? { resume: this.#resume } : {}),
+      ...('resendFailed' in options && options.resendFailed === true ? { resendFailed: true } : {}),
     });
     const { stateDir, durable } = options;
     if (this.#resume) {
@@ -272,7 +278,11 @@ class Session implements RunSession {
         throw new FerryError('FERRY_RUN_BUSY', `run ${this.runId} was taken up by another runner while it waited here (\`ferry retry\`?); it is not run again`);
       }
       const record = 'record' in this.#options ? (this.#options as ResumeRunOptions).record : this.#startRecord;
-      this.#attachFile(new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}) }));
+      const journal = new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}) });
+      this.#attachFile(journal);
+      // failed.jsonl starts from the journal: the items that stay failed (none when they are sent again).
+      const failed = this.#resume?.failed;
+      if (failed && failed.size > 0) journal.resetFailed(this.#prepared?.run.options.resendFailed === true ? [] : failed.values());
     } catch (error) {
       this.#release();
       throw error;

@@ -2,13 +2,25 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
 
 /**
  * Loop items read from a file as a stream with backpressure: a loop over a million rows
  * holds only the rows in flight. CSV (header row gives the keys), JSONL, or a JSON array.
  */
-export function readItems(file: string): AsyncIterable<unknown> {
+export async function* readItems(file: string): AsyncIterable<unknown> {
+  for await (const row of readRows(file)) yield row.value;
+}
+
+/** One item of a loop file and the 1-based line of the file it starts on (CSV counts the header; none for a .json array). */
+export interface SourceRow {
+  value: unknown;
+  line: number | undefined;
+}
+
+/** `readItems` with each item's line in the file, for the messages and `failed.jsonl` of a file loop. */
+export function readRows(file: string): AsyncIterable<SourceRow> {
   if (/\.csv$/i.test(file)) return csvRows(file);
   if (/\.(jsonl|ndjson)$/i.test(file)) return jsonLines(file);
   if (/\.json$/i.test(file)) return jsonArray(file);
@@ -19,28 +31,87 @@ function fileError(file: string, where: string, message: string): FerryError {
   return new FerryError('FERRY_LOOP_FILE', `loop.file ${file}, ${where}: ${message}`);
 }
 
-async function* csvRows(file: string): AsyncIterable<unknown> {
+async function* csvRows(file: string): AsyncIterable<SourceRow> {
   // The CSV parser is loaded by the first CSV loop only.
   const { parse: parseCsv } = await import('csv-parse');
   const input = createReadStream(file);
-  const parser = input.pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
+  const lines = new RecordLines();
+  const parser = input.pipe(lines).pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
   // pipe() does not pass a read error on: unhandled, it would end the process.
   input.on('error', (error) => parser.destroy(error));
   try {
-    for await (const row of parser) yield row;
+    let header = true;
+    for await (const record of parser) {
+      // The header's line comes first.
+      if (header) {
+        lines.next();
+        header = false;
+      }
+      yield { value: record as unknown, line: lines.next() };
+    }
   } catch (error) {
     throw fileError(file, `line ${(parser.info as { lines?: number }).lines ?? '?'}`, (error as Error).message);
   }
 }
 
-async function* jsonLines(file: string): AsyncIterable<unknown> {
+/**
+ * The line each CSV record starts on, found by a scan of the bytes on their way to the
+ * parser: a record starts at the first character of a line outside quotes; blank lines,
+ * which the parser skips, start none. The parser runs ahead of the loop (and its
+ * per-record `info` costs more than the parsing itself), so the lines wait here in order,
+ * as many as the records parsed and not yet taken.
+ */
+class RecordLines extends Transform {
+  #starts: number[] = [];
+  #head = 0;
+  #line = 1;
+  #quoted = false;
+  #open = false;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    const starts = this.#starts;
+    let line = this.#line;
+    let quoted = this.#quoted;
+    let open = this.#open;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i];
+      if (c === 0x0a) {
+        line++;
+        if (!quoted) open = false;
+      } else if (c !== 0x0d) {
+        if (!open) {
+          open = true;
+          starts.push(line);
+        }
+        // An escaped quote ("") flips twice: the state after it is right.
+        if (c === 0x22) quoted = !quoted;
+      }
+    }
+    this.#line = line;
+    this.#quoted = quoted;
+    this.#open = open;
+    done(null, chunk);
+  }
+
+  /** The start line of the next record, in file order. */
+  next(): number | undefined {
+    const line = this.#starts[this.#head++];
+    if (this.#head >= 1024 && this.#head * 2 >= this.#starts.length) {
+      this.#starts = this.#starts.slice(this.#head);
+      this.#head = 0;
+    }
+    return line;
+  }
+}
+
+async function* jsonLines(file: string): AsyncIterable<SourceRow> {
   const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
   let n = 0;
   for await (const line of lines) {
     n++;
     if (line.trim() === '') continue;
     try {
-      yield JSON.parse(line);
+      yield { value: JSON.parse(line) as unknown, line: n };
     } catch (error) {
       throw fileError(file, `line ${n}`, `not JSON (${(error as Error).message})`);
     }
@@ -51,7 +122,7 @@ async function* jsonLines(file: string): AsyncIterable<unknown> {
  * The elements of a top-level JSON array, one at a time: a small scanner finds where each
  * element ends (outside strings, at depth 1) and JSON.parse reads just that element.
  */
-async function* jsonArray(file: string): AsyncIterable<unknown> {
+async function* jsonArray(file: string): AsyncIterable<SourceRow> {
   let depth = 0;
   let inString = false;
   let escaped = false;
@@ -92,14 +163,14 @@ async function* jsonArray(file: string): AsyncIterable<unknown> {
         if (depth === 0) {
           element += text.slice(from, i);
           const value = emit();
-          if (value !== undefined) yield value;
+          if (value !== undefined) yield { value, line: undefined };
           return;
         }
       } else if (ch === 0x2c && depth === 1) {
         element += text.slice(from, i);
         const value = emit();
         if (value !== undefined) {
-          yield value;
+          yield { value, line: undefined };
           index++;
         }
         from = i + 1;

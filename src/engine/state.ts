@@ -84,6 +84,12 @@ export interface RunOptions {
   /** Steps that completed in an earlier attempt of this run (`ferry retry`), from its journal. */
   resume?: ResumeState;
   /**
+   * With `resume`: send the loop items that earlier attempts set aside (`on_error: continue`)
+   * again. `ferry retry` asks for it; a run taken up after a crash or a restart does not, and
+   * keeps them failed, as its earlier attempt decided. @default false
+   */
+  resendFailed?: boolean;
+  /**
    * The state dir of the run. A file path that comes from a template (`loop.file`, an export's
    * `output`) must resolve inside the workflow's folder or this folder.
    * @default only the workflow's folder
@@ -100,6 +106,21 @@ export interface ItemScope {
   inner: Map<string, InnerStepSummary> | undefined;
   /** Inside a loop: the innermost loop's slots, which its batched calls report to (feed.ts). */
   feed?: Feed;
+  /** Inside a file loop: the file (as the workflow names it) and line the item came from, for messages. */
+  row?: { file: string; line: number };
+}
+
+/**
+ * Thrown out of a loop item whose step has `on_error: continue` and failed: the loop sets the
+ * item aside (failed.jsonl) and goes on, where any other failure stops the run.
+ */
+export class ItemSetAside extends Error {
+  constructor(
+    readonly step: string,
+    readonly failure: RunFailedError,
+  ) {
+    super(failure.message);
+  }
 }
 
 /** One run in progress: what every step of it shares. */
@@ -119,6 +140,10 @@ export class Run {
   readonly events: RunEvents;
   /** Steps running now, for the interruption message. */
   readonly active = new Set<string>();
+  /** Loop items set aside (`on_error: continue`) that are failed in this attempt, earlier ones kept failed included. */
+  failedItems = 0;
+  /** The step of the first item set aside: the run's error names it. */
+  firstSetAside: string | undefined;
 
   constructor(
     readonly workflow: Workflow,
@@ -202,6 +227,12 @@ export class Run {
     return this.#dataRoots;
   }
 
+  /** Counts a loop item set aside by `step` (on_error: continue). */
+  setAside(step: string): void {
+    this.failedItems++;
+    this.firstSetAside ??= step;
+  }
+
   get stopping(): boolean {
     return this.failure !== undefined || this.signal.aborted;
   }
@@ -216,6 +247,7 @@ export function errorInfo(failure: RunFailedError): RunErrorInfo {
   const cause = failure.cause;
   const info: RunErrorInfo = { step: failure.step, item: failure.item?.at(-1) ?? null, message: failure.message };
   if (failure.item && failure.item.length > 1) info.itemPath = failure.item;
+  if (failure.line !== undefined) info.line = failure.line;
   if (cause instanceof FerryError) info.code = cause.code;
   if (cause instanceof ProviderError && cause.status !== undefined) info.status = cause.status;
   if (cause instanceof ProviderError && cause.answer !== undefined) info.provider = { name: cause.provider, ...cause.answer };

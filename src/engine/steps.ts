@@ -4,7 +4,7 @@ import type { CallSummary, InnerStepSummary, StepSummary } from '../types.js';
 import { runAction } from './action.js';
 import { runLoop } from './loop.js';
 import { stepKey } from './resume.js';
-import { errorInfo, interruption, type ItemScope, type Run } from './state.js';
+import { errorInfo, interruption, ItemSetAside, type ItemScope, type Run } from './state.js';
 
 /** Runs steps in order within one scope (the workflow, or one loop item) until one fails. */
 export async function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
@@ -75,24 +75,34 @@ function finish(step: Step, scope: ItemScope, run: Run, summary: StepSummary, fa
 function fail(step: Step, scope: ItemScope, run: Run, error: unknown, summary: StepSummary): never {
   // A call cut short by the run's stop fails as the interruption, not as the provider's answer.
   const stopped = run.signal.aborted && error instanceof FerryError && error.code === 'FERRY_ABORTED';
-  const failure = error instanceof RunFailedError ? error : stopped ? interruption(run) : asRunFailure(step, scope.item, error);
+  const failure = error instanceof RunFailedError ? error : stopped ? interruption(run) : asRunFailure(step, scope, error);
   summary.error = failure.message;
+  // `on_error: continue`: the item is set aside and its loop goes on; the run does not stop.
+  // A stop (a signal, another item's failure) leaves the item unfinished instead, to run again.
+  if (step.kind === 'action' && step.onError === 'continue' && scope.inner !== undefined && !run.stopping) {
+    finish(step, scope, run, summary, failure);
+    throw new ItemSetAside(step.id, failure);
+  }
   // An interruption is not the step's fault: the first real failure stays the run's error.
   if (!run.signal.aborted) run.failure ??= failure;
   // The journal says which items the stop left unsent (FERRY_ABORTED): `ferry retry` sends them.
-  finish(step, scope, run, summary, stopped ? asRunFailure(step, scope.item, error) : undefined);
+  finish(step, scope, run, summary, stopped ? asRunFailure(step, scope, error) : undefined);
   throw failure;
 }
 
-function asRunFailure(step: Step, item: number[], error: unknown): RunFailedError {
-  const where = item.length > 0 ? `step \`${step.id}\`, loop item ${item.join('.')}` : `step \`${step.id}\``;
+function asRunFailure(step: Step, scope: ItemScope, error: unknown): RunFailedError {
+  const { item, row } = scope;
+  // An item of a file loop is named by its line too: that is where the user fixes it.
+  const line = row?.line;
+  const at = row === undefined ? '' : ` (${row.file} line ${row.line})`;
+  const where = item.length > 0 ? `step \`${step.id}\`, loop item ${item.join('.')}${at}` : `step \`${step.id}\``;
   let cause = errorMessage(error);
   if (error instanceof TemplateError) {
     cause = `template ${error.field ? `in \`with.${error.field}\` ` : ''}${JSON.stringify(error.template)}: ${error.message}`;
   } else if (error instanceof ActionInputError) {
     cause = `invalid input: ${error.message}`;
   }
-  return new RunFailedError(step.id, item.length > 0 ? item : null, `${where}: ${cause}`, { cause: error });
+  return new RunFailedError(step.id, item.length > 0 ? item : null, `${where}: ${cause}`, line === undefined ? { cause: error } : { cause: error, line });
 }
 
 function addInner(inner: Map<string, InnerStepSummary>, id: string, summary: StepSummary): void {

@@ -1,5 +1,5 @@
 import type { CallSummary, InnerStepSummary } from '../types.js';
-import type { JournalEntry, StepEntry, StepShape } from './journal.js';
+import type { ItemEntry, JournalEntry, StepEntry, StepShape } from './journal.js';
 
 type RunEntry = Extract<JournalEntry, { t: 'run' }>;
 type EndEntry = Extract<JournalEntry, { t: 'end' }>;
@@ -31,6 +31,8 @@ export class RunFold {
   readonly inner = new Map<string, Map<string, InnerStepSummary>>();
   /** Ids of steps with an entry that did not fail, in the order they first completed. */
   readonly completed = new Set<string>();
+  /** Loop items set aside by `on_error: continue` and not passed since, by `loop@item`. */
+  readonly failedItems = new Map<string, ItemEntry>();
   readonly #topIds: Set<string>;
   readonly #parentOf = new Map<string, string>();
   readonly #loopSteps = new Set<string>();
@@ -60,6 +62,12 @@ export class RunFold {
       case 'step':
         this.#step(e);
         break;
+      case 'item': {
+        const key = `${e.id}@${e.item.join('.')}`;
+        if (e.status === 'failed') this.failedItems.set(key, e);
+        else this.failedItems.delete(key);
+        break;
+      }
       case 'end':
         this.end = e;
         break;

@@ -116,6 +116,8 @@ export function isJournalEntry(value: unknown): value is JournalEntry {
       return isString(value.id) && Array.isArray(value.item) && isString(value.status) && typeof value.ms === 'number';
     case 'progress':
       return isString(value.id) && Array.isArray(value.item) && typeof value.done === 'number';
+    case 'item':
+      return isString(value.id) && Array.isArray(value.item) && (value.status === 'failed' || value.status === 'succeeded');
     case 'source':
       return isString(value.id) && Array.isArray(value.item) && isString(value.path) && typeof value.size === 'number' && typeof value.mtimeMs === 'number' && isString(value.hash);
     case 'end':

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Redactor } from '../redact.js';
 import type { CallSummary, RunErrorInfo, StepStatus, TriggerData } from '../types.js';
 import { errorMessage, FerryError } from '../errors.js';
+import { FailedFile } from './failed.js';
 import { addJournalEntries, bareLine, isBare, journalLine, MAX_BARE_RUN, type BareRun } from './journal-line.js';
 import { JOURNAL_FILE, runDir, WORKFLOW_COPY } from './paths.js';
 import { endRecord, readRunRecord, resumeRecord, startRecord, writeRunRecordQuietly, type RunRecord } from './record.js';
@@ -41,6 +42,12 @@ export type JournalEntry =
     }
   | { t: 'resume'; at: string; pid: number }
   | { t: 'step'; id: string; item: number[]; status: StepStatus; output?: unknown; error?: RunErrorInfo; calls?: CallSummary; ms: number }
+  /**
+   * A loop item (`id` is the loop, `item` its position) set aside by `on_error: continue`
+   * (`failed`, with the step, the item, its file line and the error), or sent again by
+   * `ferry retry` and passed (`succeeded`). The run's `failed.jsonl` is made from these.
+   */
+  | ItemEntry
   /** A file loop's low-water mark: every row below `done` finished. */
   | { t: 'progress'; id: string; item: number[]; done: number }
   /**
@@ -54,6 +61,18 @@ export type JournalEntry =
 export type RunMode = 'live' | 'sandbox';
 
 export type StepEntry = Extract<JournalEntry, { t: 'step' }>;
+
+export interface ItemEntry {
+  t: 'item';
+  id: string;
+  item: number[];
+  status: 'failed' | 'succeeded';
+  step?: string;
+  value?: unknown;
+  file?: string;
+  line?: number;
+  error?: RunErrorInfo;
+}
 
 /** Where the engine writes what happened; narrow so another store (Redis, Temporal) can stand in. */
 export interface RunJournal {
@@ -116,6 +135,8 @@ export class FileJournal implements RunJournal {
   readonly #baseRecord: RunRecord | undefined;
   #recordWritten = false;
   readonly #openedSize: number;
+  /** failed.jsonl, written after the journal lines it comes from. */
+  readonly #failed: FailedFile;
 
   constructor(file: string, redactor?: Redactor, options: FileJournalOptions = {}) {
     try {
@@ -136,6 +157,7 @@ export class FileJournal implements RunJournal {
     this.#size = fstatSync(this.#fd).size;
     this.#openedSize = this.#size;
     this.#baseRecord = options.record;
+    this.#failed = new FailedFile(file, redactor);
     this.#newline = false;
     if (this.#size > 0) {
       const last = Buffer.alloc(1);
@@ -174,6 +196,8 @@ export class FileJournal implements RunJournal {
     }
     if (entry.t === 'step') {
       if (entry.item.length === 0 && this.#record) this.#record.steps[entry.id] = entry.status;
+    } else if (entry.t === 'item') {
+      this.#failed.add(entry);
     } else if (entry.t === 'run' || entry.t === 'resume' || entry.t === 'end') {
       this.#keepRecord(entry);
       return;
@@ -245,6 +269,7 @@ export class FileJournal implements RunJournal {
       }
       this.#size += length;
       this.#newline = false;
+      this.#failed.write();
     } catch (error) {
       if (written > 0) {
         try {
@@ -264,6 +289,18 @@ export class FileJournal implements RunJournal {
       this.flush();
     } catch {
       // Reported through onFailure; the runtime's flush before the next provider call throws it too.
+    }
+  }
+
+  /**
+   * Writes failed.jsonl anew with these items: a run taken up again starts from what its
+   * journal says is failed now (a crash may have cut the file short; a retry sends them again).
+   */
+  resetFailed(entries: Iterable<ItemEntry>): void {
+    try {
+      this.#failed.reset(entries);
+    } catch {
+      // failed.jsonl is a view of the journal; `ferry show` reads the journal itself.
     }
   }
 

@@ -273,6 +273,7 @@ export function summarize(run: LoadedRun): RunSummary & { state: RunState } {
     workflow: run.start.workflow,
     status: run.end?.status ?? 'failed',
     error: error ?? (state === 'interrupted' ? { step: '(run)', item: null, message: 'the run was killed before it finished; resume it with ferry retry' } : null),
+    ...(run.fold.failedItems.size > 0 ? { failed_items: run.fold.failedItems.size } : {}),
     steps,
     startedAt: run.start.startedAt,
     durationMs: run.end ? Date.parse(run.end.at) - Date.parse(run.start.startedAt) : 0,

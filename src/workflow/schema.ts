@@ -317,6 +317,12 @@ export function buildWorkflowSchema(providers: readonly ProviderDefinition[]): J
           if: { $ref: '#/definitions/condition' },
           retry: { $ref: '#/definitions/retry' },
           timeout: { $ref: '#/definitions/duration', description: "Timeout of one provider call of this step; overrides the workflow's." },
+          on_error: {
+            enum: ['stop', 'continue'],
+            default: 'stop',
+            description:
+              'Steps inside a loop only. `stop` (default): an item that still fails after its retries fails the run there. `continue`: the item is written to `<run-dir>/failed.jsonl` and the loop goes on; the run ends `failed` with `failed_items` in its summary, and `ferry retry` sends only those items again.',
+          },
         },
         allOf: withByAction,
       },

@@ -81,6 +81,11 @@ export interface ActionStep extends StepBase {
   retry: RetryPolicy | undefined;
   timeoutMs: number | undefined;
   /**
+   * `on_error` (steps inside a loop only): `continue` records an item that still fails after
+   * its retries in the run's `failed.jsonl` and lets the loop go on; `stop` fails the run there.
+   */
+  onError: 'stop' | 'continue';
+  /**
    * Inside a loop whose items no template reads: the fields of this step's output that some
    * template reads (`steps.<id>.output.<field>`); the action may leave out the others
    * (workflow/output-reads.ts). Undefined when the whole output may be read: always outside loops.

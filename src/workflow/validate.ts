@@ -365,11 +365,21 @@ function buildSteps(stepsData: unknown[], p: YamlPath, scope: Scope, walk: Walk,
         templated: new Set(withSites.map((site) => String(site.path[0] ?? '*'))),
         retry: data.retry === undefined ? undefined : retryOf(data.retry, DEFAULT_RETRY),
         timeoutMs: data.timeout === undefined ? undefined : durationOr(data.timeout, DEFAULT_TIMEOUT_MS),
+        onError: onErrorOf(walk, data.on_error, [...at, 'on_error'], scope),
         outputReads: undefined,
       });
     }
   });
   return steps;
+}
+
+/** `on_error: continue` lets a loop go on past a failed item: outside a loop there is nothing to go on with. */
+function onErrorOf(walk: Walk, value: unknown, p: YamlPath, scope: Scope): 'stop' | 'continue' {
+  if (value !== 'continue') return 'stop';
+  if (scope.loops.length === 0) {
+    walk.report.at(p, 'FERRY_ON_ERROR_OUTSIDE_LOOP', '`on_error: continue` applies to steps inside a loop (a failed item is set aside and the loop goes on); outside a loop a failed step stops the run. Move the step into a loop, or remove `on_error`');
+  }
+  return 'continue';
 }
 
 /** The action's own checks (the ones a run applies) on the inputs written without templates. */

@@ -79,7 +79,7 @@ steps:
     sandbox.amplitude.inject({ kind: 'reject-user', userId: 'user_r3' });
     const first = await ferry(['run', path.join(dir, 'wf.yaml'), '--input', 'users=["user_a1","user_a2"]'], { env });
     expect(first.code).toBe(1);
-    expect(first.stderr).toContain('step `row_ev`, loop item 2: amplitude answered 400');
+    expect(first.stderr).toContain('step `row_ev`, loop item 2 (rows.jsonl line 3): amplitude answered 400');
     const runId = /ferry retry ([0-9A-Z]{26})/.exec(first.stderr)?.[1] ?? '';
     sandbox.amplitude.clearFaults();
     const journal = path.join(dir, 'state/runs', runId, 'journal.jsonl');

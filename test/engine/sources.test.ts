@@ -2,7 +2,7 @@ import { mkdir, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { confineDataPath, dataRoots } from '../../src/engine/data-paths.js';
-import { fingerprint, readItems, sourceChange } from '../../src/engine/sources.js';
+import { fingerprint, readItems, readRows, sourceChange } from '../../src/engine/sources.js';
 import { resumeStateFrom, runWorkflow } from '../../src/engine/run.js';
 import type { JournalEntry, RunJournal } from '../../src/store/journal.js';
 import { createFerry } from '../../src/engine/runtime.js';
@@ -30,6 +30,28 @@ describe('loop.file sources', () => {
       { id: 'u1', name: 'Ada', note: 'likes, commas' },
       { id: 'u2', name: 'Grace', note: 'says "hi"' },
     ]);
+  });
+
+  it.each([
+    ['blank lines between rows', 'id,v\n1,a\n\n2,b\n\n\n3,c\n', [2, 4, 7]],
+    ['line breaks inside quoted values, a blank one too', 'id,v\n1,"a\nb"\n2,"c\n\nd"\n3,e\n', [2, 4, 7]],
+    ['CRLF line ends and a quoted CRLF', 'id,v\r\n1,a\r\n2,"b\r\nc"\r\n3,d\r\n', [2, 3, 5]],
+    ['blank lines before the header and escaped quotes', '\n\nid,v\n1,"x""y"\n2,"""q"""\n', [4, 5]],
+    ['a BOM and no final line break', '\uFEFFid,v\n1,a\n2,b', [2, 3]],
+  ])('gives each CSV row the line it starts on (the header is line 1): %s', async (_name, text, lines) => {
+    const file = path.join(dir, 'lines.csv');
+    await writeFile(file, text);
+    const seen: (number | undefined)[] = [];
+    for await (const row of readRows(file)) seen.push(row.line);
+    expect(seen).toEqual(lines);
+  });
+
+  it('gives each JSONL item its line, blank lines counted', async () => {
+    const file = path.join(dir, 'lines.jsonl');
+    await writeFile(file, '{"a":1}\n\n{"a":2}\n\n\n{"a":3}\n');
+    const seen: unknown[] = [];
+    for await (const row of readRows(file)) seen.push([row.value, row.line]);
+    expect(seen).toEqual([[{ a: 1 }, 1], [{ a: 2 }, 3], [{ a: 3 }, 6]]);
   });
 
   it('reads JSONL line by line and names the line of a bad one', async () => {

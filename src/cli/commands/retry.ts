@@ -73,7 +73,7 @@ export const retryCommand: Command = {
       return await executeRun(
         ferry,
         workflow,
-        { inputs: run.start.inputs, trigger: run.start.trigger, secrets, secretHint, sandbox, stateDirFlag, values, resume: { runId, state: resume, record: recordOf(run) }, lock, subscribers: [announce] },
+        { inputs: run.start.inputs, trigger: run.start.trigger, secrets, secretHint, sandbox, stateDirFlag, values, resume: { runId, state: resume, record: recordOf(run), resendFailed: true }, lock, subscribers: [announce] },
         io,
       );
     } finally {

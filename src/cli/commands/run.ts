@@ -150,7 +150,7 @@ export interface ExecuteOptions {
   stateDirFlag: string | undefined;
   values: Record<string, unknown>;
   /** Resume this recorded run (`ferry retry`), carrying on its record (`run.json`). */
-  resume?: { runId: string; state: ResumeState; record?: RunRecord | undefined };
+  resume?: { runId: string; state: ResumeState; record?: RunRecord | undefined; resendFailed?: boolean };
   /** The run's lock when the caller took it already (`retry` takes it before reading the journal). */
   lock?: RunLock;
   /** More subscribers of the run's events, ahead of the progress display. */
@@ -187,7 +187,7 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
       ...(sandbox ? { providerOverrides: sandbox.overrides } : {}),
       subscribers: [...(options.subscribers ?? []), progress.listener],
     };
-    session = options.resume ? resumeRun(workflow, { ...common, runId: options.resume.runId, inputs: options.inputs, resume: options.resume.state, ...(options.resume.record ? { record: options.resume.record } : {}) }) : startRun(workflow, common);
+    session = options.resume ? resumeRun(workflow, { ...common, runId: options.resume.runId, inputs: options.inputs, resume: options.resume.state, ...(options.resume.record ? { record: options.resume.record } : {}), ...(options.resume.resendFailed ? { resendFailed: true } : {}) }) : startRun(workflow, common);
     io.onRun?.(session);
     summary = await session.done;
     progress.stop();

@@ -1,6 +1,7 @@
 import type { ProviderAnswerInfo } from '../../types.js';
 import { UsageError } from '../../errors.js';
 import { resolveStateDir } from '../../store/paths.js';
+import type { ItemEntry } from '../../store/journal.js';
 import { listRuns, readRun, summarize, type RunFilter } from '../../store/runs.js';
 import type { Command } from '../run-command.js';
 import type { Pool } from '../../backend/pool.js';
@@ -109,6 +110,7 @@ export const showCommand: Command = {
     io.stdout(`run       ${summary.runId}\nworkflow  ${summary.workflow} (${run.start.file})\nstatus    ${summary.state}\nstarted   ${summary.startedAt}\n`);
     if (summary.error) io.stdout(`error     step ${summary.error.step}${summary.error.item === null ? '' : `, item ${summary.error.item}`}: ${summary.error.message}\n`);
     if (summary.error?.provider) io.stdout(`          ${describeAnswer(summary.error.provider)}\n`);
+    if (summary.failed_items !== undefined) printFailedItems(run.fold.failedItems.values(), summary.failed_items, io);
     io.stdout('steps\n');
     for (const [id, s] of Object.entries(summary.steps)) {
       const calls = s.calls ? `  ${s.calls.attempts} attempt(s) for ${s.calls.calls} call(s)${Object.keys(s.calls.failures).length ? `, failures ${JSON.stringify(s.calls.failures)}` : ''}` : '';
@@ -123,6 +125,22 @@ export const showCommand: Command = {
     return 0;
   },
 };
+
+/** The items set aside by `on_error: continue` (the run's failed.jsonl, read from the journal, so a backend run has them too). */
+function printFailedItems(items: Iterable<ItemEntry>, n: number, io: CommandIO): void {
+  io.stdout(`failed    ${n} item${n === 1 ? '' : 's'} set aside (on_error: continue); \`ferry retry\` sends them again\n`);
+  let shown = 0;
+  for (const e of items) {
+    if (shown++ === SHOW_FAILED) {
+      io.stdout(`          … and ${n - SHOW_FAILED} more\n`);
+      break;
+    }
+    const at = e.line === undefined ? '' : ` (${e.file ?? 'file'} line ${e.line})`;
+    io.stdout(`          ${e.id} item ${e.item.join('.')}${at}, step ${e.step ?? '?'}: ${e.error?.message ?? ''}\n`);
+  }
+}
+
+const SHOW_FAILED = 20;
 
 /** The provider's own words on one line: `amplitude said: 400 Invalid field values on some events; invalid fields: time`. */
 function describeAnswer(said: ProviderAnswerInfo): string {
