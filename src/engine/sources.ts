@@ -8,36 +8,52 @@ import { FerryError } from '../errors.js';
  * Loop items read from a file as a stream with backpressure: a loop over a million rows
  * holds only the rows in flight. CSV (header row gives the keys), JSONL, or a JSON array.
  */
-export function readItems(file: string): AsyncIterable<unknown> {
-  if (/\.csv$/i.test(file)) return csvRows(file);
-  if (/\.(jsonl|ndjson)$/i.test(file)) return jsonLines(file);
-  if (/\.json$/i.test(file)) return jsonArray(file);
+export function readItems(file: string, position?: ReadPosition): AsyncIterable<unknown> {
+  if (/\.csv$/i.test(file)) return csvRows(file, position);
+  if (/\.(jsonl|ndjson)$/i.test(file)) return jsonLines(file, position);
+  if (/\.json$/i.test(file)) return jsonArray(file, position);
   throw new FerryError('FERRY_LOOP_FILE_TYPE', `loop.file ${file}: use a .csv, .jsonl, .ndjson or .json file`);
+}
+
+/** Where the reader is: the bytes of the file up to the end of the last item it yielded (for progress). */
+export interface ReadPosition {
+  bytes: number;
 }
 
 function fileError(file: string, where: string, message: string): FerryError {
   return new FerryError('FERRY_LOOP_FILE', `loop.file ${file}, ${where}: ${message}`);
 }
 
-async function* csvRows(file: string): AsyncIterable<unknown> {
+async function* csvRows(file: string, position: ReadPosition | undefined): AsyncIterable<unknown> {
   // The CSV parser is loaded by the first CSV loop only.
   const { parse: parseCsv } = await import('csv-parse');
   const input = createReadStream(file);
-  const parser = input.pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false }));
+  // With a position to keep, each record comes with its parser's `info`: the parser runs a
+  // chunk ahead of the loop, so its current count would say 100% before the first row is sent.
+  const parser = input.pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, trim: false, info: position !== undefined }));
   // pipe() does not pass a read error on: unhandled, it would end the process.
   input.on('error', (error) => parser.destroy(error));
   try {
-    for await (const row of parser) yield row;
+    for await (const row of parser) {
+      if (!position) yield row;
+      else {
+        const { info, record } = row as { info: { bytes: number }; record: unknown };
+        position.bytes = info.bytes;
+        yield record;
+      }
+    }
   } catch (error) {
     throw fileError(file, `line ${(parser.info as { lines?: number }).lines ?? '?'}`, (error as Error).message);
   }
 }
 
-async function* jsonLines(file: string): AsyncIterable<unknown> {
+async function* jsonLines(file: string, position: ReadPosition | undefined): AsyncIterable<unknown> {
   const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
   let n = 0;
   for await (const line of lines) {
     n++;
+    // The line and its newline (a CRLF counts one byte short: close enough for progress).
+    if (position) position.bytes += Buffer.byteLength(line) + 1;
     if (line.trim() === '') continue;
     try {
       yield JSON.parse(line);
@@ -51,7 +67,7 @@ async function* jsonLines(file: string): AsyncIterable<unknown> {
  * The elements of a top-level JSON array, one at a time: a small scanner finds where each
  * element ends (outside strings, at depth 1) and JSON.parse reads just that element.
  */
-async function* jsonArray(file: string): AsyncIterable<unknown> {
+async function* jsonArray(file: string, position: ReadPosition | undefined): AsyncIterable<unknown> {
   let depth = 0;
   let inString = false;
   let escaped = false;
@@ -68,8 +84,14 @@ async function* jsonArray(file: string): AsyncIterable<unknown> {
       throw fileError(file, `element ${index}`, `not JSON (${(error as Error).message})`);
     }
   };
+  let before = 0;
   for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 256 * 1024 })) {
     const text = chunk as string;
+    // Bytes within a chunk are estimated from the character index: exact for ASCII.
+    const chunkBytes = position ? Buffer.byteLength(text) : 0;
+    const at = (i: number): void => {
+      if (position) position.bytes = before + Math.round((i / text.length) * chunkBytes);
+    };
     let from = 0;
     for (let i = 0; i < text.length; i++) {
       const ch = text.charCodeAt(i);
@@ -92,12 +114,14 @@ async function* jsonArray(file: string): AsyncIterable<unknown> {
         if (depth === 0) {
           element += text.slice(from, i);
           const value = emit();
+          at(i + 1);
           if (value !== undefined) yield value;
           return;
         }
       } else if (ch === 0x2c && depth === 1) {
         element += text.slice(from, i);
         const value = emit();
+        at(i + 1);
         if (value !== undefined) {
           yield value;
           index++;
@@ -106,6 +130,7 @@ async function* jsonArray(file: string): AsyncIterable<unknown> {
       }
     }
     if (started) element += text.slice(from);
+    before += chunkBytes;
   }
   if (!started) throw fileError(file, 'start', 'a .json loop file must hold an array');
   throw fileError(file, 'end', 'the array is not closed');
