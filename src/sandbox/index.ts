@@ -81,3 +81,5 @@ export function describeReceived(sandbox: Pick<Sandbox, 'amplitude' | 'segment'>
   if (s.unknownWriteKeys > 0) seg += `, ${plural(s.unknownWriteKeys, 'request')} with an unknown write key (Segment answers 200 anyway)`;
   return `${amp}\n${seg}`;
 }
+
+export { describeRequest, describeStored } from './describe.js';

@@ -16,6 +16,7 @@ import type { Command } from '../run-command.js';
 import { printSummary } from '../output.js';
 import { startProgress } from '../progress.js';
 import { commandBackend, openPool, queueRun } from '../backend.js';
+import type { CliSandbox } from '../sandbox.js';
 
 /** `--input k=v`: the value as JSON when it parses, `@path` reads a file (JSON when it parses). */
 export async function parseInputs(pairs: string[], jsonFile: string | undefined, cwd: string): Promise<Record<string, unknown>> {
@@ -64,7 +65,7 @@ async function readJson(file: string, flag: string): Promise<unknown> {
 }
 
 export const runCommandMain: Command = {
-  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox] [--json] [--verbose] [--quiet] [--state-dir DIR] [--backend redis://HOST:PORT/DB]',
+  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox [--sandbox-seed FILE]] [--json] [--verbose] [--quiet] [--state-dir DIR] [--backend redis://HOST:PORT/DB]',
   options: {
     'dry-run': { type: 'boolean' },
     limit: { type: 'string' },
@@ -72,6 +73,7 @@ export const runCommandMain: Command = {
     'input-json': { type: 'string' },
     body: { type: 'string' },
     sandbox: { type: 'boolean' },
+    'sandbox-seed': { type: 'string' },
     json: { type: 'boolean' },
     verbose: { type: 'boolean' },
     quiet: { type: 'boolean' },
@@ -103,6 +105,7 @@ async function runOnce(ferry: Ferry, file: string, values: Record<string, unknow
   const dry = values['dry-run'] === true;
   const limit = parseLimit(values.limit, dry);
   if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
+  if (values['sandbox-seed'] !== undefined && !sandboxMode) throw new UsageError('--sandbox-seed goes with --sandbox: it seeds the Amplitude emulator\'s export');
   const { inputs, trigger } = await startValues(values, io);
   // Loaded only for --dry-run: it answers calls with undici's MockAgent, which a run does not load.
   if (dry) return (await import('../dry-run.js')).dryRun(workflow, { registry: ferry.registry, inputs, trigger, limit, json: values.json === true, verbose: values.verbose === true }, io);
@@ -174,7 +177,7 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
   let session: RunSession;
   const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true });
   try {
-    if (options.sandbox) sandbox = await (await import('../sandbox.js')).startCliSandbox();
+    if (options.sandbox) sandbox = await (await import('../sandbox.js')).startCliSandbox(io, { seed: values['sandbox-seed'] as string | undefined });
     const common: RunSessionOptions = {
       ferry,
       inputs: options.inputs,
@@ -194,7 +197,11 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
     io.onRun?.(session);
     summary = await session.done;
     progress.stop();
-    if (sandbox && values.quiet !== true) io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe()}\n`);
+    if (sandbox && values.quiet !== true) {
+      io.stderr(`\nsandbox — what the providers received:\n${sandbox.describe()}\n`);
+      // Each request as the emulator saw it, credentials left out; then what it keeps.
+      if (values.verbose === true) io.stderr(`${sandbox.details()}\n`);
+    }
   } finally {
     progress.stop();
     options.lock?.release();
@@ -208,12 +215,6 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
   io.stderr(`resume with: ferry retry ${summary.runId}${stateFlag}\n`);
   const reason = io.signal?.aborted ? String(io.signal.reason) : undefined;
   return reason === 'SIGINT' ? 130 : reason === 'SIGTERM' ? 143 : 1;
-}
-
-export interface CliSandbox {
-  overrides: Record<string, Record<string, unknown>>;
-  describe(): string;
-  close(): Promise<void>;
 }
 
 export type { CommandIO };
