@@ -20,6 +20,8 @@ export interface CommandIO {
   cwd: string;
   /** True when stderr is a terminal (progress and colour). */
   isTTY: boolean;
+  /** The terminal's size now, when stderr is one: the live display never wraps or outgrows it. */
+  terminalSize?: () => { columns: number; rows: number } | undefined;
   redactor: Redactor;
   /** Aborted with 'SIGINT' or 'SIGTERM' when the process is asked to stop. */
   signal?: AbortSignal;
@@ -72,6 +74,7 @@ export function processIO(signal?: AbortSignal): CommandIO {
     env: process.env,
     cwd: process.cwd(),
     isTTY: Boolean(process.stderr.isTTY) && process.env.CI !== 'true',
+    terminalSize: () => (process.stderr.isTTY ? { columns: process.stderr.columns, rows: process.stderr.rows } : undefined),
     redactor,
     stdout: (text) => void process.stdout.write(clean(redactor, text)),
     stderr: (text) => void process.stderr.write(clean(redactor, text)),

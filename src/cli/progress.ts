@@ -7,8 +7,8 @@ import { humanObserver } from './output.js';
 export interface ProgressState {
   step: string | undefined;
   startedAt: number;
-  /** Set while the running step is a loop. */
-  loop: { total: number | undefined; done: number; retries: number } | undefined;
+  /** Set while the running step is a loop; a file loop also knows its file's `size` and the `bytes` read. */
+  loop: { total: number | undefined; done: number; retries: number; size?: number; bytes?: number } | undefined;
   /** Provider account pauses (Retry-After, throttling) by scope: who, when they end and why. */
   pauses: Map<string, { until: number; reason: string; provider?: string }>;
 }
@@ -22,6 +22,8 @@ export interface Progress {
 
 /** Redraws happen at most this often: 10 a second reads as live without flooding a terminal. */
 export const REDRAW_MS = 100;
+/** Off a terminal (CI), a running loop prints one plain line this often, so a long log is never silent. */
+export const PLAIN_PROGRESS_MS = 10_000;
 
 /** `42s`, `3m 20s`, `1h 5m`; time left rounds up, time spent rounds down. */
 export function formatDuration(ms: number, round: (x: number) => number = Math.ceil): string {
@@ -33,6 +35,19 @@ export function formatDuration(ms: number, round: (x: number) => number = Math.c
 
 const count = (n: number): string => n.toLocaleString('en-US');
 
+/** `512 B`, `3.4 KB`, `12 MB`, `1.2 GB` (powers of 1000, as file managers show sizes). */
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let value = n / 1000;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
+}
+
 /** The lines of the live display (a TTY redraws them in place). */
 export function renderProgress(state: ProgressState, now: number): string[] {
   const lines: string[] = [];
@@ -43,9 +58,13 @@ export function renderProgress(state: ProgressState, now: number): string[] {
     else {
       const rate = elapsed > 0 ? (loop.done * 1000) / elapsed : 0;
       const parts = [`… ${state.step}`, loop.total === undefined ? `${count(loop.done)} items` : `${count(loop.done)}/${count(loop.total)}`];
+      const { size, bytes } = loop;
       if (loop.total) parts.push(`${Math.floor((loop.done * 100) / loop.total)}%`);
+      else if (size !== undefined && bytes !== undefined) parts.push(`${size > 0 ? Math.floor((bytes * 100) / size) : 100}%`, `${formatBytes(bytes)}/${formatBytes(size)}`);
       parts.push(`${rate >= 10 ? Math.round(rate) : rate.toFixed(1)}/s`);
       if (loop.total !== undefined && rate > 0 && loop.done < loop.total) parts.push(`ETA ${formatDuration(((loop.total - loop.done) / rate) * 1000)}`);
+      // A file's rows are not counted ahead: its time left comes from the bytes read so far.
+      else if (loop.total === undefined && size !== undefined && bytes !== undefined && bytes > 0 && bytes < size) parts.push(`ETA ${formatDuration(((size - bytes) * elapsed) / bytes)}`);
       if (loop.retries > 0) parts.push(`${loop.retries} retr${loop.retries === 1 ? 'y' : 'ies'}`);
       lines.push(parts.join('  '));
     }
@@ -57,11 +76,19 @@ export function renderProgress(state: ProgressState, now: number): string[] {
   return lines;
 }
 
+/** Lines cut to the terminal's width and at most its height less one: a line that wraps, or a block taller than the pane, could not be erased by moving up. */
+export function fitToTerminal(lines: string[], size: { columns: number; rows: number } | undefined): string[] {
+  const width = Math.max(10, (size?.columns || 80) - 1);
+  const height = Math.max(1, (size?.rows || 24) - 1);
+  return lines.slice(0, height).map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l));
+}
+
 /**
  * Run output on stderr, as a subscriber of the run's events. On a terminal (and not CI) a
- * live block shows the running loop's done/total, rate, ETA and retries, and provider pauses
- * with the time left, redrawn in place; elsewhere one plain line per finished step and per
- * pause. `quiet` leaves errors only.
+ * live block shows the running loop's done/total (a file loop's bytes read of its size),
+ * rate, ETA and retries, and provider pauses with the time left, redrawn in place;
+ * elsewhere one plain line per finished step and per pause, and the running loop's line
+ * every PLAIN_PROGRESS_MS and at each pause. `quiet` leaves errors only.
  */
 export function startProgress(io: CommandIO, workflow: Workflow, options: { verbose: boolean; quiet: boolean }): Progress {
   const live = !options.quiet && io.isTTY && io.env.CI !== 'true';
@@ -76,7 +103,7 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
   };
   const draw = (): void => {
     if (!live) return;
-    const lines = renderProgress(state, Date.now()).map((l) => (l.length > 79 ? `${l.slice(0, 78)}…` : l));
+    const lines = fitToTerminal(renderProgress(state, Date.now()), io.terminalSize?.());
     const text = lines.length > 0 ? `${lines.join('\n')}\n` : '';
     if (drawn > 0 && text === shown) return;
     clear();
@@ -94,7 +121,11 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
     },
   };
   const human = humanObserver(printer, options);
-  const timer = live ? setInterval(draw, REDRAW_MS) : undefined;
+  const plainLine = (): void => {
+    const line = state.loop ? renderProgress(state, Date.now())[0] : undefined;
+    if (line !== undefined) io.stderr(`${line}\n`);
+  };
+  const timer = live ? setInterval(draw, REDRAW_MS) : options.quiet ? undefined : setInterval(plainLine, PLAIN_PROGRESS_MS);
   timer?.unref?.();
 
   const listener: RunListener = (event) => {
@@ -106,7 +137,13 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
         state.loop = lastInner.has(event.step) ? { total: undefined, done: 0, retries: 0 } : undefined;
         return;
       case 'loop-started':
-        if (event.item.length === 0 && state.step === event.step && state.loop) state.loop.total = event.total;
+        if (event.item.length === 0 && state.step === event.step && state.loop) {
+          state.loop.total = event.total;
+          if (event.size !== undefined) state.loop.size = event.size;
+        }
+        return;
+      case 'loop-read':
+        if (event.item.length === 0 && state.step === event.step && state.loop) state.loop.bytes = event.bytes;
         return;
       case 'step-finished': {
         const { step, item, summary } = event;
@@ -143,7 +180,10 @@ export function startProgress(io: CommandIO, workflow: Workflow, options: { verb
           // The account by its base URL or region, never its credential; `http` has none.
           const who = event.account ? `${event.provider} (${event.account})` : event.provider;
           state.pauses.set(event.scope, { until: Date.now() + event.waitMs, reason: event.reason, provider: who });
-          if (!live && !options.quiet) io.stderr(`  ${who} paused for ${formatDuration(event.waitMs)} (${event.reason}): the provider asked to wait\n`);
+          if (!live && !options.quiet) {
+            io.stderr(`  ${who} paused for ${formatDuration(event.waitMs)} (${event.reason}): the provider asked to wait\n`);
+            plainLine();
+          }
         }
         return;
       default:

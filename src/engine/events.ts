@@ -34,8 +34,10 @@ export type RunEvent =
    * `error` is the run's first failure when the step failed because of it.
    */
   | { type: 'step-finished'; step: string; item: readonly number[]; loop: boolean; summary: StepSummary; error?: RunErrorInfo }
-  /** A loop starts its items; `total` is known for `over:` arrays, not for streamed files. */
-  | { type: 'loop-started'; step: string; item: readonly number[]; total: number | undefined }
+  /** A loop starts its items; `total` is known for `over:` arrays, not for streamed files, whose `size` in bytes is. */
+  | { type: 'loop-started'; step: string; item: readonly number[]; total: number | undefined; size?: number }
+  /** A file loop read further: `bytes` of its file are behind the last row it took (sent as it moves, not per row). */
+  | { type: 'loop-read'; step: string; item: readonly number[]; bytes: number }
   /** A file loop's low-water mark: every row below `done` finished. */
   | { type: 'loop-progress'; step: string; item: readonly number[]; done: number }
   /** The file a file loop reads, when it first opens it: a resume must read the same file. */

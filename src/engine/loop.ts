@@ -7,7 +7,7 @@ import type { ItemEntry } from '../store/journal.js';
 import { confineDataPath } from './data-paths.js';
 import { stepKey } from './resume.js';
 import { Feed } from './feed.js';
-import { fingerprint, readRows, sourceChange, sourceChangedError, type SourceFingerprint, type SourceRow } from './sources.js';
+import { fingerprint, readRows, sourceChange, sourceChangedError, type ReadPosition, type SourceFingerprint, type SourceRow } from './sources.js';
 import { errorInfo, interruption, ItemSetAside, type ItemScope, type Run } from './state.js';
 
 /** Runs a scope's steps (steps.ts's runSteps, passed in so that this module does not import it back). */
@@ -33,15 +33,17 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
   const resend = run.options.resendFailed === true;
   if (step.file !== undefined || step.fileTemplate !== undefined) {
     const key = stepKey(step.id, scope.item);
-    const file = await openLoopFile(step, scope, run, key);
+    const { file, size } = await openLoopFile(step, scope, run, key);
     fileName = path.relative(path.dirname(run.workflow.file), file) || file;
-    const rows = readRows(file)[Symbol.asyncIterator]();
-    pull = () => rows.next();
+    // The read position is kept only for someone watching (the progress display).
+    const position = run.events.wants('loop-read') ? { bytes: 0 } : undefined;
+    const rows = readRows(file, position)[Symbol.asyncIterator]();
+    pull = position ? readReporting(rows, position, size, (bytes) => run.events.emit({ type: 'loop-read', step: step.id, item: scope.item, bytes })) : () => rows.next();
     // A resumed file loop restarts at the first unfinished row: rows below the journal's
     // progress mark are read past without running anything (but for set-aside ones).
     done = run.options.resume?.progress?.get(key) ?? 0;
     if (!setAside) while (count < done && !(await rows.next()).done) count++;
-    run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: undefined });
+    run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: undefined, size });
     progress = new LoopProgress(count, (mark) => run.events.emit({ type: 'loop-progress', step: step.id, item: scope.item, done: mark }));
   } else {
     const items = step.over?.(scope.context);
@@ -152,7 +154,7 @@ function setAsideOf(run: Run, loop: string, outer: readonly number[]): Map<numbe
  * inside the allowed folders. A resumed run must read the very file its first attempt read
  * (rows are skipped by position); a first opening records what the file is.
  */
-async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: string): Promise<string> {
+async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: string): Promise<{ file: string; size: number }> {
   let file = step.file;
   if (step.fileTemplate !== undefined) {
     const value = step.fileTemplate(scope.context);
@@ -166,7 +168,7 @@ async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: str
   if (recorded) {
     const change = await sourceChange(recorded, file);
     if (change !== undefined) throw sourceChangedError(change, run.runId);
-    return file;
+    return { file, size: recorded.size };
   }
   let print: SourceFingerprint;
   try {
@@ -175,7 +177,21 @@ async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: str
     throw new FerryError('FERRY_LOOP_FILE', `loop.file ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)})`, { cause: error });
   }
   run.events.emit({ type: 'loop-source', step: step.id, item: scope.item, ...print });
-  return file;
+  return { file, size: print.size };
+}
+
+/**
+ * Pulls rows and reports the read position each time it moved by a 200th of the file (and at
+ * the end): a few hundred events per loop, however many rows.
+ */
+function readReporting<T>(rows: AsyncIterator<T>, position: ReadPosition, size: number, report: (bytes: number) => void): () => Promise<IteratorResult<T>> {
+  const stride = Math.max(1, Math.floor(size / 200));
+  let reported = 0;
+  return async () => {
+    const next = await rows.next();
+    if (next.done ? reported < size : position.bytes - reported >= stride) report((reported = next.done ? size : position.bytes));
+    return next;
+  };
 }
 
 function allFinished(steps: readonly Step[], outcomes: ItemScope['steps']): boolean {

@@ -9,8 +9,8 @@ import { FerryError } from '../errors.js';
  * Loop items read from a file as a stream with backpressure: a loop over a million rows
  * holds only the rows in flight. CSV (header row gives the keys), JSONL, or a JSON array.
  */
-export async function* readItems(file: string): AsyncIterable<unknown> {
-  for await (const row of readRows(file)) yield row.value;
+export async function* readItems(file: string, position?: ReadPosition): AsyncIterable<unknown> {
+  for await (const row of readRows(file, position)) yield row.value;
 }
 
 /** One item of a loop file and the 1-based line of the file it starts on (CSV counts the header; none for a .json array). */
@@ -19,19 +19,27 @@ export interface SourceRow {
   line: number | undefined;
 }
 
-/** `readItems` with each item's line in the file, for the messages and `failed.jsonl` of a file loop. */
-export function readRows(file: string): AsyncIterable<SourceRow> {
-  if (/\.csv$/i.test(file)) return csvRows(file);
-  if (/\.(jsonl|ndjson)$/i.test(file)) return jsonLines(file);
-  if (/\.json$/i.test(file)) return jsonArray(file);
+/**
+ * `readItems` with each item's line in the file, for the messages and `failed.jsonl` of a file
+ * loop; `position`, when given, follows the bytes read (for progress).
+ */
+export function readRows(file: string, position?: ReadPosition): AsyncIterable<SourceRow> {
+  if (/\.csv$/i.test(file)) return csvRows(file, position);
+  if (/\.(jsonl|ndjson)$/i.test(file)) return jsonLines(file, position);
+  if (/\.json$/i.test(file)) return jsonArray(file, position);
   throw new FerryError('FERRY_LOOP_FILE_TYPE', `loop.file ${file}: use a .csv, .jsonl, .ndjson or .json file`);
+}
+
+/** Where the reader is: the bytes of the file up to the end of the last item it yielded (for progress). */
+export interface ReadPosition {
+  bytes: number;
 }
 
 function fileError(file: string, where: string, message: string): FerryError {
   return new FerryError('FERRY_LOOP_FILE', `loop.file ${file}, ${where}: ${message}`);
 }
 
-async function* csvRows(file: string): AsyncIterable<SourceRow> {
+async function* csvRows(file: string, position: ReadPosition | undefined): AsyncIterable<SourceRow> {
   // The CSV parser is loaded by the first CSV loop only.
   const { parse: parseCsv } = await import('csv-parse');
   const input = createReadStream(file);
@@ -41,11 +49,19 @@ async function* csvRows(file: string): AsyncIterable<SourceRow> {
   input.on('error', (error) => parser.destroy(error));
   try {
     let header = true;
+    let taken = 0;
     for await (const record of parser) {
       // The header's line comes first.
       if (header) {
         lines.next();
         header = false;
+      }
+      if (position) {
+        // The parser runs up to a chunk ahead of the loop (its bytes would say 100% of a small
+        // file before the first row is sent): the rows taken times its bytes per row so far.
+        // csv-parse's per-record `info` option would be exact but doubles the parse time.
+        const info = parser.info as { bytes: number; records: number };
+        position.bytes = info.records > 0 ? Math.round((info.bytes * ++taken) / info.records) : info.bytes;
       }
       yield { value: record as unknown, line: lines.next() };
     }
@@ -104,11 +120,13 @@ class RecordLines extends Transform {
   }
 }
 
-async function* jsonLines(file: string): AsyncIterable<SourceRow> {
+async function* jsonLines(file: string, position: ReadPosition | undefined): AsyncIterable<SourceRow> {
   const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
   let n = 0;
   for await (const line of lines) {
     n++;
+    // The line and its newline (a CRLF counts one byte short: close enough for progress).
+    if (position) position.bytes += Buffer.byteLength(line) + 1;
     if (line.trim() === '') continue;
     try {
       yield { value: JSON.parse(line) as unknown, line: n };
@@ -122,7 +140,7 @@ async function* jsonLines(file: string): AsyncIterable<SourceRow> {
  * The elements of a top-level JSON array, one at a time: a small scanner finds where each
  * element ends (outside strings, at depth 1) and JSON.parse reads just that element.
  */
-async function* jsonArray(file: string): AsyncIterable<SourceRow> {
+async function* jsonArray(file: string, position: ReadPosition | undefined): AsyncIterable<SourceRow> {
   let depth = 0;
   let inString = false;
   let escaped = false;
@@ -139,8 +157,14 @@ async function* jsonArray(file: string): AsyncIterable<SourceRow> {
       throw fileError(file, `element ${index}`, `not JSON (${(error as Error).message})`);
     }
   };
+  let before = 0;
   for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 256 * 1024 })) {
     const text = chunk as string;
+    // Bytes within a chunk are estimated from the character index: exact for ASCII.
+    const chunkBytes = position ? Buffer.byteLength(text) : 0;
+    const at = (i: number): void => {
+      if (position) position.bytes = before + Math.round((i / text.length) * chunkBytes);
+    };
     let from = 0;
     for (let i = 0; i < text.length; i++) {
       const ch = text.charCodeAt(i);
@@ -163,12 +187,14 @@ async function* jsonArray(file: string): AsyncIterable<SourceRow> {
         if (depth === 0) {
           element += text.slice(from, i);
           const value = emit();
+          at(i + 1);
           if (value !== undefined) yield { value, line: undefined };
           return;
         }
       } else if (ch === 0x2c && depth === 1) {
         element += text.slice(from, i);
         const value = emit();
+        at(i + 1);
         if (value !== undefined) {
           yield { value, line: undefined };
           index++;
@@ -177,6 +203,7 @@ async function* jsonArray(file: string): AsyncIterable<SourceRow> {
       }
     }
     if (started) element += text.slice(from);
+    before += chunkBytes;
   }
   if (!started) throw fileError(file, 'start', 'a .json loop file must hold an array');
   throw fileError(file, 'end', 'the array is not closed');

@@ -1,5 +1,5 @@
 import type { AnsweredFault } from './faults.js';
-import { ExportEndpoint, type ExportSizeOf, type ExportSource } from './amplitude-export.js';
+import { ExportEndpoint, formatHour, type ExportSizeOf, type ExportSource } from './amplitude-export.js';
 import { applyUserProperties, checkEvent, checkIdentification, cutLongStrings, minIdLengthOf, type EventProblems } from './amplitude-rules.js';
 import { custom, EmulatorBase, isObject, json, REASONS, retryAfterHeader, text, type Answer, type EmulatorOptions, type Incoming, type Parsed } from './server.js';
 
@@ -62,6 +62,8 @@ export class AmplitudeEmulator extends EmulatorBase {
   readonly #apiKeys: Set<string>;
   readonly #secretKey: string;
   readonly #export: ExportEndpoint;
+  /** Stored events as export rows, by the UTC hour they arrived; kept only after `exportReceived()`. */
+  #received: Map<string, object[]> | undefined;
   #generated = 0;
 
   constructor(options: AmplitudeEmulatorOptions = {}) {
@@ -76,6 +78,20 @@ export class AmplitudeEmulator extends EmulatorBase {
     this.#export.setData(source, sizeOf);
   }
 
+  /**
+   * From now on the export serves the events this emulator stores, by the UTC hour they
+   * arrived (Amplitude exports by upload time; the sandbox has no two-hour delay), after the
+   * `seed` rows of each hour. What `ferry run --sandbox` uses: a workflow that sends events
+   * and then exports them gets them back.
+   */
+  exportReceived(seed: ReadonlyMap<string, readonly object[]> = new Map()): void {
+    const received = (this.#received ??= new Map());
+    this.#export.setData((hour) => {
+      const rows = [...(seed.get(hour) ?? []), ...(received.get(hour) ?? [])];
+      return rows.length === 0 ? null : rows.map((row) => JSON.stringify(row));
+    });
+  }
+
   /** A range over this many raw bytes answers 400, as Amplitude does over 4 GB. */
   setExportLimitBytes(bytes: number): void {
     this.#export.setLimit(bytes);
@@ -87,6 +103,7 @@ export class AmplitudeEmulator extends EmulatorBase {
     this.duplicateInsertIds = 0;
     this.identifications.length = 0;
     this.users.clear();
+    this.#received = undefined;
     this.#export.reset();
   }
 
@@ -283,7 +300,19 @@ export class AmplitudeEmulator extends EmulatorBase {
       const stored = cutLongStrings(event);
       this.events.set(key, stored);
       this.#applyUser(stored);
+      if (this.#received) this.#keepForExport(stored);
     }
+  }
+
+  /** The row as Amplitude's export writes it: the event with its times as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC). */
+  #keepForExport(event: Record<string, unknown>): void {
+    const now = Date.now();
+    const time = typeof event.time === 'number' ? event.time : now;
+    const row = { ...event, event_time: exportTime(time), server_upload_time: exportTime(now), ...(typeof event.insert_id === 'string' ? { $insert_id: event.insert_id } : {}) };
+    const hour = formatHour(now);
+    const rows = this.#received?.get(hour);
+    if (rows) rows.push(row);
+    else this.#received?.set(hour, [row]);
   }
 
   #applyUser(item: Record<string, unknown>): void {
@@ -294,6 +323,8 @@ export class AmplitudeEmulator extends EmulatorBase {
     applyUserProperties(user, item.user_properties);
   }
 }
+
+const exportTime = (ms: number): string => `${new Date(ms).toISOString().slice(0, 23).replace('T', ' ')}000`;
 
 function indexesOf(items: unknown[], id: string): number[] {
   const out: number[] = [];

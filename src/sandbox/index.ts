@@ -105,3 +105,5 @@ export function describeReceived(sandbox: Pick<Sandbox, 'amplitude' | 'segment'>
 export function describeDropped(segment: Pick<Sandbox['segment'], 'dropped'>): string[] {
   return segment.dropped.map((d) => `Segment would drop message ${d.n}: ${d.reason}${d.messageId === undefined ? '' : ` (messageId ${d.messageId.length > 100 ? `${d.messageId.slice(0, 40)}…` : d.messageId})`}`);
 }
+
+export { describeRequest, describeStored } from './describe.js';

@@ -62,6 +62,8 @@ const EMPTY: Record<string, string> = Object.freeze({}) as Record<string, string
 export abstract class EmulatorBase {
   readonly requests: RecordedRequest[] = [];
   inFlight = 0;
+  /** Told of each request once it is answered (what `ferry serve --sandbox --verbose` prints). */
+  onAnswered: ((request: RecordedRequest) => void) | undefined;
   protected latencyMs: number;
   protected readonly recordBodies: boolean;
   protected readonly faults = new Faults();
@@ -184,6 +186,7 @@ export abstract class EmulatorBase {
       const answer = decision.kind === 'none' ? await this.handle(incoming, parsed) : this.faultAnswer(decision, incoming, parsed);
       record.status = answer.status;
       await send(res, answer);
+      this.onAnswered?.(record);
     } catch (error) {
       // The client went away mid-body, or a handler broke: never leave the request hanging.
       if (!res.headersSent && !res.destroyed) {

@@ -55,6 +55,8 @@ export interface HandlerResponse {
   status: number;
   body: unknown;
   headers?: Record<string, string>;
+  /** Why a request was refused, for the listener's log: never a value from the body, never a secret. @default the body's `error` */
+  reason?: string;
 }
 
 export type Handler = (request: HandlerRequest) => Promise<HandlerResponse>;
@@ -134,7 +136,8 @@ export function createHandler(options: HandlerOptions): Handler {
     try {
       inputs = runInputs(route.served.workflow, trigger, {}, route.path, checker);
     } catch (error) {
-      if (error instanceof UsageError) return reply(400, { error: error.message });
+      // The message may quote a value of the body: the sender gets it, the log does not.
+      if (error instanceof UsageError) return { ...reply(400, { error: error.message }), reason: 'the body does not match the trigger\'s `inputs:`' };
       throw error;
     }
     // A signed id names the delivery; an unsigned header only helps an honest sender's retries.

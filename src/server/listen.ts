@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { errorMessage } from '../errors.js';
-import type { Handler, HandlerResponse } from './handler.js';
+import { splitTarget, type Handler, type HandlerResponse } from './handler.js';
 
 /** DESIGN.md §6: a delivery's body is at most 1 MiB. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -14,7 +14,7 @@ export interface ListenOptions {
   port?: number;
   /** Bodies over this many bytes are answered 413 without being read. @default MAX_BODY_BYTES */
   maxBodyBytes?: number;
-  /** Where request-level failures are reported (a handler that threw). */
+  /** Where request-level failures (a handler that threw) and refused requests are reported. */
   log: (line: string) => void;
 }
 
@@ -53,11 +53,21 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   let closing = false;
   /** Connections lingering after a 413: answered, nothing left to deliver. */
   const lingering = new Set<Socket>();
+  /** A refused request in one line: status, method, path and reason; never the body, the query or a header. */
+  const refused = (req: IncomingMessage, response: HandlerResponse): void => {
+    if (response.status < 400) return;
+    const reason = response.reason ?? (response.body as { error?: unknown } | undefined)?.error;
+    const target = splitTarget(req.url ?? '/').path || '?';
+    const shown = target.length > 200 ? `${target.slice(0, 200)}…` : target;
+    options.log(`refused ${req.method ?? '?'} ${shown}: ${response.status}${typeof reason === 'string' ? ` ${reason}` : ''}`);
+  };
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 15_000 }, (req, res) => {
     if (closing) {
       // A request on a keep-alive connection opened before the stop: 503 asks to deliver again later.
       req.resume();
-      return send(res, { status: 503, body: { error: 'shutting down' } }, true);
+      const response: HandlerResponse = { status: 503, body: { error: 'shutting down' } };
+      refused(req, response);
+      return send(res, response, true);
     }
     void serve(req, res);
   });
@@ -65,8 +75,12 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const body = await readBody(req, limit);
-      if (body === TOO_LARGE) return tooLarge(req, res, limit, lingering);
+      if (body === TOO_LARGE) {
+        refused(req, { status: 413, body: { error: `body over ${limit} bytes` } });
+        return tooLarge(req, res, limit, lingering);
+      }
       const response = await options.handler({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body });
+      refused(req, response);
       send(res, response, closing);
     } catch (error) {
       if (req.destroyed && !req.complete) return; // the sender hung up mid-body: nobody to answer
@@ -79,6 +93,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable) return void socket.destroy();
     const [status, reason, message] = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
+    options.log(`refused a request that could not be read: ${status} ${message}`);
     const body = JSON.stringify({ error: message });
     socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });

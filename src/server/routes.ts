@@ -26,6 +26,8 @@ export interface LoadedRoutes {
   served: ServedWorkflow[];
   /** Every reason not to start, as `file:line:col` issues. */
   issues: WorkflowIssue[];
+  /** Workflows left out because declared secrets are missing (FERRY_SECRET_MISSING), one issue per secret: the others are served. */
+  left: WorkflowIssue[];
   /** Reasons to start with care (an unsigned webhook on loopback). */
   warnings: string[];
 }
@@ -40,11 +42,12 @@ export function isLoopback(host: string): boolean {
 
 /**
  * Loads the workflows a listener serves and checks what only the listener cares about: no two
- * triggers share a path, every declared secret is set, every `secret:` renders, and an
- * unsigned trigger is served on loopback only. Collects every issue instead of stopping at one.
+ * triggers share a path, every `secret:` renders, and an unsigned trigger is served on
+ * loopback only. Collects every issue instead of stopping at one. A workflow whose declared
+ * secrets are missing is left out (listed in `left`), so the others can still be served.
  */
 export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRoutes> {
-  const out: LoadedRoutes = { routes: [], served: [], issues: [], warnings: [] };
+  const out: LoadedRoutes = { routes: [], served: [], issues: [], left: [], warnings: [] };
   const names = new Map<string, string>();
   const owners = new Map<string, string>();
   for (const file of options.files) {
@@ -68,12 +71,18 @@ export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRout
 
     const found = await (options.secrets ?? envSecrets(options.env)).lookup(workflow.secrets);
     const secrets: Record<string, string> = {};
+    const missing: string[] = [];
     for (const name of workflow.secrets) {
       const value = found[name];
-      if (value === undefined || value === '') issue(['secrets'], 'FERRY_SECRET_MISSING', `missing secret \`${name}\`: set it in the environment of ferry serve`);
+      if (value === undefined || value === '') missing.push(name);
       else secrets[name] = value;
     }
-    const complete = Object.keys(secrets).length === workflow.secrets.length;
+    if (missing.length > 0) {
+      // Left out whole, its paths unclaimed: a run of it could only fail at its first call.
+      const where = at(['secrets']);
+      for (const name of missing) out.left.push({ ...where, code: 'FERRY_SECRET_MISSING', message: `missing secret \`${name}\`: set it in the environment of ferry serve; \`${workflow.name}\` is not served` });
+      continue;
+    }
     const served: ServedWorkflow = { workflow, file, secrets };
     // A schedule trigger is served too: `ferry serve` fires it.
     let serves = workflow.triggers.some((t) => t.type === 'schedule');
@@ -90,8 +99,7 @@ export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRout
       if (trigger.secret) {
         const rendered = renderSecret(trigger.secret, secrets, options.env);
         if (typeof rendered !== 'string') {
-          // With a declared secret missing, the template failing says nothing new.
-          if (complete) issue(['triggers', i, 'secret'], 'FERRY_SECRET_EMPTY', rendered.problem);
+          issue(['triggers', i, 'secret'], 'FERRY_SECRET_EMPTY', rendered.problem);
           return;
         }
         secret = rendered;
@@ -107,7 +115,9 @@ export async function loadRoutes(options: LoadRoutesOptions): Promise<LoadedRout
     if (serves) out.served.push(served);
   }
   const order = new Map(options.files.map((f, i) => [f, i]));
-  out.issues.sort((a, b) => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line || a.col - b.col);
+  const byPlace = (a: WorkflowIssue, b: WorkflowIssue): number => (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line || a.col - b.col;
+  out.issues.sort(byPlace);
+  out.left.sort(byPlace);
   return out;
 }
 

@@ -42,6 +42,8 @@ export interface RunManagerOptions {
   onRun?: (session: RunSession) => void;
   /** The clock replay windows are measured on. @default Date.now */
   now?: () => number;
+  /** `ferry serve --sandbox`: runs are recorded as sandbox runs and call the emulators these settings point at. */
+  sandbox?: { providerOverrides: Record<string, Record<string, unknown>> };
 }
 
 /** A delivery seen before: its run, once on disk, and until when a repeat is a duplicate. */
@@ -248,8 +250,9 @@ export class RunManager implements RunsService, TickService {
 
   /** What every run is started with: the listener's queues, secrets, state dir and stop. */
   #sessionOptions() {
-    const { ferry, redactor, env, stateDir } = this.#options;
-    return { ferry, redactor, env, stateDir, secrets: this.#secrets, signal: this.#stop.signal };
+    const { ferry, redactor, env, stateDir, sandbox } = this.#options;
+    const common = { ferry, redactor, env, stateDir, secrets: this.#secrets, signal: this.#stop.signal };
+    return sandbox ? { ...common, mode: 'sandbox' as const, providerOverrides: sandbox.providerOverrides } : common;
   }
 
   /** The listener's log of a run is a subscriber: its end in one line, and the caller's (core.log lines). */

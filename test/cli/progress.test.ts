@@ -24,7 +24,8 @@ beforeAll(async () => {
       json(res, 429, { error: 'slow down' }, { 'retry-after': '1' });
       return;
     }
-    setTimeout(() => json(res, 200, { ok: true }), 40);
+    // Long calls for the CI test: its loop must outlast one plain-progress interval.
+    setTimeout(() => json(res, 200, { ok: true }), req.url.includes('/ci-slow/') ? 1_100 : 40);
   });
   const workflow = (name: string, items: number, pathPart: string): string => `name: ${name}
 steps:
@@ -38,6 +39,18 @@ steps:
     action: core.log
     with: { message: finished }
 `;
+  const fileWorkflow = (name: string, rows: string, pathPart: string): string => `name: ${name}
+steps:
+  - id: each
+    loop: { file: ${rows}, as: row, concurrency: 1 }
+    steps:
+      - id: call
+        action: http.request
+        with: { url: "${server.url}/${pathPart}/<<loop.index>>" }
+`;
+  await writeFile(path.join(dir, 'rows.csv'), `id,name\n${Array.from({ length: 10 }, (_, i) => `user_${i},Name ${i}`).join('\n')}\n`);
+  await writeFile(path.join(dir, 'file-throttled.yaml'), fileWorkflow('file-throttled', 'rows.csv', 'file/throttle'));
+  await writeFile(path.join(dir, 'file-slow.yaml'), fileWorkflow('file-slow', 'rows.csv', 'ci-slow'));
   await writeFile(path.join(dir, 'throttled.yaml'), workflow('throttled', 3, 'throttle'));
   await writeFile(path.join(dir, 'slow.yaml'), workflow('slow', 8, 'slow'));
   await writeFile(path.join(dir, 'failing.yaml'), `name: failing\nsteps:\n  - id: call\n    action: http.request\n    with: { url: "${server.url}/missing", expect: [201] }\n`);
@@ -94,6 +107,37 @@ describe('progress on stderr', () => {
     expect(failed.err).toMatch(/^\nrun \w+ failed: step `call`: http answered 200/);
     expect(failed.err).not.toContain('✗ call');
   });
+});
+
+describe('progress of a file loop off a terminal (CI)', () => {
+  // rows.csv: an 8-byte header and ten rows of 14 bytes = 148 bytes.
+  it('prints the loop\'s line at a pause: items done, percent and bytes read of the file, rate, time left', async () => {
+    const result = await ferry(['run', 'file-throttled.yaml'], { cwd: dir, env: { CI: 'true' } });
+    expect(result.code).toBe(0);
+    const lines = result.stderr.split('\n');
+    const paused = lines.findIndex((l) => l.startsWith('  http paused for 1s (429)'));
+    expect(paused).toBeGreaterThanOrEqual(0);
+    // The first row was taken (the header and it are 22 of 148 bytes; CSV positions are
+    // estimated per row) and is waiting for the pause to end: the file is not read as done.
+    const line = lines[paused + 1] ?? '';
+    expect(line).toMatch(/^… each {2}0 items {2}\d+% {2}\d+ B\/148 B {2}0\.0\/s {2}ETA \d+s$/);
+    expect(Number(/ (\d+) B\//.exec(line)?.[1])).toBeGreaterThanOrEqual(10);
+    expect(Number(/ (\d+) B\//.exec(line)?.[1])).toBeLessThanOrEqual(30);
+    expect(result.stderr).not.toContain(ESC);
+  });
+
+  it('prints the running loop\'s line every 10 s, so that a long CI log is never silent', async () => {
+    // Ten calls of 1.1 s each, one at a time: the loop runs past the first 10 s mark.
+    const result = await ferry(['run', 'file-slow.yaml'], { cwd: dir, env: { CI: 'true' } });
+    expect(result.code).toBe(0);
+    const lines = result.stderr.split('\n');
+    const progress = lines.filter((l) => l.startsWith('… each'));
+    expect(progress.length).toBeGreaterThanOrEqual(1);
+    expect(progress[0]).toMatch(/^… each {2}\d items {2}\d+% {2}\d+ B\/148 B {2}[\d.]+\/s {2}ETA \d+s$/);
+    // Before the step's own line, which ends the loop.
+    expect(lines.indexOf(progress[0] as string)).toBeLessThan(lines.findIndex((l) => l.startsWith('✓ each')));
+    expect(result.stderr).not.toContain(ESC);
+  }, 30_000);
 });
 
 describe('the live display', () => {

@@ -336,23 +336,24 @@ describe('ferry serve', () => {
 });
 
 describe('ferry serve refusing to start', () => {
-  it('exits 2 listing every problem as file:line:col: invalid files, shared paths, missing secrets, unsigned off loopback, unrenderable secrets', async () => {
+  it('exits 2 listing every problem as file:line:col: invalid files, shared paths, unsigned off loopback, unrenderable secrets; a workflow without its secrets is only left out', async () => {
     const dir = path.join(root, 'bad');
     await mkdir(dir);
     await writeFile(path.join(dir, 'a.yaml'), 'name: a\ntriggers:\n  - type: webhook\n    path: /hooks/x\nsteps: [{ id: s, action: core.log, with: { message: a } }]\n');
     await writeFile(path.join(dir, 'b.yaml'), 'name: b\ntriggers:\n  - type: webhook\n    path: /hooks/x\n    secret: <<secrets.NOT_SET>>\nsecrets: [NOT_SET]\nsteps: [{ id: s, action: core.log, with: { message: b } }]\n');
     await writeFile(path.join(dir, 'c.yaml'), 'name: c\nstepz: []\n');
     await writeFile(path.join(dir, 'd.yaml'), 'name: d\ntriggers:\n  - type: webhook\n    path: /hooks/d\n    secret: "<<env.UNSET_SECRET>>"\nsteps: [{ id: s, action: core.log, with: { message: d } }]\n');
+    await writeFile(path.join(dir, 'e.yaml'), 'name: e\ntriggers:\n  - type: webhook\n    path: /hooks/x\n    secret: key-of-e-123456\nsteps: [{ id: s, action: core.log, with: { message: e } }]\n');
     const r = await ferry(['serve', '--dir', 'bad', '--host', '0.0.0.0', '--port', '0'], { cwd: root, env: env(path.join(root, 'bad-state')) });
     expect(r.code).toBe(2);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toEqual(
       expect.arrayContaining([
         'bad/a.yaml:3:5: webhook `/hooks/x` has no `secret`: unsigned deliveries are accepted only when the listener is on loopback (--host 127.0.0.1)',
-        'bad/b.yaml:6:10: missing secret `NOT_SET`: set it in the environment of ferry serve',
-        'bad/b.yaml:4:11: webhook path `/hooks/x` is already served by bad/a.yaml:4:11',
+        'bad/b.yaml:6:10: missing secret `NOT_SET`: set it in the environment of ferry serve; `b` is not served',
         expect.stringMatching(/^bad\/c\.yaml:\d+:\d+: .*stepz/),
         expect.stringMatching(/^bad\/d\.yaml:5:13: the webhook `secret` cannot be rendered: `env\.UNSET_SECRET` is not defined/),
+        'bad/e.yaml:4:11: webhook path `/hooks/x` is already served by bad/a.yaml:4:11',
       ]),
     );
     expect(lines.at(-1)).toMatch(/problems in bad; not starting$/);

@@ -17,6 +17,7 @@ import type { Command } from '../run-command.js';
 import { printSummary } from '../output.js';
 import { startProgress } from '../progress.js';
 import { commandBackend, openPool, queueRun } from '../backend.js';
+import type { CliSandbox } from '../sandbox.js';
 
 /**
  * `--input k=v`, `@path` reads a file: the text as the type `declared` gives the input (see
@@ -60,7 +61,7 @@ async function readJson(file: string, flag: string): Promise<unknown> {
 }
 
 export const runCommandMain: Command = {
-  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox] [--json] [--verbose] [--quiet] [--state-dir DIR] [--backend redis://HOST:PORT/DB]',
+  usage: 'ferry run <file> [--input k=v]... [--input-json FILE] [--body FILE] [--dry-run [--limit N]] [--sandbox [--sandbox-seed FILE]] [--json] [--verbose] [--quiet] [--state-dir DIR] [--backend redis://HOST:PORT/DB]',
   options: {
     input: { type: 'string', multiple: true, value: 'k=v', help: 'an input: the value is parsed as JSON when it parses, `@path` reads a file' },
     'input-json': { type: 'string', value: 'FILE', help: 'a JSON object holding all inputs' },
@@ -68,6 +69,7 @@ export const runCommandMain: Command = {
     'dry-run': { type: 'boolean', help: 'render every call it would make and send nothing' },
     limit: { type: 'string', value: 'N', help: 'with --dry-run: only the first N items of each loop' },
     sandbox: { type: 'boolean', help: 'send to the built-in Amplitude and Segment emulators, not the real services' },
+    'sandbox-seed': { type: 'string', value: 'FILE', help: "with --sandbox: events the Amplitude emulator's export serves besides this run's (JSON/YAML by hour, or NDJSON rows)" },
     json: { type: 'boolean', help: 'print the run summary as JSON on stdout' },
     verbose: { type: 'boolean', help: 'also show core.log lines at debug level' },
     quiet: { type: 'boolean', help: 'print errors only' },
@@ -99,6 +101,7 @@ async function runOnce(ferry: Ferry, file: string, values: Record<string, unknow
   const dry = values['dry-run'] === true;
   const limit = parseLimit(values.limit, dry);
   if (dry && sandboxMode) throw new UsageError('use either --dry-run (send nothing) or --sandbox (send to the emulators), not both');
+  if (values['sandbox-seed'] !== undefined && !sandboxMode) throw new UsageError('--sandbox-seed goes with --sandbox: it seeds the Amplitude emulator\'s export');
   const { inputs, trigger } = await startValues(values, io, workflow);
   // Loaded only for --dry-run: it answers calls with undici's MockAgent, which a run does not load.
   if (dry) return (await import('../dry-run.js')).dryRun(workflow, { registry: ferry.registry, inputs, trigger, limit, json: values.json === true, verbose: values.verbose === true }, io);
@@ -171,7 +174,7 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
   let session: RunSession;
   const progress = startProgress(io, workflow, { verbose: values.verbose === true, quiet: values.quiet === true });
   try {
-    if (options.sandbox) sandbox = await (await import('../sandbox.js')).startCliSandbox();
+    if (options.sandbox) sandbox = await (await import('../sandbox.js')).startCliSandbox(io, { seed: values['sandbox-seed'] as string | undefined });
     const common: RunSessionOptions = {
       ferry,
       inputs: options.inputs,
@@ -191,7 +194,11 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
     io.onRun?.(session);
     summary = await session.done;
     progress.stop();
-    if (sandbox) received = sandbox.describe(values.verbose === true);
+    if (sandbox) {
+      received = sandbox.describe(values.verbose === true);
+      // Each request as the emulator saw it, credentials left out; then what it keeps.
+      if (values.verbose === true && values.quiet !== true) io.stderr(`\n${sandbox.details()}\n`);
+    }
   } finally {
     progress.stop();
     options.lock?.release();
@@ -207,13 +214,6 @@ export async function executeRun(ferry: Ferry, workflow: Workflow, options: Exec
   io.stderr(`resume with: ferry retry ${summary.runId}${stateFlag}\n`);
   const reason = io.signal?.aborted ? String(io.signal.reason) : undefined;
   return reason === 'SIGINT' ? 130 : reason === 'SIGTERM' ? 143 : 1;
-}
-
-export interface CliSandbox {
-  overrides: Record<string, Record<string, unknown>>;
-  /** What the emulators received; `verbose` adds a line per message Segment would drop. */
-  describe(verbose: boolean): string;
-  close(): Promise<void>;
 }
 
 export type { CommandIO };

@@ -4,7 +4,7 @@ import { UsageError } from '../../errors.js';
 import { accountUses, limitConflicts } from '../../engine/accounts.js';
 import { createFerry, type DeclaredAccount, type Ferry } from '../../engine/runtime.js';
 import type { RunListener } from '../../engine/events.js';
-import { envSecrets } from '../../engine/secrets.js';
+import { envSecrets, type SecretSource } from '../../engine/secrets.js';
 import { createHandler } from '../../server/handler.js';
 import { listen } from '../../server/listen.js';
 import type { ServedWorkflow } from '../../server/handler.js';
@@ -18,6 +18,7 @@ import { expandPaths, formatIssueLine } from './validate.js';
 import type { Pool } from '../../backend/pool.js';
 import { PoolRuns } from '../../server/pool-runs.js';
 import { commandBackend, openPool } from '../backend.js';
+import type { CliSandbox } from '../sandbox.js';
 
 /** After the runs stopped, how long open connections get to finish their answers. */
 const CLOSE_GRACE_MS = 5_000;
@@ -41,7 +42,7 @@ function runLog(io: CommandIO, runId: string, verbose: boolean): RunListener {
 }
 
 export const serveCommand: Command = {
-  usage: 'ferry serve [--dir workflows] [--host 127.0.0.1] [--port 8787] [--max-runs 32] [--state-dir DIR] [--backend redis://HOST:PORT/DB] [--verbose]',
+  usage: 'ferry serve [--dir workflows] [--host 127.0.0.1] [--port 8787] [--max-runs 32] [--state-dir DIR] [--backend redis://HOST:PORT/DB] [--sandbox] [--verbose]',
   options: {
     dir: { type: 'string', default: 'workflows', help: 'the folder of workflows to serve' },
     host: { type: 'string', default: '127.0.0.1', help: 'the address to listen on' },
@@ -49,7 +50,8 @@ export const serveCommand: Command = {
     'max-runs': { type: 'string', value: 'N', default: '32', help: 'runs at once; more deliveries wait their turn' },
     'state-dir': { type: 'string', value: 'DIR', help: 'where runs are kept (default: $FERRY_STATE_DIR, else .ferry)' },
     backend: { type: 'string', value: 'URL', help: 'share runs and provider limits through Redis: redis://HOST:PORT/DB (default: $FERRY_BACKEND)' },
-    verbose: { type: 'boolean', help: 'also show core.log lines at debug level' },
+    sandbox: { type: 'boolean', help: 'serve against the built-in emulators, with placeholder secrets' },
+    verbose: { type: 'boolean', help: 'also show core.log lines at debug level (with --sandbox: each request the emulators answer)' },
   },
   async run({ values, positionals }, io) {
     if (positionals.length > 0) throw new UsageError(`serve takes no arguments (use --dir)\nUsage: ${this.usage}`);
@@ -61,6 +63,7 @@ export const serveCommand: Command = {
     if (!info?.isDirectory()) throw new UsageError(`--dir ${dir} is not a folder of workflows`);
 
     const backend = commandBackend(values, io);
+    if (backend !== undefined && values.sandbox === true) throw new UsageError('--sandbox serves against emulators this process starts: leave out --backend (or FERRY_BACKEND) to use it');
     if (backend !== undefined) {
       // In a pool: its runtime routes calls through the pool's account queues.
       const pool = await openPool(backend, io);
@@ -92,18 +95,26 @@ interface ServeOptions {
 
 async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: ServeOptions, io: CommandIO): Promise<number> {
   const loopback = isLoopback(host);
-  const secrets = envSecrets(io.env);
+  const sandboxMode = values.sandbox === true;
+  // In the sandbox a secret the environment lacks is its placeholder (`sandbox-<name>`), as in `ferry run --sandbox`.
+  const secrets = envSecrets(io.env, { placeholders: sandboxMode });
   const loaded = await loadRoutes({ files: await expandPaths([dir], io.cwd), cwd: io.cwd, env: io.env, secrets, registry: ferry.registry, loopback });
   for (const route of loaded.routes) io.redactor.add(route.secret);
   const apiToken = io.env.FERRY_API_TOKEN || undefined;
   io.redactor.add(apiToken);
+  // A workflow whose secrets are missing is left out; the others are served.
+  for (const issue of loaded.left) io.stderr(`${formatIssueLine(issue, 'text')}\n`);
   if (loaded.issues.length > 0) {
     for (const issue of loaded.issues) io.stderr(`${formatIssueLine(issue, 'text')}\n`);
     io.stderr(`ferry serve: ${plural(loaded.issues.length, 'problem')} in ${dir}; not starting\n`);
     return 2;
   }
+  const leftOut = new Set(loaded.left.map((i) => i.file)).size;
+  if (leftOut > 0) io.stderr(`ferry serve: left out ${plural(leftOut, 'workflow')} whose secrets are missing (or try ferry serve --sandbox)\n`);
   const scheduled = scheduledOf(loaded.served);
-  if (loaded.routes.length === 0 && scheduled.length === 0) throw new UsageError(`no workflow in ${dir} has a webhook or schedule trigger; nothing to serve`);
+  if (loaded.routes.length === 0 && scheduled.length === 0) {
+    throw new UsageError(leftOut > 0 ? `nothing left to serve in ${dir}: set the missing secrets and start again` : `no workflow in ${dir} has a webhook or schedule trigger; nothing to serve`);
+  }
   for (const warning of loaded.warnings) io.stderr(`warning: ${warning}\n`);
   // Every served workflow's accounts get their scopes now: two workflows naming one account
   // with different limits both run at the stricter from the first call, and it is said once.
@@ -114,6 +125,34 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: S
   const log = (line: string): void => io.stderr(`${line}\n`);
   if (pool) return servePool(pool, { dir, host, port, maxRuns, values }, loaded, scheduled, io);
   const stateDir = resolveStateDir(values['state-dir'] as string | undefined, io.env, io.cwd);
+  const sandbox = sandboxMode ? await startServeSandbox(io, values.verbose === true, log) : undefined;
+  try {
+    return await serveLocal(ferry, { dir, host, port, maxRuns, values }, { loaded, scheduled, secrets, stateDir, apiToken, sandbox, log }, io);
+  } finally {
+    if (sandbox) log(`sandbox — what the providers received:\n${sandbox.describe(values.verbose === true)}`);
+    await sandbox?.close();
+  }
+}
+
+/** The emulators of `ferry serve --sandbox`; with --verbose each request they answer is a log line. */
+async function startServeSandbox(io: CommandIO, verbose: boolean, log: (line: string) => void): Promise<CliSandbox> {
+  const sandbox = await (await import('../sandbox.js')).startCliSandbox(io, verbose ? { onRequest: (line) => log(`  sandbox: ${line}`) } : {});
+  log('sandbox: runs call the built-in Amplitude and Segment emulators, never a provider; a secret missing from the environment is its placeholder `sandbox-<name>` (SIGNUP_WEBHOOK_SECRET -> sandbox-signup-webhook-secret)');
+  return sandbox;
+}
+
+interface LocalServe {
+  loaded: LoadedRoutes;
+  scheduled: ServedWorkflow[];
+  secrets: SecretSource;
+  stateDir: string;
+  apiToken: string | undefined;
+  sandbox: CliSandbox | undefined;
+  log: (line: string) => void;
+}
+
+/** The listener with its runs in this process and its state dir. */
+async function serveLocal(ferry: Ferry, { dir, host, port, maxRuns, values }: ServeOptions, { loaded, scheduled, secrets, stateDir, apiToken, sandbox, log }: LocalServe, io: CommandIO): Promise<number> {
   const runs = new RunManager({
     stateDir,
     ferry,
@@ -124,6 +163,7 @@ async function serve(ferry: Ferry, { dir, host, port, maxRuns, values, pool }: S
     secrets,
     subscriber: (runId) => runLog(io, runId, values.verbose === true),
     ...(io.onRun ? { onRun: io.onRun } : {}),
+    ...(sandbox ? { sandbox: { providerOverrides: sandbox.overrides } } : {}),
   });
   // The delivery index is complete before the first request; nothing runs before the port is ours.
   const resumed = await runs.open(loaded.served);
