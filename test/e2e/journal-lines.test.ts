@@ -1,10 +1,12 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { readJournal } from '../../src/store/journal.js';
 import { assertBuilt, ferry } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 let sandbox: Sandbox;
 beforeAll(async () => {
@@ -15,7 +17,7 @@ afterAll(async () => sandbox.close());
 
 describe('short journal lines', () => {
   it('writes finished log steps of consecutive items as one line, and `ferry retry` skips each of them', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'ferry-journal-lines-'));
+    const dir = await tempDir('ferry-journal-lines-');
     const env = { AMP_KEY: 'amp-key-0123456789abcdef', FERRY_STATE_DIR: path.join(dir, 'state') };
     await writeFile(
       path.join(dir, 'wf.yaml'),

@@ -1,11 +1,13 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, bin } from '../helpers/cli.js';
 import { json, startServer } from '../helpers/server.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 /*
  * The live progress display in a real terminal: tmux runs ferry in a pane (a pty and a
@@ -25,7 +27,7 @@ beforeAll(async () => {
   await run('tmux', ['-V']).catch(() => {
     throw new Error('these tests drive a real terminal through tmux: install tmux (apt-get install tmux)');
   });
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-pane-'));
+  dir = await tempDir('ferry-pane-');
   // Every fifth call is throttled for a second: the display then has a second line, the pause.
   server = await startServer((req, res, index) => {
     if (index % 5 === 2) return json(res, 429, { error: 'slow down' }, { 'retry-after': '1' });

@@ -1,10 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubSignature } from '../../src/server/signature.js';
 import { assertBuilt, ferry, spawnFerry, until } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const TOKEN = 'crm-token-0b7d2e9f';
 let dir: string;
@@ -21,7 +23,7 @@ providers:
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-sandbox-show-'));
+  dir = await tempDir('ferry-sandbox-show-');
   await writeFile(
     path.join(dir, 'signup.yaml'),
     `name: signup

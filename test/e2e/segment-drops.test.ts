@@ -1,8 +1,10 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, ferry } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 /*
  * A Segment message Segment answers 200 to and then drops (here a timestamp it cannot read,
@@ -13,7 +15,7 @@ let dir: string;
 
 beforeAll(async () => {
   assertBuilt();
-  dir = await mkdtemp(path.join(tmpdir(), 'ferry-segment-drops-'));
+  dir = await tempDir('ferry-segment-drops-');
   await mkdir(path.join(dir, 'flows'));
   await writeFile(
     path.join(dir, 'flows/signup.yaml'),

@@ -1,10 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { githubSignature } from '../../src/server/signature.js';
 import { assertBuilt, ferry, spawnFerry, until, type Result } from '../helpers/cli.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const HOOK_SECRET = 'hook-secret-8d1f3a77';
 let root: string;
@@ -12,7 +14,7 @@ const children: ChildProcess[] = [];
 
 beforeAll(async () => {
   assertBuilt();
-  root = await mkdtemp(path.join(tmpdir(), 'ferry-serve-keeps-'));
+  root = await tempDir('ferry-serve-keeps-');
 });
 afterAll(() => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -1,15 +1,16 @@
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { resumeStateFrom } from '../../src/engine/resume.js';
 import { Redactor } from '../../src/redact.js';
 import { FileJournal, readJournal, type JournalEntry, type StepEntry } from '../../src/store/journal.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const RUN_ID = '01JFXL00000000000000000000';
 let stateDir: string;
 beforeEach(async () => {
-  stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-lines-'));
+  stateDir = await tempDir('ferry-lines-');
 });
 
 const run: JournalEntry = {

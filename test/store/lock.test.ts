@@ -1,9 +1,12 @@
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createFerry } from '../../src/engine/runtime.js';
 import { acquireRunLock, isAlive, lockHolder, processIdentity } from '../../src/store/lock.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const RUN_ID = '01JFXK00000000000000000000';
 
@@ -16,7 +19,7 @@ describe('run locks', () => {
     expect(identity).toMatchObject({ pid: process.pid, host: hostname() });
     if (process.platform === 'linux') expect(identity.procStart).toEqual(expect.any(Number));
 
-    const stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-lock-'));
+    const stateDir = await tempDir('ferry-lock-');
     const lock = acquireRunLock(stateDir, RUN_ID, identity);
     const written = JSON.parse(await readFile(path.join(stateDir, 'runs', RUN_ID, 'lock'), 'utf8')) as Record<string, unknown>;
     expect(written).toMatchObject({ ...identity, token: lock.holder.token });
@@ -27,7 +30,7 @@ describe('run locks', () => {
   });
 
   it('writes the identity it is given, not one it reads again: a lock of a process that is gone is stale', async () => {
-    const stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-lock-'));
+    const stateDir = await tempDir('ferry-lock-');
     const self = processIdentity();
     // This process's pid with another start time: what a pid reused by another program looks like.
     const lock = acquireRunLock(stateDir, RUN_ID, { ...self, procStart: (self.procStart ?? 0) + 1, bootId: self.bootId ?? 'other-boot' });

@@ -1,10 +1,12 @@
 import { watch } from 'node:fs';
-import { mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FileJournal, type JournalEntry } from '../../src/store/journal.js';
 import { readRunRecord } from '../../src/store/record.js';
+import { tempDirs } from '../helpers/tmp.js';
+
+const tempDir = tempDirs();
 
 const RUN_ID = '01JFXR00000000000000000000';
 const run: JournalEntry = {
@@ -23,7 +25,7 @@ const run: JournalEntry = {
 
 describe("a run's record", () => {
   it('is created in place when the run starts, and replaced whole (aside, then renamed) when it ends', async () => {
-    const stateDir = await mkdtemp(path.join(tmpdir(), 'ferry-record-'));
+    const stateDir = await tempDir('ferry-record-');
     const dir = path.join(stateDir, 'runs', RUN_ID);
     await mkdir(dir, { recursive: true });
     // Every name the run folder sees: a record written aside shows up as run.json.<pid>.<hex>.
