@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import { errorMessage, FerryError } from '../errors.js';
 import type { Redactor } from '../redact.js';
-import { isJournalEntry, type JournalEntry, type RunJournal } from '../store/journal.js';
+import { type JournalEntry, type RunJournal } from '../store/journal.js';
+import { addJournalEntries, journalLine } from '../store/journal-line.js';
 import { endRecord, isRecord, resumeRecord, startRecord, type RunRecord } from '../store/record.js';
 import { luaScript, type Backend } from './connection.js';
 
@@ -124,8 +125,9 @@ export class RedisJournal implements RunJournal {
 
   append(entry: JournalEntry): void {
     if (this.#failure || this.#closed) return;
-    // Secrets are redacted per chunk when it is written: one search per write, not per entry.
-    this.#pending += `${JSON.stringify(entry)}\n`;
+    // The file journal's line format: fields at their defaults left out, and secrets redacted
+    // in the values that come from outside ferry (never in a position or a time).
+    this.#pending += journalLine(entry, this.#options.redactor);
     if (entry.t === 'run' || entry.t === 'resume' || entry.t === 'end' || (entry.t === 'step' && entry.item.length === 0)) this.#ops.push(entry);
     if (this.#pending.length >= FLUSH_BYTES) this.#flushQuietly();
     else if (!this.#scheduled) {
@@ -192,10 +194,9 @@ export class RedisJournal implements RunJournal {
         if (op.t === 'run') start = op;
         this.#record = nextRecord(this.#record, op);
       }
-      const chunk = redactor ? redactor.redactJsonLines(text) : text;
       const head = this.#record ? recordHead(this.#record, redactor) : '';
       const score = start ? String(Date.parse(start.startedAt) || Date.now()) : '';
-      const n = Number(await appendScript(this.#redis, [this.#keys.journal, this.#keys.record, this.#runsKey], [chunk, head, String(this.#length ?? -1), score, this.runId]));
+      const n = Number(await appendScript(this.#redis, [this.#keys.journal, this.#keys.record, this.#runsKey], [text, head, String(this.#length ?? -1), score, this.runId]));
       if (n === -1) throw new FerryError('FERRY_JOURNAL_WRITE', `the journal of run ${this.runId} in Redis grew under this process: another process took the run over; this one stopped before its next call`);
       if (n < 0) {
         throw new FerryError('FERRY_JOURNAL_WRITE', `the journal of run ${this.runId} in Redis lost entries it had (Redis restarted without its data?); the run stopped before its next call. Run Redis with persistence (appendonly yes), see docs/SCALING.md`);
@@ -289,8 +290,7 @@ export class ChunkReader {
             this.skipped++;
             continue;
           }
-          if (isJournalEntry(value)) batch.push(value);
-          else this.skipped++;
+          if (!addJournalEntries(value, batch)) this.skipped++;
         }
         if (batch.length > 0) yield batch;
       }
