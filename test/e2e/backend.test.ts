@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { ferrySignature } from '../../src/server/signature.js';
-import { assertBuilt, ferry, spawnFerry } from '../helpers/cli.js';
+import { assertBuilt, ferry, spawnFerry, waitFor } from '../helpers/cli.js';
 import { redisHolding, startRedis, type TestRedis } from '../helpers/redis.js';
 
 // A pool of real processes: `ferry worker`s and `ferry serve`s on one Redis, sending to the
@@ -13,7 +13,7 @@ import { redisHolding, startRedis, type TestRedis } from '../helpers/redis.js';
 const AMP_KEY = 'pool-secret-amp-key-7f3a9c';
 const HOOK_SECRET = 'pool-hook-secret-5d1e';
 
-type Child = ReturnType<typeof spawnFerry> & { err: () => string };
+type Child = ReturnType<typeof spawnFerry>;
 
 let sandbox: Sandbox;
 let dir: string;
@@ -60,20 +60,9 @@ afterAll(async () => {
 const env = (redis: TestRedis): Record<string, string> => ({ FERRY_BACKEND: redis.url, AMP_KEY, HOOK_SECRET, CI: 'true' });
 
 function start(args: string[], redis: TestRedis): Child {
-  const started = spawnFerry(args, { cwd: dir, env: env(redis) });
-  let err = '';
-  started.child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const child = { ...started, err: () => err };
+  const child = spawnFerry(args, { cwd: dir, env: env(redis) });
   children.push(child);
   return child;
-}
-
-async function waitFor(ok: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** `n` workers of the pool, each ready (it said it joined) before this resolves. */

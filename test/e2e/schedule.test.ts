@@ -4,14 +4,14 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openBackend } from '../../src/backend/connection.js';
 import { RedisRunStore } from '../../src/backend/run-store.js';
-import { assertBuilt, ferry, spawnFerry } from '../helpers/cli.js';
+import { assertBuilt, ferry, spawnFerry, waitFor } from '../helpers/cli.js';
 import { startRedis } from '../helpers/redis.js';
 import { startServer } from '../helpers/server.js';
 
 // `ferry serve` firing schedule triggers in real processes: 6-field (seconds) expressions
 // keep these tests to a few seconds each.
 
-type Child = ReturnType<typeof spawnFerry> & { err: () => string };
+type Child = ReturnType<typeof spawnFerry>;
 
 let root: string;
 const children: Child[] = [];
@@ -38,20 +38,9 @@ function folder(name: string, files: Record<string, string>): string {
 }
 
 function serve(dir: string, env: Record<string, string>, extra: string[] = []): Child {
-  const started = spawnFerry(['serve', '--dir', dir, '--port', '0', ...extra], { cwd: root, env });
-  let err = '';
-  started.child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const child = { ...started, err: () => err };
+  const child = spawnFerry(['serve', '--dir', dir, '--port', '0', ...extra], { cwd: root, env });
   children.push(child);
   return child;
-}
-
-async function waitFor(ok: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 const count = (text: string, pattern: RegExp): number => [...text.matchAll(new RegExp(pattern.source, 'g'))].length;

@@ -35,15 +35,24 @@ export function ferry(args: string[], options: { cwd?: string; env?: Record<stri
   });
 }
 
-/** Starts `ferry` without waiting, for tests that signal or kill it. */
-export function spawnFerry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<Result> } {
+/** Starts `ferry` without waiting, for tests that signal or kill it; `err()` is its stderr so far. */
+export function spawnFerry(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): { child: ChildProcess; done: Promise<Result>; err: () => string } {
   const child = spawn(process.execPath, [bin, ...args], { cwd: options.cwd ?? root, env: childEnv(options.env) });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve({ code: code ?? -1, signal, stdout, stderr })));
-  return { child, done };
+  return { child, done, err: () => stderr };
+}
+
+/** Resolves once `ok` holds (polled every 50 ms); fails naming `what` after `ms`. */
+export async function waitFor(ok: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Resolves once `condition` holds, polling every few ms. */
