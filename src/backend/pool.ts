@@ -2,10 +2,17 @@ import type { Dispatcher } from 'undici';
 import { createAgent } from '../providers/http.js';
 import { createFerry, type CallRouter, type Ferry } from '../engine/runtime.js';
 import type { Account, QueueLimits } from '../engine/queue.js';
+import { shapeOf } from '../engine/resume.js';
+import type { Redactor } from '../redact.js';
+import type { JournalEntry } from '../store/journal.js';
+import type { RunHook } from '../store/record.js';
+import type { TriggerData } from '../types.js';
+import type { Workflow } from '../workflow/types.js';
 import { CallPool, queueOf } from './calls.js';
 import { openBackend, type Backend } from './connection.js';
 import { RedisRunStore } from './run-store.js';
-import { RunQueue, RunWorker, type RunWorkerOptions } from './runs-queue.js';
+import { RunQueue, RunWorker, type RunJobData, type RunJobResult, type RunWorkerOptions } from './runs-queue.js';
+import type { Job } from 'bullmq';
 
 export interface PoolOptions {
   /** This process's environment: the secrets of the calls and runs it does. */
@@ -52,6 +59,30 @@ export class Pool {
   /** Connects (exit 2 naming the URL when Redis is not there). */
   static async open(url: string, options: PoolOptions): Promise<Pool> {
     return new Pool(await openBackend(url), options);
+  }
+
+  /**
+   * Records a new run of `workflow` in Redis (its `run` entry and the workflow's text) and
+   * queues it for the pool's workers: what `ferry run --backend` and the listener do.
+   * `file` is the workflow as every process names it (relative to its working directory).
+   */
+  async queue(workflow: Workflow, run: { runId: string; file: string; inputs: Record<string, unknown>; trigger: TriggerData; startedAt?: string; hook?: RunHook }, redactor: Redactor): Promise<Job<RunJobData, RunJobResult>> {
+    const start: Extract<JournalEntry, { t: 'run' }> & { hook?: RunHook } = {
+      t: 'run',
+      v: 1,
+      runId: run.runId,
+      workflow: workflow.name,
+      file: run.file,
+      startedAt: run.startedAt ?? new Date().toISOString(),
+      pid: process.pid,
+      mode: 'live',
+      inputs: run.inputs,
+      trigger: run.trigger,
+      shape: shapeOf(workflow.steps),
+      ...(run.hook ? { hook: run.hook } : {}),
+    };
+    await this.store.create(run.runId, { file: run.file, source: workflow.source }, start, redactor, run.hook);
+    return this.runs.add(run.runId);
   }
 
   /** Runs queued runs and sends queued calls from now on, until `close()`. */

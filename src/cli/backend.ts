@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import type { Pool } from '../backend/pool.js';
@@ -6,7 +5,6 @@ import { watchRun } from '../backend/relay.js';
 import { runInputs } from '../engine/inputs.js';
 import { shapeOf } from '../engine/resume.js';
 import { newRunId } from '../engine/run-id.js';
-import type { JournalEntry } from '../store/journal.js';
 import { incompatibilities, summarize } from '../store/runs.js';
 import type { TriggerData } from '../types.js';
 import type { Workflow } from '../workflow/types.js';
@@ -45,22 +43,7 @@ export async function queueRun(pool: Pool, run: QueuedRun, values: Record<string
   const { workflow } = run;
   const inputs = runInputs(workflow, run.trigger, run.inputs, undefined, pool.ferry.inputs);
   const runId = newRunId();
-  const source = await readFile(workflow.file, 'utf8');
-  const start: Extract<JournalEntry, { t: 'run' }> = {
-    t: 'run',
-    v: 1,
-    runId,
-    workflow: workflow.name,
-    file: run.file,
-    startedAt: new Date().toISOString(),
-    pid: process.pid,
-    mode: 'live',
-    inputs,
-    trigger: run.trigger,
-    shape: shapeOf(workflow.steps),
-  };
-  await pool.store.create(runId, { file: run.file, source }, start, io.redactor);
-  const job = await pool.runs.add(runId);
+  const job = await pool.queue(workflow, { runId, file: run.file, inputs, trigger: run.trigger }, io.redactor);
   if (values.quiet !== true) io.stderr(`queued run ${runId} of ${workflow.name} on ${pool.backend.label}\n`);
   return waitForRun(pool, workflow, runId, job, values, io);
 }
@@ -81,7 +64,7 @@ export async function queueRetry(pool: Pool, runId: string, values: Record<strin
   if (problems.length > 0) {
     throw new UsageError(`${run.start.file} changed in a way this run cannot resume from:\n  ${problems.join('\n  ')}\nStart a new run with \`ferry run\` instead.`, 'FERRY_RETRY_INCOMPATIBLE');
   }
-  await pool.store.setWorkflow(runId, { file: run.start.file, source: await readFile(file, 'utf8') });
+  await pool.store.setWorkflow(runId, { file: run.start.file, source: workflow.source });
   const job = await pool.runs.add(runId, `retry${Date.now()}`, { resendFailed: true });
   if (values.quiet !== true) io.stderr(`queued run ${runId} of ${run.start.workflow} to resume on ${pool.backend.label}\n`);
   return waitForRun(pool, workflow, runId, job, values, io);

@@ -1,13 +1,12 @@
 import type { Pool } from '../backend/pool.js';
 import { runInputs } from '../engine/inputs.js';
-import { shapeOf } from '../engine/resume.js';
 import { newRunId } from '../engine/run-id.js';
 import type { Redactor } from '../redact.js';
 import type { RunHook } from '../store/record.js';
 import { stateOf, summarize } from '../store/runs.js';
 import type { TriggerData } from '../types.js';
 import type { Delivery, RunsService, ServedWorkflow } from './handler.js';
-import { hookOf, keysOf, type ListenerRunEntry } from './runs.js';
+import { hookOf, keysOf } from './runs.js';
 import { SCHEDULE_HOOK, type TickOutcome, type TickService } from './schedules.js';
 
 /**
@@ -83,22 +82,7 @@ export class PoolRuns implements RunsService, TickService {
 
   /** Records the run in Redis and queues it for the pool's workers. */
   async #record(runId: string, served: ServedWorkflow, inputs: Record<string, unknown>, trigger: TriggerData, hook: RunHook): Promise<void> {
-    const start: ListenerRunEntry = {
-      t: 'run',
-      v: 1,
-      runId,
-      workflow: served.workflow.name,
-      file: served.file,
-      startedAt: new Date(this.#now()).toISOString(),
-      pid: process.pid,
-      mode: 'live',
-      inputs,
-      trigger,
-      shape: shapeOf(served.workflow.steps),
-      hook,
-    };
-    await this.#pool.store.create(runId, { file: served.file, source: served.workflow.source }, start, this.#redactor, hook);
-    await this.#pool.runs.add(runId);
+    await this.#pool.queue(served.workflow, { runId, file: served.file, inputs, trigger, startedAt: new Date(this.#now()).toISOString(), hook }, this.#redactor);
   }
 
   async summary(runId: string): Promise<object | undefined> {
