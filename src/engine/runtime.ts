@@ -3,7 +3,7 @@ import { createAgent } from '../providers/http.js';
 import { builtinProviders } from '../providers/index.js';
 import { Registry } from '../providers/registry.js';
 import type { RunJournal } from '../store/journal.js';
-import { processIdentity, type ProcessIdentity } from '../store/lock.js';
+import { processIdentity, RunLocks, type ProcessIdentity } from '../store/lock.js';
 import type { TemplateContext } from '../template/compile.js';
 import type { Workflow } from '../workflow/types.js';
 import { loadWorkflow, WorkflowCompiler } from '../workflow/validate.js';
@@ -98,6 +98,8 @@ export interface Ferry {
   readonly calls: CallRouter | undefined;
   /** This process as the run locks of its runs name it: read from /proc once, at the first lock. */
   readonly identity: ProcessIdentity;
+  /** The run locks this runtime's runs take (one holder file per state dir, see RunLocks). */
+  readonly locks: RunLocks;
   /** Closes the dispatcher the runtime made; one passed in is left open. */
   close(): Promise<void>;
 }
@@ -118,6 +120,7 @@ class Runtime implements Ferry {
   #own: Dispatcher | undefined;
   #closed = false;
   #identity: ProcessIdentity | undefined;
+  readonly locks = new RunLocks(() => this.identity);
   /** The journals written before each call, with the stop signal of the run each belongs to. */
   readonly #journals = new Map<RunJournal, AbortSignal | undefined>();
 
@@ -207,6 +210,7 @@ class Runtime implements Ferry {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.locks.close();
     const own = this.#own;
     this.#own = undefined;
     await own?.close();

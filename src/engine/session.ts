@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FileJournal, type JournalEntry, type RunJournal, type RunMode } from '../store/journal.js';
-import { acquireRunLock, type RunLock } from '../store/lock.js';
+import type { RunLock } from '../store/lock.js';
 import { JOURNAL_FILE, runDir } from '../store/paths.js';
 import type { DurableRecorder } from '../store/durable.js';
 import { startRecord, type RunRecord } from '../store/record.js';
@@ -62,8 +62,9 @@ export interface RunSessionOptions {
   /** Fields of the `run` entry that readers ignore (the listener's `hook`). */
   annotations?: Record<string, unknown>;
   /**
-   * With `stateDir`: `record()` writes the run durably (fsynced) through this recorder and
-   * resolves only then; the journal is opened again when the run runs (the listener's 202).
+   * With `stateDir`: `record()` writes the run durably (fsynced, in the recorder's log) and
+   * resolves only then (the listener's 202); the run folder and its journal are written when
+   * the run runs.
    */
   durable?: DurableRecorder;
   /** Listeners subscribed before anything happens. `on()` right after startRun sees every event too. */
@@ -223,11 +224,11 @@ class Session implements RunSession {
     if (stateDir !== undefined && durable) {
       const entry = journalEntryOf(started) as Extract<JournalEntry, { t: 'run' }>;
       this.#journalBytes = await durable.record(this.runId, workflow.source, entry, options.redactor);
-      // The recorder writes no run.json: the journal writes it at the `resume` entry from this.
+      // The recorder writes no folder yet (see #run) and no run.json: the journal writes it from this.
       this.#startRecord = startRecord(entry, this.#journalBytes);
       this.#reopen = true;
     } else if (stateDir !== undefined) {
-      this.#lock ??= acquireRunLock(stateDir, this.runId, this.#options.ferry.identity);
+      this.#lock ??= this.#options.ferry.locks.acquire(stateDir, this.runId);
       try {
         this.#attachFile(FileJournal.create(stateDir, this.runId, workflow.source, options.redactor, this.#journalOptions()));
       } catch (error) {
@@ -252,6 +253,8 @@ class Session implements RunSession {
     try {
       await this.record();
       if (this.#reopen) {
+        // The recorder made the run durable in its log; its folder is written now that it starts.
+        await this.#options.durable?.make(this.runId);
         this.#open();
         this.#events.emit({ type: 'run-resumed', runId: this.runId, at: new Date().toISOString(), pid: process.pid });
       }
@@ -268,7 +271,8 @@ class Session implements RunSession {
       if (journal) this.#attach(journal);
       return;
     }
-    this.#lock ??= acquireRunLock(stateDir, this.runId, this.#options.ferry.identity);
+    // A run recorded by this session has its folder, made owner-only by this process.
+    this.#lock ??= this.#options.ferry.locks.acquire(stateDir, this.runId, { made: this.#reopen });
     try {
       // The run waited (queued in the listener) between being read and being locked: another
       // runner (`ferry retry`) may have taken it up meanwhile. Its journal then grew, and what
@@ -278,7 +282,7 @@ class Session implements RunSession {
         throw new FerryError('FERRY_RUN_BUSY', `run ${this.runId} was taken up by another runner while it waited here (\`ferry retry\`?); it is not run again`);
       }
       const record = 'record' in this.#options ? (this.#options as ResumeRunOptions).record : this.#startRecord;
-      const journal = new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}) });
+      const journal = new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}), made: this.#reopen });
       this.#attachFile(journal);
       // failed.jsonl starts from the journal: the items that stay failed (none when they are sent again).
       const failed = this.#resume?.failed;

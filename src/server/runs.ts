@@ -58,12 +58,15 @@ const SWEEP_EVERY_MS = 60_000;
 interface Pending {
   session: RunSession;
   served: ServedWorkflow;
+  /** When it was accepted (its `run` entry's startedAt, give or take the sync): for GET /runs/<id> while it waits. */
+  startedAt?: string;
 }
 
 /**
  * Records accepted deliveries as runs and runs them in the background, at most `maxRuns` at a
- * time, oldest first. A run is on disk (its folder, workflow copy and `run` entry, fsynced)
- * before `accept` resolves, so an accepted delivery survives a crash of the listener.
+ * time, oldest first. A run's `run` entry is on disk (fsynced in the accepted log) before
+ * `accept` resolves, so an accepted delivery survives a crash of the listener; its folder is
+ * written when it starts (or from the log at the next start).
  */
 export class RunManager implements RunsService, TickService {
   readonly maxRuns: number;
@@ -74,7 +77,7 @@ export class RunManager implements RunsService, TickService {
   readonly #servedFiles = new Set<string>();
   readonly #now: () => number;
   #sweptAt = 0;
-  readonly #active = new Map<string, Promise<void>>();
+  readonly #active = new Map<string, { done: Promise<void>; pending: Pending }>();
   /** Insertion order is arrival order: the FIFO of accepted runs waiting for a slot. */
   readonly #waiting = new Map<string, Pending>();
   readonly #stop = new AbortController();
@@ -115,7 +118,7 @@ export class RunManager implements RunsService, TickService {
     await mkdir(runsDir(this.#options.stateDir), { recursive: true, mode: 0o700 });
     // Run folders a crash took after their delivery was answered come back from the accepted log first.
     const restored = await this.#recorder.restore();
-    if (restored.length > 0) this.#options.log(`restored ${restored.length === 1 ? 'run' : 'runs'} ${restored.join(', ')} from the accepted log (their folders were lost or torn in a crash)`);
+    if (restored.length > 0) this.#options.log(`restored ${restored.length === 1 ? 'run' : 'runs'} ${restored.join(', ')} from the accepted log (accepted but not started, or their folders were lost or torn in a crash)`);
     const ids = (await readdir(runsDir(this.#options.stateDir))).filter(isRunId).sort();
     const resumed: string[] = [];
     for (const id of ids) {
@@ -189,8 +192,9 @@ export class RunManager implements RunsService, TickService {
     recorded.catch(() => {
       for (const { key } of keys) if (this.#deliveries.get(key)?.run === recorded) this.#deliveries.delete(key);
     });
+    const startedAt = new Date(now).toISOString();
     await recorded;
-    this.#waiting.set(runId, { session, served: route.served });
+    this.#waiting.set(runId, { session, served: route.served, startedAt });
     this.#pump();
     return { runId, duplicate: false };
   }
@@ -219,12 +223,19 @@ export class RunManager implements RunsService, TickService {
       this.#scheduled.delete(key);
       throw error;
     }
-    this.#waiting.set(runId, { session, served });
+    this.#waiting.set(runId, { session, served, startedAt: at });
     this.#pump();
     return { runId };
   }
 
   async summary(runId: string): Promise<object | undefined> {
+    // A run waiting for a slot has no folder yet (it is made when the run starts): it is told from memory.
+    if (this.#recorder.unmade(runId)) {
+      const waiting = this.#waiting.get(runId);
+      const pending = waiting ?? this.#active.get(runId)?.pending;
+      const status = waiting ? 'queued' : 'running';
+      if (pending) return { runId, workflow: pending.served.workflow.name, status, state: status, error: null, steps: {}, startedAt: pending.startedAt, durationMs: 0 };
+    }
     // Another workflow's run is known by its record, without reading its journal.
     const known = currentRecord(this.#options.stateDir, runId);
     if (known && !this.#servedFiles.has(known.record.file)) return undefined;
@@ -244,7 +255,7 @@ export class RunManager implements RunsService, TickService {
   async stop(reason: unknown): Promise<void> {
     this.#stop.abort(reason);
     this.#waiting.clear();
-    await Promise.allSettled([...this.#active.values()]);
+    await Promise.allSettled([...this.#active.values()].map((a) => a.done));
     await this.#recorder.close();
   }
 
@@ -288,7 +299,7 @@ export class RunManager implements RunsService, TickService {
         if (this.#scheduled.get(file) === runId) this.#scheduled.delete(file);
         this.#pump();
       });
-      this.#active.set(runId, done);
+      this.#active.set(runId, { done, pending: next.value });
     }
   }
 

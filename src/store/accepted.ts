@@ -26,6 +26,10 @@ interface Segment {
   /** Bytes written and synced: where the next batch goes, and where a failed one is cut back to. */
   size: number;
   runIds: string[];
+  /** Its runs whose folders are not made yet (DurableRecorder.make): it is retired once there are none. */
+  unmade: Set<string>;
+  /** Takes no more lines (it is full, or a write to it failed): retired once its runs are made. */
+  sealed: boolean;
   /** Workflow copies already in this segment, by id: each is written once per segment. */
   workflows: Set<string>;
 }
@@ -43,9 +47,10 @@ interface Pending {
  * line (its `run` entry, and the workflow copy once per segment); the lines of every delivery
  * that arrives while one fdatasync runs are written together and share the next one, so a
  * burst of deliveries costs one sync per batch, not three fsyncs each. The run's own folder
- * is written beside it without a sync; should a crash lose it, `restore` at the next start
- * writes it again from here. A segment is removed once the folders of its runs are fsynced
- * (`retire`, in the background): the log stays as large as the runs not yet known durable.
+ * is written when the run starts (DurableRecorder.make, which tells `made`), without a sync;
+ * should a crash or a stop come first, `restore` at the next start writes it from here. A full
+ * segment is removed once its runs are made and their folders fsynced (`retire`, in the
+ * background): the log stays as large as the runs not yet known durable in their folders.
  */
 export class AcceptedLog {
   /** fdatasyncs of accepted lines so far: deliveries / syncs is what the grouping buys. */
@@ -56,6 +61,10 @@ export class AcceptedLog {
   readonly #workflowIds = new Map<string, string>();
   readonly #retiring = new Set<Promise<void>>();
   #segment: Segment | undefined;
+  /** Sealed segments waiting for their runs to be made. */
+  readonly #sealed = new Set<Segment>();
+  /** Run id -> the segment holding its line, while its folder is not made. */
+  readonly #segmentOf = new Map<string, Segment>();
   #pending: Pending[] = [];
   #flushing: Promise<void> | undefined;
   #dirSynced = false;
@@ -124,16 +133,41 @@ export class AcceptedLog {
     return restored.sort();
   }
 
-  /** Waits for the batch being written, closes the segment (the next start retires it), and waits for retirements. */
+  /** The folder of `runId` (appended here) is written: its segment may be retired once all its runs are. */
+  made(runId: string): void {
+    const segment = this.#segmentOf.get(runId);
+    if (!segment) return;
+    this.#segmentOf.delete(runId);
+    segment.unmade.delete(runId);
+    if (segment.sealed && segment.unmade.size === 0) {
+      this.#sealed.delete(segment);
+      this.#retire(segment.file, segment.runIds, segment.handle);
+    }
+  }
+
+  /**
+   * Waits for the batch being written and closes the segments: the next start retires them,
+   * writing the folders of the runs not made by then (`restore`). Waits for retirements.
+   */
   async close(): Promise<void> {
     while (this.#flushing) await this.#flushing;
-    const segment = this.#segment;
+    const open = [...this.#sealed, ...(this.#segment ? [this.#segment] : [])];
     this.#segment = undefined;
-    if (segment) {
+    this.#sealed.clear();
+    this.#segmentOf.clear();
+    for (const segment of open) {
       await segment.handle.close().catch(() => undefined);
       await rename(segment.file, segment.file.slice(0, -OPEN_SEGMENT.length) + CLOSED_SEGMENT).catch(() => undefined);
     }
     while (this.#retiring.size > 0) await Promise.allSettled([...this.#retiring]);
+  }
+
+  /** `segment` takes no more lines; retired now if its runs are all made, else by the last `made`. */
+  #seal(segment: Segment): void {
+    if (this.#segment === segment) this.#segment = undefined;
+    segment.sealed = true;
+    if (segment.unmade.size === 0) this.#retire(segment.file, segment.runIds, segment.handle);
+    else this.#sealed.add(segment);
   }
 
   async #flush(): Promise<void> {
@@ -156,8 +190,7 @@ export class AcceptedLog {
   async #write(batch: Pending[]): Promise<void> {
     let segment = this.#segment;
     if (segment && segment.size >= this.#segmentBytes) {
-      this.#segment = undefined;
-      this.#retire(segment.file, segment.runIds, segment.handle);
+      this.#seal(segment);
       segment = undefined;
     }
     segment ??= this.#segment = await this.#create();
@@ -178,17 +211,20 @@ export class AcceptedLog {
       await segment.handle.datasync();
     } catch (error) {
       // These deliveries are answered 500: no line of them may be restored later. Cut back to
-      // the last synced batch; the segment is then closed and retired (its runs made durable, the
-      // file removed), so that what could not be cut goes too.
-      this.#segment = undefined;
+      // the last synced batch; the segment is then sealed and retired once its runs are made
+      // (their folders made durable, the file removed), so that what could not be cut goes too.
       await segment.handle.truncate(segment.size).catch(() => undefined);
-      this.#retire(segment.file, segment.runIds, segment.handle);
+      this.#seal(segment);
       throw error;
     }
     this.syncs++;
     segment.size += data.length;
     for (const id of added) segment.workflows.add(id);
-    for (const p of batch) segment.runIds.push(p.runId);
+    for (const p of batch) {
+      segment.runIds.push(p.runId);
+      segment.unmade.add(p.runId);
+      this.#segmentOf.set(p.runId, segment);
+    }
   }
 
   /** A new segment, its owner line first: written aside and renamed, so no reader sees it without one. */
@@ -211,7 +247,7 @@ export class AcceptedLog {
       await unlink(tmp).catch(() => undefined);
       throw error;
     }
-    return { file, handle, size: head.length, runIds: [], workflows: new Set() };
+    return { file, handle, size: head.length, runIds: [], unmade: new Set(), sealed: false, workflows: new Set() };
   }
 
   #workflowId(source: string): string {

@@ -1,55 +1,82 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { FerryError } from '../errors.js';
 import type { Redactor } from '../redact.js';
 import { AcceptedLog, type AcceptedLogOptions } from './accepted.js';
+import { WorkflowCopies } from './copies.js';
 import type { JournalEntry } from './journal.js';
 import { JOURNAL_FILE, runDir, WORKFLOW_COPY } from './paths.js';
 
 /**
- * Records new runs durably: the run folder, the workflow copy and the journal's first line are
- * written (not synced), then the `run` entry goes to the state dir's accepted log, and `record`
- * resolves once that line is fsynced. The listener answers 202 only after that, so an accepted
- * delivery survives a power cut: a run folder lost with it is written again from the log at the
- * next start. One recorder per state dir: deliveries that arrive together share one fsync.
+ * Records new runs durably: `record` appends the run's `run` entry to the state dir's accepted
+ * log and resolves once that line is fdatasynced (with whatever else arrived meanwhile: group
+ * commit). The listener answers 202 after that, so an accepted delivery survives a power cut.
+ * The run's folder (the journal with that entry as its first line, and the workflow copy) is
+ * written by `make` when the run starts: a burst of deliveries costs the file system one log
+ * line each, not a folder and two files each before the answer. A run accepted but not made
+ * when the listener stops or dies gets its folder from the log at the next start (`restore`).
+ * One recorder per state dir.
  */
 export class DurableRecorder {
   readonly log: AcceptedLog;
+  /** Runs recorded, their folders not made yet: the journal's first line and the workflow source. */
+  readonly #unmade = new Map<string, { firstLine: string; source: string }>();
+  readonly #copies: WorkflowCopies;
 
   constructor(
     readonly stateDir: string,
     options: AcceptedLogOptions = {},
   ) {
     this.log = new AcceptedLog(stateDir, options);
+    this.#copies = new WorkflowCopies(stateDir);
   }
 
   /**
-   * Writes the run's folder with `entry` (its `run` entry, redacted) as the journal's first
-   * line; resolves when the entry is durable in the accepted log.
+   * Appends `entry` (the run's `run` entry, redacted) to the accepted log; resolves with the
+   * size its journal will have once made (its first line), when the line is durable.
    */
   async record(runId: string, workflowSource: string, entry: Extract<JournalEntry, { t: 'run' }>, redactor?: Redactor): Promise<number> {
-    // The line first: what cannot be written leaves nothing behind in the state dir.
     const runText = redactor ? redactor.redactJson(entry) : JSON.stringify(entry);
+    await this.log.append(runId, workflowSource, runText);
     const firstLine = `${runText}\n`;
+    this.#unmade.set(runId, { firstLine, source: workflowSource });
+    return Buffer.byteLength(firstLine);
+  }
+
+  /** Whether the run was recorded here and its folder is not made yet. */
+  unmade(runId: string): boolean {
+    return this.#unmade.has(runId);
+  }
+
+  /**
+   * Writes the folder of a run recorded here: the journal's first line and the workflow copy
+   * (a link, see WorkflowCopies), not synced: the log line is what is durable until the log's
+   * segment is retired. A folder that cannot be written is removed; the run
+   * stays in the log, and the next start makes it and resumes the run.
+   */
+  async make(runId: string): Promise<void> {
+    const unmade = this.#unmade.get(runId);
+    if (!unmade) return;
     const dir = runDir(this.stateDir, runId);
-    await mkdir(dir, { mode: 0o700 });
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      // Only the next start of a listener writes folders from the log: one did, taking this run up.
+      throw new FerryError('FERRY_RUN_BUSY', `run ${runId} was taken up by another runner while it waited here (a listener started on this state dir?); it is not run again`);
+    }
     try {
       // `wx`: a run id is never appended to twice.
-      // No run.json yet: the journal writes it when the run starts (a record replaced by rename
-      // costs the file system a flush, two per run were the listener's largest cost), and a start
-      // that finds a waiting run without one reads its one-line journal instead.
-      await Promise.all([writeFile(path.join(dir, JOURNAL_FILE), firstLine, { flag: 'wx', mode: 0o600 }), writeFile(path.join(dir, WORKFLOW_COPY), workflowSource, { mode: 0o600 })]);
-      // The folder is written before the log line: a line in the log always has its folder, or
-      // had it until a crash took it (then `restore` writes it again).
-      await this.log.append(runId, workflowSource, runText);
-      return Buffer.byteLength(firstLine);
+      await Promise.all([writeFile(path.join(dir, JOURNAL_FILE), unmade.firstLine, { flag: 'wx', mode: 0o600 }), this.#copies.put(path.join(dir, WORKFLOW_COPY), unmade.source)]);
     } catch (error) {
-      // The caller answers 500 and the sender delivers again: a half-written run must not be resumed at the next start.
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       throw error;
     }
+    this.#unmade.delete(runId);
+    this.log.made(runId);
   }
 
-  /** Writes again the run folders a crash lost since the accepted lines were synced (see AcceptedLog.restore). */
+  /** Writes again the run folders a crash lost, or a stop left unmade (see AcceptedLog.restore). */
   restore(): Promise<string[]> {
     return this.log.restore();
   }

@@ -100,7 +100,18 @@ export interface FileJournalOptions {
    * it is up to date with the journal
    */
   record?: RunRecord;
+  /** The run folder and journal were made owner-only by this process (the listener): no mkdir, no chmod. */
+  made?: boolean;
 }
+
+/**
+ * The record of a `run` or `resume` entry waits this long, until the journal is this large, or
+ * until the run's first provider call, before it is written: a run that ends sooner (a listener's
+ * delivery that only logs or branches) writes one record, at its end, created in place. Until
+ * then a reader finds no up-to-date record and reads the journal, which is short.
+ */
+const RECORD_AFTER_MS = 1000;
+const RECORD_AFTER_BYTES = 64 * 1024;
 
 /**
  * An append-only JSONL file. Entries are buffered and written with one write(2) per flush:
@@ -113,8 +124,10 @@ export interface FileJournalOptions {
  * The file never holds a torn line that a later entry is glued onto: a write that fails half
  * way is cut back, and a file whose last line was torn by a kill gets a fresh line first.
  *
- * It also keeps the run's record (`run.json`, see record.ts) in step: written at the `run`,
- * `resume` and `end` entries, each time after the journal is written up to that entry.
+ * It also keeps the run's record (`run.json`, see record.ts) in step: written at the `end`
+ * entry, and for the `run` and `resume` entries before the first provider call after them, at
+ * the first write a second after them, or once the journal passes 64 KiB; each time after the
+ * journal is written up to that entry.
  */
 export class FileJournal implements RunJournal {
   readonly #fd: number;
@@ -134,20 +147,22 @@ export class FileJournal implements RunJournal {
   #record: RunRecord | undefined;
   readonly #baseRecord: RunRecord | undefined;
   #recordWritten = false;
+  /** When the record of a `run`/`resume` entry, not yet written, is due (Date.now() ms). */
+  #recordDue: number | undefined;
   readonly #openedSize: number;
   /** failed.jsonl, written after the journal lines it comes from. */
   readonly #failed: FailedFile;
 
   constructor(file: string, redactor?: Redactor, options: FileJournalOptions = {}) {
     try {
-      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      if (!options.made) mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
       this.#fd = openSync(file, 'a+', 0o600);
     } catch (error) {
       throw stateDirError(error, stateDirOf(file));
     }
     try {
-      // Journals written by an older ferry, or by the listener, become owner-only too.
-      fchmodSync(this.#fd, 0o600);
+      // Journals written by an older ferry become owner-only too.
+      if (!options.made) fchmodSync(this.#fd, 0o600);
     } catch {
       // not ours to change
     }
@@ -226,7 +241,7 @@ export class FileJournal implements RunJournal {
     this.#bare = undefined;
   }
 
-  /** Writes the journal up to `entry`, then the record that says what `entry` changed. */
+  /** Writes the journal up to `entry`, then (at once for `end`, see RECORD_AFTER_MS) the record that says what `entry` changed. */
   #keepRecord(entry: Extract<JournalEntry, { t: 'run' | 'resume' | 'end' }>): void {
     this.#flushQuietly();
     if (this.#failure) return;
@@ -236,6 +251,13 @@ export class FileJournal implements RunJournal {
       this.#record = base && resumeRecord(base, entry.pid, this.#size);
     } else if (this.#record) this.#record = endRecord(this.#record, entry, this.#size);
     if (!this.#record) return;
+    if (entry.t === 'end' || this.#size > RECORD_AFTER_BYTES) this.#writeRecord();
+    else this.#recordDue = Date.now() + RECORD_AFTER_MS;
+  }
+
+  #writeRecord(): void {
+    if (!this.#record) return;
+    this.#recordDue = undefined;
     // The first record this journal writes is usually the run's first: created in place.
     writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor, !this.#recordWritten);
     this.#recordWritten = true;
@@ -247,8 +269,17 @@ export class FileJournal implements RunJournal {
     return record?.journalBytes === this.#openedSize ? record : undefined;
   }
 
-  /** Writes what is pending; throws (and reports through `onFailure`) when it cannot. */
+  /**
+   * Writes what is pending; throws (and reports through `onFailure`) when it cannot. The runtime
+   * calls it before each provider call, so a record still due is written too: a run that waits
+   * on a provider is listed from its record.
+   */
   flush(): void {
+    this.#write();
+    if (this.#recordDue !== undefined) this.#writeRecord();
+  }
+
+  #write(): void {
     this.#scheduled = false;
     // A failed journal throws on every flush: no call of its runtime goes out while a run's
     // record of it cannot be written.
@@ -284,12 +315,15 @@ export class FileJournal implements RunJournal {
     }
   }
 
+  /** Writes what is pending, and a record that is due by now. */
   #flushQuietly(): void {
     try {
-      this.flush();
+      this.#write();
     } catch {
       // Reported through onFailure; the runtime's flush before the next provider call throws it too.
+      return;
     }
+    if (this.#recordDue !== undefined && (this.#size > RECORD_AFTER_BYTES || Date.now() >= this.#recordDue)) this.#writeRecord();
   }
 
   /**
@@ -318,10 +352,10 @@ export class FileJournal implements RunJournal {
   close(): void {
     try {
       this.#flushQuietly();
-      // Entries after `end` (none today) would leave the record behind the journal.
-      if (this.#record && !this.#failure && this.#record.journalBytes !== this.#size) {
+      // A record still due, or entries after `end` (none today), would leave the record behind the journal.
+      if (this.#record && !this.#failure && (this.#recordDue !== undefined || this.#record.journalBytes !== this.#size)) {
         this.#record = { ...this.#record, journalBytes: this.#size };
-        writeRunRecordQuietly(stateDirOf(this.path), this.#record, this.#redactor);
+        this.#writeRecord();
       }
     } finally {
       closeSync(this.#fd);

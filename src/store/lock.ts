@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, linkSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
@@ -12,6 +12,7 @@ export const LOCK_FILE = 'lock';
 export interface LockHolder {
   pid: number;
   host: string;
+  /** When the holder started holding locks: its first lock in this state dir (RunLocks), or this lock. */
   startedAt: string;
   /** Start time of the process in clock ticks since boot (/proc/<pid>/stat field 22); absent off Linux. */
   procStart?: number;
@@ -50,8 +51,144 @@ export interface RunLock {
  * the state dir's runs/ owner-only (they hold webhook bodies and sender headers).
  */
 export function acquireRunLock(stateDir: string, runId: string, self: ProcessIdentity = processIdentity()): RunLock {
+  prepareRunDir(stateDir, runId, true);
+  const me = selfHolder(self);
+  const text = JSON.stringify(me);
+  const file = lockFile(stateDir, runId);
+  return takeLock(runId, file, me, {
+    create: (target) => createExclusive(target, text, stateDir),
+    replace: () => {
+      const tmp = `${file}.${me.pid}.${me.token}`;
+      writeFileSync(tmp, text, { mode: 0o600 });
+      renameSync(tmp, file);
+    },
+    release: () => {
+      const now = readHolder(file);
+      if (typeof now === 'object' && now.token === me.token) unlinkQuietly(file);
+    },
+  });
+}
+
+/**
+ * The run locks of one runtime. Each lock is a hard link to one holder file per state dir that
+ * names this process (`<state-dir>/holders/<pid>-<token>`, written at its first lock there): one
+ * link(2) a run, where a lock of its own is a file written aside, linked and unlinked (the
+ * listener takes a lock for every delivery). A lock is this runtime's while it is a link to
+ * that file (same inode). The holder files go at `close()`; one left by a killed process is
+ * removed by the next runtime that makes its own in that state dir.
+ */
+export class RunLocks {
+  readonly #identity: () => ProcessIdentity;
+  /** State dir -> its holder file, or null where the file system has no hard links. */
+  readonly #holders = new Map<string, Holder | null>();
+  /** runs/ folders made owner-only by this runtime already. */
+  readonly #checked = new Set<string>();
+
+  constructor(identity: () => ProcessIdentity) {
+    this.#identity = identity;
+  }
+
+  /**
+   * acquireRunLock through this runtime's holder file. `made`: the run folder was made by this
+   * process (owner-only) just before, so it needs no mkdir and no chmod.
+   */
+  acquire(stateDir: string, runId: string, options: { made?: boolean } = {}): RunLock {
+    const holder = this.#holder(stateDir);
+    if (!holder) return acquireRunLock(stateDir, runId, this.#identity());
+    if (!options.made) prepareRunDir(stateDir, runId, !this.#checked.has(stateDir));
+    this.#checked.add(stateDir);
+    const file = lockFile(stateDir, runId);
+    const link = (target: string): boolean => {
+      try {
+        linkSync(holder.file, target);
+        return true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw stateDirError(error, stateDir);
+      }
+    };
+    return takeLock(runId, file, holder.holder, {
+      create: link,
+      replace: () => {
+        const tmp = `${file}.${holder.holder.pid}.${holder.holder.token}`;
+        unlinkQuietly(tmp);
+        link(tmp);
+        renameSync(tmp, file);
+      },
+      release: () => {
+        // Still a link to the holder file: still this runtime's lock.
+        let ino: number;
+        try {
+          ino = statSync(file).ino;
+        } catch {
+          return;
+        }
+        if (ino === holder.ino) unlinkQuietly(file);
+      },
+    });
+  }
+
+  /** Removes this runtime's holder files; locks still held stay valid (they are links of their own). */
+  close(): void {
+    for (const holder of this.#holders.values()) if (holder) unlinkQuietly(holder.file);
+    this.#holders.clear();
+  }
+
+  #holder(stateDir: string): Holder | null {
+    let holder = this.#holders.get(stateDir);
+    if (holder !== undefined) return holder;
+    holder = makeHolder(stateDir, selfHolder(this.#identity()));
+    this.#holders.set(stateDir, holder);
+    return holder;
+  }
+}
+
+interface Holder {
+  file: string;
+  ino: number;
+  holder: LockHolder;
+}
+
+/** Where holder files live: beside runs/, on the same file system (links cannot cross one). */
+const HOLDERS_DIR = 'holders';
+
+/** Writes this process's holder file, after removing those of processes that are gone; null where links fail. */
+function makeHolder(stateDir: string, holder: LockHolder): Holder | null {
+  const dir = path.join(stateDir, HOLDERS_DIR);
+  const file = path.join(dir, `${holder.pid}-${holder.token}`);
+  try {
+    mkdirSync(runsDir(stateDir), { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const name of readdirSync(dir)) {
+      const found = readHolder(path.join(dir, name));
+      if (found === 'gone' || (found === 'unreadable' && ageMs(path.join(dir, name)) < 2000) || (typeof found === 'object' && isAlive(found))) continue;
+      unlinkQuietly(path.join(dir, name));
+    }
+    // Written aside and renamed: a half-written holder is never linked as a lock.
+    writeFileSync(`${file}.tmp`, JSON.stringify(holder), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+    // One link, made and removed, tells whether the file system has them.
+    const probe = `${file}.link`;
+    linkSync(file, probe);
+    unlinkSync(probe);
+    return { file, ino: statSync(file).ino, holder };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+      unlinkQuietly(file);
+      return null;
+    }
+    throw stateDirError(error, stateDir);
+  }
+}
+
+function lockFile(stateDir: string, runId: string): string {
+  return path.join(runDir(stateDir, runId), LOCK_FILE);
+}
+
+/** Makes the run folder; `chmodRuns`: runs/ too is made owner-only (once per runtime is enough). */
+function prepareRunDir(stateDir: string, runId: string, chmodRuns: boolean): void {
   const dir = runDir(stateDir, runId);
-  const file = path.join(dir, LOCK_FILE);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (error) {
@@ -59,17 +196,27 @@ export function acquireRunLock(stateDir: string, runId: string, self: ProcessIde
   }
   // Folders made by an older ferry (or by another umask) become owner-only too; best effort:
   // a folder someone else owns stays as it is.
-  for (const folder of [runsDir(stateDir), dir]) {
+  for (const folder of chmodRuns ? [runsDir(stateDir), dir] : [dir]) {
     try {
       chmodSync(folder, 0o700);
     } catch {
       // not ours to change
     }
   }
-  const me = selfHolder(self);
-  const text = JSON.stringify(me);
+}
+
+interface LockWays {
+  /** Creates the lock file at the path given if none is there; false when one is. */
+  create(file: string): boolean;
+  /** Puts this holder's lock in place of a stale one (atomically). */
+  replace(): void;
+  /** Removes the lock if it is still this holder's. */
+  release(): void;
+}
+
+function takeLock(runId: string, file: string, me: LockHolder, ways: LockWays): RunLock {
   for (let attempt = 0; attempt < 100; attempt++) {
-    if (createExclusive(file, text, stateDir)) return lockOf(file, me);
+    if (ways.create(file)) return lockOf(me, ways.release);
     const found = readHolder(file);
     if (found === 'gone') continue;
     if (found === 'unreadable') {
@@ -84,7 +231,7 @@ export function acquireRunLock(stateDir: string, runId: string, self: ProcessIde
     // Stale: replace it under a guard named after the dead holder, so of several processes
     // seeing the same stale lock exactly one replaces it; the others find the new holder alive.
     const guard = `${file}.takeover-${found === 'unreadable' ? 'debris' : `${found.pid}-${found.procStart ?? found.token}`}`;
-    if (!createExclusive(guard, text, stateDir)) {
+    if (!ways.create(guard)) {
       if (ageMs(guard) > 10_000) unlinkQuietly(guard);
       pause(10);
       continue;
@@ -93,10 +240,8 @@ export function acquireRunLock(stateDir: string, runId: string, self: ProcessIde
       const again = readHolder(file);
       const same = again === found || (typeof again === 'object' && typeof found === 'object' && again.token === found.token && again.pid === found.pid);
       if (same) {
-        const tmp = `${file}.${me.pid}.${me.token}`;
-        writeFileSync(tmp, text, { mode: 0o600 });
-        renameSync(tmp, file);
-        return lockOf(file, me);
+        ways.replace();
+        return lockOf(me, ways.release);
       }
     } finally {
       unlinkQuietly(guard);
@@ -144,15 +289,14 @@ export function selfHolder(self: ProcessIdentity = processIdentity()): LockHolde
   return { ...self, startedAt: new Date().toISOString(), token: randomBytes(6).toString('hex') };
 }
 
-function lockOf(file: string, holder: LockHolder): RunLock {
+function lockOf(holder: LockHolder, release: () => void): RunLock {
   let released = false;
   return {
     holder,
     release() {
       if (released) return;
       released = true;
-      const now = readHolder(file);
-      if (typeof now === 'object' && now.token === holder.token) unlinkQuietly(file);
+      release();
     },
   };
 }

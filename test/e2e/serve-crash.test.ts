@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -89,6 +90,8 @@ steps:
     const kept = await deliver(s1.url, 'crash-kept', 'crash_kept');
     const lost = await deliver(s1.url, 'crash-lost', 'crash_lost');
     const torn = await deliver(s1.url, 'crash-torn', 'crash_torn');
+    // A run's folder is written when it starts: all three are running (their calls hang) before the kill.
+    for (const run of [kept, lost, torn]) await waitFor(async () => existsSync(path.join(state, 'runs', run.body.runId, 'workflow.yaml')), `run ${run.body.runId} to start`);
     s1.child.kill('SIGKILL');
     expect([kept.status, lost.status, torn.status]).toEqual([202, 202, 202]);
     expect((await s1.done).signal).toBe('SIGKILL');

@@ -126,13 +126,13 @@ describe('ferry serve', () => {
     const res = await post(`${s.url}/hooks/signups?source=crm`, body, { 'X-Hub-Signature-256': githubSignature(HOOK_SECRET, body), 'X-Custom': 'kept', Authorization: 'Bearer dropped' });
     expect(res.status).toBe(202);
     const runId = res.body.runId as string;
+    await waitFor(async () => (await runOf(s.url, runId)).status === 'succeeded', 'the run to succeed');
     const journal = await readFile(path.join(state, 'runs', runId, 'journal.jsonl'), 'utf8');
     const start = JSON.parse(journal.split('\n')[0] as string);
     expect(start.trigger.query).toEqual({ source: 'crm' });
     expect(start.trigger.headers['x-custom']).toBe('kept');
     expect(Object.keys(start.trigger.headers)).not.toEqual(expect.arrayContaining(['authorization']));
     expect(Object.keys(start.trigger.headers).some((h) => h.includes('signature'))).toBe(false);
-    await waitFor(async () => (await runOf(s.url, runId)).status === 'succeeded', 'the run to succeed');
     const events = [...sandbox.amplitude.events.values()].filter((e) => e.user_id === 'user_signed_1');
     expect(events).toEqual([expect.objectContaining({ event_type: 'Signed Up', event_properties: { source: 'crm' } })]);
   });

@@ -199,7 +199,8 @@ describe('the run session', () => {
     const session = createRun(workflow, { ferry, secrets: envSecrets({}), stateDir, durable: new DurableRecorder(stateDir) });
     session.on((event) => void (event.type === 'step-started' && steps.push(event.step)));
     await session.record();
-    // Meanwhile `ferry retry` ran it to its end: its journal grew.
+    // Meanwhile another listener started on this state dir wrote its folder from the accepted log, and ran it.
+    await mkdir(path.join(stateDir, 'runs', session.runId));
     await appendFile(path.join(stateDir, 'runs', session.runId, 'journal.jsonl'), `${JSON.stringify({ t: 'resume', at: new Date().toISOString(), pid: 1 })}\n`);
     await expect(session.run()).rejects.toMatchObject({ code: 'FERRY_RUN_BUSY' });
     expect(steps).toEqual([]);

@@ -7,6 +7,7 @@ import { builtinRegistry } from '../../src/providers/index.js';
 import { createHandler, type Handler, type Route } from '../../src/server/handler.js';
 import { RunManager } from '../../src/server/runs.js';
 import { ferrySignature, githubSignature, standardSignature } from '../../src/server/signature.js';
+import { until } from '../helpers/cli.js';
 import { workflowFrom } from '../helpers/workflow.js';
 import { tempDirs } from '../helpers/tmp.js';
 
@@ -50,7 +51,11 @@ async function start(apiToken?: string): Promise<{ handle: Handler; runs: RunMan
 }
 
 const post = (handle: Handler, url: string, body: string, headers: Record<string, string> = {}) => handle({ method: 'POST', url, headers, body: Buffer.from(body) });
-const runFolders = async (): Promise<string[]> => (await readdir(path.join(stateDir, 'runs'))).sort();
+/** The run folders, once every run accepted so far has started (a run's folder is written when it starts). */
+const runFolders = async (): Promise<string[]> => {
+  for (const m of managers) await until(() => m.running === 0 && m.waiting === 0);
+  return (await readdir(path.join(stateDir, 'runs'))).sort();
+};
 
 beforeEach(async () => {
   root = await tempDir('ferry-replay-');

@@ -1,4 +1,5 @@
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFerry } from '../../src/engine/runtime.js';
@@ -58,24 +59,33 @@ function manager(maxRuns = 32, lines: string[] = []): RunManager {
   return new RunManager({ stateDir, ferry: createFerry({ registry }), redactor: new Redactor(), env: {}, maxRuns, log: (l) => lines.push(l) });
 }
 
+/** Everything in the state dir's accepted log. */
+const acceptedText = async () => {
+  const dir = path.join(stateDir, 'accepted');
+  return (await Promise.all((await readdir(dir)).map((name) => readFile(path.join(dir, name), 'utf8')))).join('');
+};
 const entries = async (runId: string) => (await readJournal(path.join(stateDir, 'runs', runId, 'journal.jsonl'))).entries;
 const status = async (m: RunManager, runId: string) => ((await m.summary(runId)) as { status: string }).status;
 
 describe('run manager', () => {
-  it('has the run folder, workflow copy and `run` entry on disk when accept resolves', async () => {
+  it('has the `run` entry in the accepted log when accept resolves, and the run folder, owner-only, once the run starts', async () => {
     const r = route();
     const m = manager();
     await m.open([r.served]);
-    m.start();
     const { runId, duplicate } = await m.accept(delivery(r, 1, 'd-1'));
     expect(duplicate).toBe(false);
+    // Durable before the answer: the log line, fdatasynced. The folder is written when the run starts.
+    expect(await acceptedText()).toContain(`"runId":"${runId}"`);
+    expect(await readdir(path.join(stateDir, 'runs'))).toEqual([]);
+    expect(await status(m, runId)).toBe('queued');
+    m.start();
+    await until(() => release.length === 1);
     expect(await readdir(path.join(stateDir, 'runs', runId))).toEqual(expect.arrayContaining(['journal.jsonl', 'workflow.yaml']));
     // They hold webhook bodies and sender headers: owner only from the moment they exist.
     const mode = async (...parts: string[]) => ((await stat(path.join(stateDir, 'runs', ...parts))).mode & 0o777).toString(8);
     expect([await mode(), await mode(runId), await mode(runId, 'journal.jsonl'), await mode(runId, 'workflow.yaml')]).toEqual(['700', '700', '600', '600']);
     const [first] = await entries(runId);
     expect(first).toMatchObject({ t: 'run', runId, workflow: 'slow', trigger: { body: { n: 1 } }, hook: { path: '/hooks/slow', delivery: 'd-1' } });
-    await until(() => release.length === 1);
     release.shift()?.();
     await until(() => m.running === 0);
     expect((await entries(runId)).map((e) => e.t)).toEqual(['run', 'resume', 'step', 'step', 'end']);
@@ -134,11 +144,13 @@ describe('run manager', () => {
     release.shift()?.(); // the call on the wire finishes and is recorded; `after` never starts
     await stopped;
     expect((await entries(first)).at(-1)).toMatchObject({ t: 'end', status: 'failed', interrupted: 'SIGTERM' });
-    expect((await entries(second)).map((e) => e.t)).toEqual(['run']);
+    // The waiting run never started: it has no folder yet, only its line in the accepted log.
+    expect(existsSync(path.join(stateDir, 'runs', second))).toBe(false);
 
     const lines: string[] = [];
     const again = manager(32, lines);
     expect(await again.open([r.served])).toEqual([first, second]);
+    expect((await entries(second)).map((e) => e.t)).toEqual(['run']);
     expect(again.waiting).toBe(2); // nothing runs before start()
     again.start();
     await until(() => release.length === 1); // only the second run calls again: the first one's call is done
@@ -208,15 +220,15 @@ describe('run manager', () => {
     expect(JSON.parse(await readFile(path.join(stateDir, 'runs', waiting, 'run.json'), 'utf8'))).toMatchObject({ status: 'succeeded', hook: { delivery: 'waiting-2' }, steps: { call: 'succeeded', after: 'succeeded' } });
   });
 
-  it('resumes at the next open a run whose folder was lost after accept resolved, and still knows its delivery id', async () => {
+  it('resumes at the next open a run accepted but never started, and still knows its delivery id', async () => {
     const r = route();
     const m = manager();
     await m.open([r.served]);
     // Not started: the run is accepted and waits, as a run does when the listener dies right after the 202.
     const { runId } = await m.accept(delivery(r, 7, 'lost-1'));
     await m.stop('SIGTERM');
-    // A power cut takes what was written but not synced: the run folder. The accepted log keeps the run.
-    await rm(path.join(stateDir, 'runs', runId), { recursive: true });
+    // Its folder was never written: the accepted log keeps the run.
+    expect(existsSync(path.join(stateDir, 'runs', runId))).toBe(false);
 
     const lines: string[] = [];
     const again = manager(32, lines);
@@ -243,9 +255,12 @@ describe('run manager', () => {
     await m.open([r.served]);
     m.start();
     const { runId } = await m.accept({ ...delivery(r, 1), trigger: { type: 'webhook', body: { leaked: 'tok-1234567890' }, headers: {}, query: {} } });
+    // Its call's url wants trigger.body.n: the run fails at once, after its folder was written.
+    await until(() => m.running === 0 && m.waiting === 0);
     await m.stop('SIGTERM');
-    const text = await readFile(path.join(stateDir, 'runs', runId, 'journal.jsonl'), 'utf8');
-    expect(text).not.toContain('tok-1234567890');
-    expect(text).toContain('[redacted]');
+    for (const text of [await acceptedText(), await readFile(path.join(stateDir, 'runs', runId, 'journal.jsonl'), 'utf8')]) {
+      expect(text).not.toContain('tok-1234567890');
+      expect(text).toContain('[redacted]');
+    }
   });
 });

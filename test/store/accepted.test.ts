@@ -40,14 +40,23 @@ describe('accepted log', () => {
     const written = (await lines(segment as string)).map((l) => JSON.parse(l) as { t: string; run?: { runId: string } });
     expect(written.map((l) => l.t)).toEqual(['owner', 'workflow', ...runs.map(() => 'accepted')]);
     expect(written.slice(2).map((l) => l.run?.runId).sort()).toEqual(runs.map((r) => r.runId).sort());
-    // The run folders are written too (not synced): the journal's first line is the logged entry.
-    for (const r of runs) expect(await readFile(journal(r.runId), 'utf8')).toBe(r.firstLine);
+    // No run folder yet: it is written when the run starts (make), not before the answer.
+    expect(await readdir(path.join(stateDir, 'runs'))).toEqual([]);
+    for (const r of runs) expect(recorder.unmade(r.runId)).toBe(true);
+    await Promise.all(runs.map((r) => recorder.make(r.runId)));
+    // Made (not synced): the journal's first line is the logged entry, beside the workflow copy.
+    for (const r of runs) {
+      expect(await readFile(journal(r.runId), 'utf8')).toBe(r.firstLine);
+      expect(await readFile(path.join(stateDir, 'runs', r.runId, 'workflow.yaml'), 'utf8')).toBe(SOURCE);
+      expect(recorder.unmade(r.runId)).toBe(false);
+    }
     await recorder.close();
   });
 
-  it('writes again at the next start the run folders a crash took or tore, leaves whole ones alone, then removes the segment', async () => {
+  it('writes at the next start the run folders a crash took or tore and those never made, leaves whole ones alone, then removes the segment', async () => {
     const recorder = new DurableRecorder(stateDir);
-    const [lost, torn, whole] = [await record(recorder, 1), await record(recorder, 2), await record(recorder, 3)];
+    const [lost, torn, whole, waiting] = [await record(recorder, 1), await record(recorder, 2), await record(recorder, 3), await record(recorder, 4)];
+    for (const r of [lost, torn, whole]) await recorder.make(r!.runId);
     await recorder.close();
     expect(await segments()).toEqual([expect.stringMatching(/\.closed\.jsonl$/)]);
     // What a power cut can do to files written but not synced.
@@ -57,7 +66,8 @@ describe('accepted log', () => {
     await writeFile(journal(whole!.runId), ran);
 
     const again = new AcceptedLog(stateDir);
-    expect(await again.restore()).toEqual([lost!.runId, torn!.runId].sort());
+    expect(await again.restore()).toEqual([lost!.runId, torn!.runId, waiting!.runId].sort());
+    expect(await readFile(journal(waiting!.runId), 'utf8')).toBe(waiting!.firstLine);
     expect(await readFile(journal(lost!.runId), 'utf8')).toBe(lost!.firstLine);
     expect(await readFile(journal(torn!.runId), 'utf8')).toBe(torn!.firstLine);
     expect(await readFile(journal(whole!.runId), 'utf8')).toBe(ran);
@@ -72,7 +82,6 @@ describe('accepted log', () => {
   it('leaves alone the segment of a listener that is still writing it', async () => {
     const writing = new DurableRecorder(stateDir);
     const r = await record(writing, 1);
-    await rm(path.join(stateDir, 'runs', r.runId), { recursive: true });
     const other = new AcceptedLog(stateDir);
     expect(await other.restore()).toEqual([]);
     await other.close();
@@ -81,14 +90,24 @@ describe('accepted log', () => {
     expect(await new AcceptedLog(stateDir).restore()).toEqual([r.runId]);
   });
 
-  it('starts a new segment when one is full and retires the full one once its runs are synced', async () => {
+  it('starts a new segment when one is full and retires the full one once its runs are made and synced', async () => {
     const recorder = new DurableRecorder(stateDir, { segmentBytes: 1 });
-    for (let n = 0; n < 4; n++) await record(recorder, n);
+    const runs = [];
+    for (let n = 0; n < 4; n++) runs.push(await record(recorder, n));
+    // Each batch filled a segment; none is retired while its run has no folder.
+    expect(await segments()).toHaveLength(4);
+    await recorder.make(runs[0]!.runId);
+    await recorder.make(runs[1]!.runId);
     await recorder.close();
-    // Each batch filled a segment; the three before the last were retired, the last one closed.
-    expect(await segments()).toEqual([expect.stringMatching(/\.closed\.jsonl$/)]);
-    const [last] = await segments();
-    expect((await lines(last as string)).map((l) => (JSON.parse(l) as { t: string }).t)).toEqual(['owner', 'workflow', 'accepted']);
+    // The first two were retired; the third (full, its run not made) and the last were closed.
+    expect(await segments()).toEqual([expect.stringMatching(/\.closed\.jsonl$/), expect.stringMatching(/\.closed\.jsonl$/)]);
+    const texts = await Promise.all((await segments()).map(lines));
+    expect(texts.map((t) => t.map((l) => (JSON.parse(l) as { t: string; run?: { runId: string } }).run?.runId ?? (JSON.parse(l) as { t: string }).t))).toEqual([
+      ['owner', 'workflow', runs[2]!.runId],
+      ['owner', 'workflow', runs[3]!.runId],
+    ]);
+    // The next start makes their folders.
+    expect(await new AcceptedLog(stateDir).restore()).toEqual([runs[2]!.runId, runs[3]!.runId].sort());
   });
 
   it('refuses a segment size that is not a positive integer', () => {
