@@ -6,7 +6,8 @@ import { shapeOf } from './resume.js';
 import { newRunId } from './run-id.js';
 import { errorInfo, interruption, Run, type ItemScope, type RunOptions } from './state.js';
 import { runSteps } from './steps.js';
-import type { RunSummary } from '../types.js';
+import type { RunSummary, TriggerData } from '../types.js';
+import type { RunMode } from '../store/journal.js';
 import path from 'node:path';
 import { FAILED_FILE } from '../store/failed.js';
 import { runDir } from '../store/paths.js';
@@ -59,17 +60,26 @@ export function prepareRun(workflow: Workflow, options: RunOptions): PreparedRun
 /** The `run-started` event of a new run: what its journal's first entry holds. */
 export function runStartedEvent(prepared: PreparedRun, annotations?: Record<string, unknown>): Extract<RunEvent, { type: 'run-started' }> {
   const { run } = prepared;
-  const { options, workflow } = run;
+  const { options } = run;
+  return startedEvent(run.workflow, { runId: run.runId, startedAt: run.summary.startedAt, mode: options.mode, inputs: options.inputs, trigger: options.trigger }, annotations);
+}
+
+/** The `run-started` event of a run of `workflow`, prepared or not (the listener records a delivery before preparing it). */
+export function startedEvent(
+  workflow: Workflow,
+  run: { runId: string; startedAt: string; mode?: RunMode | undefined; inputs?: Record<string, unknown> | undefined; trigger?: TriggerData | undefined },
+  annotations?: Record<string, unknown>,
+): Extract<RunEvent, { type: 'run-started' }> {
   return {
     type: 'run-started',
     runId: run.runId,
     workflow: workflow.name,
     file: workflow.file,
-    startedAt: run.summary.startedAt,
+    startedAt: run.startedAt,
     pid: process.pid,
-    mode: options.mode ?? 'live',
-    inputs: options.inputs ?? {},
-    trigger: options.trigger ?? { type: 'manual' },
+    mode: run.mode ?? 'live',
+    inputs: run.inputs ?? {},
+    trigger: run.trigger ?? { type: 'manual' },
     shape: shapeOf(workflow.steps),
     ...(annotations ? { annotations } : {}),
   };

@@ -1,16 +1,15 @@
 import { statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { FileJournal, type JournalEntry, type RunJournal, type RunMode } from '../store/journal.js';
+import { FileJournal, type RunJournal, type RunMode } from '../store/journal.js';
 import type { RunLock } from '../store/lock.js';
 import { JOURNAL_FILE, runDir } from '../store/paths.js';
-import type { DurableRecorder } from '../store/durable.js';
-import { startRecord, type RunRecord } from '../store/record.js';
+import type { RunRecord } from '../store/record.js';
 import { FerryError } from '../errors.js';
 import type { Workflow } from '../workflow/types.js';
-import { RunEvents, type RunListener } from './events.js';
+import { RunEvents, type RunEvent, type RunListener } from './events.js';
 import { runInputs } from './inputs.js';
-import { JOURNAL_EVENTS, journalEntryOf, journalSubscriber } from './journal-subscriber.js';
+import { JOURNAL_EVENTS, journalSubscriber } from './journal-subscriber.js';
 import type { Redactor } from '../redact.js';
 import type { ResumeState } from './resume.js';
 import { newRunId } from './run-id.js';
@@ -61,18 +60,12 @@ export interface RunSessionOptions {
   journal?: RunJournal;
   /** Fields of the `run` entry that readers ignore (the listener's `hook`). */
   annotations?: Record<string, unknown>;
-  /**
-   * With `stateDir`: `record()` writes the run durably (fsynced, in the recorder's log) and
-   * resolves only then (the listener's 202); the run folder and its journal are written when
-   * the run runs.
-   */
-  durable?: DurableRecorder;
   /** Listeners subscribed before anything happens. `on()` right after startRun sees every event too. */
   subscribers?: readonly RunListener[];
 }
 
 /** Resuming a recorded run: its id and inputs as recorded, and what its journal says is done. */
-export interface ResumeRunOptions extends Omit<RunSessionOptions, 'inputs' | 'hookPath' | 'annotations' | 'durable'> {
+export interface ResumeRunOptions extends Omit<RunSessionOptions, 'inputs' | 'hookPath' | 'annotations'> {
   runId: string;
   /** The inputs the run was recorded with (already checked when it started). */
   inputs: Record<string, unknown>;
@@ -89,6 +82,12 @@ export interface ResumeRunOptions extends Omit<RunSessionOptions, 'inputs' | 'ho
    * journal changed by the time the lock is held (another runner took it up meanwhile).
    */
   journalBytes?: number;
+  /**
+   * A run recorded durably by this process (recordRun) whose folder is not written yet: its
+   * subscribers hear its `run-started` event (the recorded entry's) when it starts, then its
+   * folder is written (`make`) before the lock is taken.
+   */
+  recorded?: { started: Extract<RunEvent, { type: 'run-started' }>; make(runId: string): Promise<void> };
 }
 
 /** One run from its checks to its summary, and the stream of what happens in it. */
@@ -153,12 +152,8 @@ class Session implements RunSession {
   #fileJournal: FileJournal | undefined;
   #detach: (() => void) | undefined;
   #journalFailure: FerryError | undefined;
-  /** Recorded durably and closed: the journal is opened again, with a `resume` entry, when the run runs. */
-  #reopen = false;
   /** The journal's size when this session's run was read or recorded; checked once the lock is held. */
   #journalBytes: number | undefined;
-  /** The record of a run recorded durably, carried on by its journal when it runs. */
-  #startRecord: RunRecord | undefined;
 
   constructor(workflow: Workflow, options: RunSessionOptions, resume: ResumeState | undefined) {
     this.#workflow = workflow;
@@ -214,20 +209,21 @@ class Session implements RunSession {
       ...(this.#resume ? { resume: this.#resume } : {}),
       ...('resendFailed' in options && options.resendFailed === true ? { resendFailed: true } : {}),
     });
-    const { stateDir, durable } = options;
+    const { stateDir } = options;
     if (this.#resume) {
+      // A run recorded by this process: told as started to its subscribers (the journal has its
+      // `run` entry already and is not attached yet), and its folder written now that it starts.
+      const recorded = this.#recorded();
+      if (recorded) {
+        this.#events.emit(recorded.started);
+        await recorded.make(this.runId);
+      }
       this.#open();
       this.#events.emit({ type: 'run-resumed', runId: this.runId, at: new Date().toISOString(), pid: process.pid });
       return;
     }
     const started = runStartedEvent(this.#prepared, options.annotations);
-    if (stateDir !== undefined && durable) {
-      const entry = journalEntryOf(started) as Extract<JournalEntry, { t: 'run' }>;
-      this.#journalBytes = await durable.record(this.runId, workflow.source, entry, options.redactor);
-      // The recorder writes no folder yet (see #run) and no run.json: the journal writes it from this.
-      this.#startRecord = startRecord(entry, this.#journalBytes);
-      this.#reopen = true;
-    } else if (stateDir !== undefined) {
+    if (stateDir !== undefined) {
       this.#lock ??= this.#options.ferry.locks.acquire(stateDir, this.runId);
       try {
         this.#attachFile(FileJournal.create(stateDir, this.runId, workflow.source, options.redactor, this.#journalOptions()));
@@ -252,12 +248,6 @@ class Session implements RunSession {
   async #run(): Promise<RunSummary> {
     try {
       await this.record();
-      if (this.#reopen) {
-        // The recorder made the run durable in its log; its folder is written now that it starts.
-        await this.#options.durable?.make(this.runId);
-        this.#open();
-        this.#events.emit({ type: 'run-resumed', runId: this.runId, at: new Date().toISOString(), pid: process.pid });
-      }
       return await runPrepared(this.#prepared as PreparedRun);
     } finally {
       this.#release();
@@ -271,8 +261,9 @@ class Session implements RunSession {
       if (journal) this.#attach(journal);
       return;
     }
-    // A run recorded by this session has its folder, made owner-only by this process.
-    this.#lock ??= this.#options.ferry.locks.acquire(stateDir, this.runId, { made: this.#reopen });
+    // A run recorded by this process has its folder, made owner-only just now.
+    const made = this.#recorded() !== undefined;
+    this.#lock ??= this.#options.ferry.locks.acquire(stateDir, this.runId, { made });
     try {
       // The run waited (queued in the listener) between being read and being locked: another
       // runner (`ferry retry`) may have taken it up meanwhile. Its journal then grew, and what
@@ -281,8 +272,8 @@ class Session implements RunSession {
       if (this.#journalBytes !== undefined && statSync(file).size !== this.#journalBytes) {
         throw new FerryError('FERRY_RUN_BUSY', `run ${this.runId} was taken up by another runner while it waited here (\`ferry retry\`?); it is not run again`);
       }
-      const record = 'record' in this.#options ? (this.#options as ResumeRunOptions).record : this.#startRecord;
-      const journal = new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}), made: this.#reopen });
+      const record = 'record' in this.#options ? (this.#options as ResumeRunOptions).record : undefined;
+      const journal = new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}), made });
       this.#attachFile(journal);
       // failed.jsonl starts from the journal: the items that stay failed (none when they are sent again).
       const failed = this.#resume?.failed;
@@ -291,6 +282,10 @@ class Session implements RunSession {
       this.#release();
       throw error;
     }
+  }
+
+  #recorded(): ResumeRunOptions['recorded'] {
+    return 'recorded' in this.#options ? (this.#options as ResumeRunOptions).recorded : undefined;
   }
 
   #journalOptions(): { onFailure: (error: FerryError) => void } {

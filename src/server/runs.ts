@@ -5,6 +5,8 @@ import type { Redactor } from '../redact.js';
 import { ResumeFold, shapeOf } from '../engine/run.js';
 import type { Ferry } from '../engine/runtime.js';
 import { envSecrets, type SecretSource } from '../engine/secrets.js';
+import { recordedSession, recordRun, type RecordedRun } from '../engine/recorded.js';
+import { newRunId } from '../engine/run-id.js';
 import { createRun, type RunSession } from '../engine/session.js';
 import { DurableRecorder } from '../store/durable.js';
 import type { JournalEntry } from '../store/journal.js';
@@ -38,7 +40,7 @@ export interface RunManagerOptions {
   log: (line: string) => void;
   /** A subscriber of each run's events (its core.log lines). */
   subscriber?: (runId: string) => RunListener;
-  /** Told of each run session when it is made (a delivery before it is recorded, a resume at `open`). */
+  /** Told of each run session when it is made (a delivery's when its run starts, a resume's at `open`). */
   onRun?: (session: RunSession) => void;
   /** The clock replay windows are measured on. @default Date.now */
   now?: () => number;
@@ -55,12 +57,8 @@ interface Seen {
 /** Expired replay keys are dropped at most this often, so the index stays bounded by the windows. */
 const SWEEP_EVERY_MS = 60_000;
 
-interface Pending {
-  session: RunSession;
-  served: ServedWorkflow;
-  /** When it was accepted (its `run` entry's startedAt, give or take the sync): for GET /runs/<id> while it waits. */
-  startedAt?: string;
-}
+/** A run waiting for a slot: a session (a run resumed at open) or a recorded run, whose session is made when it starts. */
+type Pending = { served: ServedWorkflow } & ({ session: RunSession } | { recorded: RecordedRun });
 
 /**
  * Records accepted deliveries as runs and runs them in the background, at most `maxRuns` at a
@@ -175,28 +173,24 @@ export class RunManager implements RunsService, TickService {
     }
     this.#sweep(now);
     const { route } = delivery;
-    // Recorded durably (fsynced) before accept resolves; run later, when a slot is free.
-    const session = createRun(route.served.workflow, {
-      ...this.#sessionOptions(),
+    // Recorded durably (fsynced) before accept resolves; its session is made when a slot is free.
+    const recording = recordRun(route.served.workflow, {
+      ...this.#recordOptions(),
       inputs: delivery.inputs,
       trigger: delivery.trigger,
       hookPath: route.path,
       annotations: { hook: hookOf(delivery) },
-      durable: this.#recorder,
     });
-    this.#watch(session, route.served);
-    const runId = session.runId;
-    const recorded = session.record().then(() => runId);
+    const recorded = recording.then((r) => r.runId);
     // Set before the first await: a redelivery racing the original waits for it instead of starting a second run.
     for (const { key, untilMs } of keys) this.#deliveries.set(key, { run: recorded, untilMs });
     recorded.catch(() => {
       for (const { key } of keys) if (this.#deliveries.get(key)?.run === recorded) this.#deliveries.delete(key);
     });
-    const startedAt = new Date(now).toISOString();
-    await recorded;
-    this.#waiting.set(runId, { session, served: route.served, startedAt });
+    const run = await recording;
+    this.#waiting.set(run.runId, { recorded: run, served: route.served });
     this.#pump();
-    return { runId, duplicate: false };
+    return { runId: run.runId, duplicate: false };
   }
 
   /**
@@ -207,23 +201,22 @@ export class RunManager implements RunsService, TickService {
     const key = served.workflow.file;
     const previous = this.#scheduled.get(key);
     if (previous !== undefined) return { skipped: previous };
-    const session = createRun(served.workflow, {
-      ...this.#sessionOptions(),
-      trigger: { type: 'schedule', scheduled_at: at },
-      annotations: { hook: { path: SCHEDULE_HOOK, delivery: null, schedule: at } satisfies ListenerRunEntry['hook'] },
-      durable: this.#recorder,
-    });
-    const runId = session.runId;
+    const runId = newRunId();
     // Held from before the first await: a tick of another trigger of this workflow sees it.
     this.#scheduled.set(key, runId);
-    this.#watch(session, served);
+    let recorded: RecordedRun;
     try {
-      await session.record();
+      recorded = await recordRun(served.workflow, {
+        ...this.#recordOptions(),
+        runId,
+        trigger: { type: 'schedule', scheduled_at: at },
+        annotations: { hook: { path: SCHEDULE_HOOK, delivery: null, schedule: at } satisfies ListenerRunEntry['hook'] },
+      });
     } catch (error) {
       this.#scheduled.delete(key);
       throw error;
     }
-    this.#waiting.set(runId, { session, served, startedAt: at });
+    this.#waiting.set(runId, { recorded, served });
     this.#pump();
     return { runId };
   }
@@ -234,7 +227,10 @@ export class RunManager implements RunsService, TickService {
       const waiting = this.#waiting.get(runId);
       const pending = waiting ?? this.#active.get(runId)?.pending;
       const status = waiting ? 'queued' : 'running';
-      if (pending) return { runId, workflow: pending.served.workflow.name, status, state: status, error: null, steps: {}, startedAt: pending.startedAt, durationMs: 0 };
+      if (pending && 'recorded' in pending) {
+        const { entry } = pending.recorded;
+        return { runId, workflow: entry.workflow, status, state: status, error: null, steps: {}, startedAt: entry.startedAt, durationMs: 0 };
+      }
     }
     // Another workflow's run is known by its record, without reading its journal.
     const known = currentRecord(this.#options.stateDir, runId);
@@ -257,6 +253,12 @@ export class RunManager implements RunsService, TickService {
     this.#waiting.clear();
     await Promise.allSettled([...this.#active.values()].map((a) => a.done));
     await this.#recorder.close();
+  }
+
+  /** What every new run is recorded with. */
+  #recordOptions() {
+    const { ferry, redactor, sandbox } = this.#options;
+    return { ferry, redactor, recorder: this.#recorder, ...(sandbox ? { mode: 'sandbox' as const } : {}) };
   }
 
   /** What every run is started with: the listener's queues, secrets, state dir and stop. */
@@ -291,7 +293,7 @@ export class RunManager implements RunsService, TickService {
     while (this.#started && !this.#stop.signal.aborted && this.#active.size < this.maxRuns) {
       const next = this.#waiting.values().next();
       if (next.done) return;
-      const { runId } = next.value.session;
+      const runId = pendingId(next.value);
       this.#waiting.delete(runId);
       const file = next.value.served.workflow.file;
       const done = this.#execute(next.value).finally(() => {
@@ -304,13 +306,18 @@ export class RunManager implements RunsService, TickService {
   }
 
   async #execute(pending: Pending): Promise<void> {
-    const { session, served } = pending;
+    const { served } = pending;
     try {
+      const session = 'session' in pending ? pending.session : this.#watch(recordedSession(served.workflow, pending.recorded, { ...this.#sessionOptions(), recorder: this.#recorder }), served);
       await session.run();
     } catch (error) {
-      this.#options.log(`run ${session.runId} (${served.workflow.name}) could not run: ${errorMessage(error)}`);
+      this.#options.log(`run ${pendingId(pending)} (${served.workflow.name}) could not run: ${errorMessage(error)}`);
     }
   }
+}
+
+function pendingId(pending: Pending): string {
+  return 'session' in pending ? pending.session.runId : pending.recorded.runId;
 }
 
 /** The `hook` field of the listener's `run` entry: where the delivery came in and its keys. */

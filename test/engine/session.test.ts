@@ -6,7 +6,8 @@ import { runCommand } from '../../src/cli/run-command.js';
 import type { RunEvent } from '../../src/engine/events.js';
 import { createFerry } from '../../src/engine/runtime.js';
 import { envSecrets } from '../../src/engine/secrets.js';
-import { createRun, startRun, type RunSession } from '../../src/engine/session.js';
+import { startRun, type RunSession } from '../../src/engine/session.js';
+import { recordedSession, recordRun } from '../../src/engine/recorded.js';
 import { DurableRecorder } from '../../src/store/durable.js';
 import { builtinRegistry } from '../../src/providers/index.js';
 import type { JournalEntry, RunJournal } from '../../src/store/journal.js';
@@ -137,7 +138,8 @@ describe('the run session', () => {
     stop.abort('SIGTERM');
     expect(await serving).toBe(0);
     expect(served.sessions.map((s) => s.runId)).toEqual([runId]);
-    // The listener records the run (202), then takes it up: its journal says `resume` there.
+    // The listener records the run's `run` entry at the 202, with no session yet; the session
+    // is made when the run starts, tells it as started, and takes it up: its journal says `resume` there.
     expect(served.events[0]?.map((e) => e.type).slice(0, 2)).toEqual(['run-started', 'run-resumed']);
     expect(sequence(served.events[0] ?? [])).toEqual(expected);
   });
@@ -196,12 +198,13 @@ describe('the run session', () => {
     const workflow = workflowFrom('name: queued\nsteps: [{ id: say, action: core.log, with: { message: hello } }]\n', registry, path.join(stateDir, 'queued.yaml'));
     const ferry = createFerry({ registry });
     const steps: string[] = [];
-    const session = createRun(workflow, { ferry, secrets: envSecrets({}), stateDir, durable: new DurableRecorder(stateDir) });
+    const recorder = new DurableRecorder(stateDir);
+    const recorded = await recordRun(workflow, { ferry, recorder });
+    const session = recordedSession(workflow, recorded, { ferry, secrets: envSecrets({}), stateDir, recorder });
     session.on((event) => void (event.type === 'step-started' && steps.push(event.step)));
-    await session.record();
     // Meanwhile another listener started on this state dir wrote its folder from the accepted log, and ran it.
-    await mkdir(path.join(stateDir, 'runs', session.runId));
-    await appendFile(path.join(stateDir, 'runs', session.runId, 'journal.jsonl'), `${JSON.stringify({ t: 'resume', at: new Date().toISOString(), pid: 1 })}\n`);
+    await mkdir(path.join(stateDir, 'runs', recorded.runId));
+    await appendFile(path.join(stateDir, 'runs', recorded.runId, 'journal.jsonl'), `${JSON.stringify({ t: 'resume', at: new Date().toISOString(), pid: 1 })}\n`);
     await expect(session.run()).rejects.toMatchObject({ code: 'FERRY_RUN_BUSY' });
     expect(steps).toEqual([]);
     await ferry.close();
