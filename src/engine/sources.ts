@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, type ReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
 
@@ -28,6 +27,37 @@ export function readRows(file: string, position?: ReadPosition): AsyncIterable<S
   if (/\.(jsonl|ndjson)$/i.test(file)) return jsonLines(file, position);
   if (/\.json$/i.test(file)) return jsonArray(file, position);
   throw new FerryError('FERRY_LOOP_FILE_TYPE', `loop.file ${file}: use a .csv, .jsonl, .ndjson or .json file`);
+}
+
+/**
+ * A loop file's rows, pulled one at a time. `next()` answers at once while the chunk read last
+ * still holds rows, and with a promise only when the next chunk must be read: a JSONL row is
+ * parsed when the loop asks for it, never ahead, so a loop over a million rows holds one chunk
+ * of the file and the rows in flight, and pays no promise per row.
+ */
+export interface RowSource {
+  next(): IteratorResult<unknown> | Promise<IteratorResult<unknown>>;
+  /** The 1-based line the row `next()` gave last starts on (CSV counts the header; none for a .json array). */
+  readonly line: number | undefined;
+  /** Stops reading and releases the file (a loop that stops early). */
+  close(): void;
+}
+
+/** The rows of a loop file as a RowSource; `position`, when given, follows the bytes read. */
+export function openRows(file: string, position?: ReadPosition): RowSource {
+  if (/\.(jsonl|ndjson)$/i.test(file)) return new JsonLines(file, position);
+  const rows = readRows(file, position)[Symbol.asyncIterator]();
+  const source = {
+    line: undefined as number | undefined,
+    async next(): Promise<IteratorResult<unknown>> {
+      const next = await rows.next();
+      if (next.done) return next;
+      source.line = next.value.line;
+      return { done: false, value: next.value.value };
+    },
+    close: () => void rows.return?.(),
+  };
+  return source;
 }
 
 /** Where the reader is: the bytes of the file up to the end of the last item it yielded (for progress). */
@@ -121,18 +151,112 @@ class RecordLines extends Transform {
 }
 
 async function* jsonLines(file: string, position: ReadPosition | undefined): AsyncIterable<SourceRow> {
-  const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
-  let n = 0;
-  for await (const line of lines) {
-    n++;
-    // The line and its newline (a CRLF counts one byte short: close enough for progress).
-    if (position) position.bytes += Buffer.byteLength(line) + 1;
-    if (line.trim() === '') continue;
-    try {
-      yield { value: JSON.parse(line) as unknown, line: n };
-    } catch (error) {
-      throw fileError(file, `line ${n}`, `not JSON (${(error as Error).message})`);
+  const rows = new JsonLines(file, position);
+  try {
+    for (;;) {
+      const pulled = rows.next();
+      const next = pulled instanceof Promise ? await pulled : pulled;
+      if (next.done) return;
+      yield { value: next.value, line: rows.line };
     }
+  } finally {
+    rows.close();
+  }
+}
+
+/** Bytes of a JSONL file read at a time: what a file loop holds besides its rows in flight. */
+const JSONL_CHUNK = 64 * 1024;
+
+/**
+ * JSONL rows cut from the file's chunks at `\n` and parsed one by one as the loop pulls them
+ * (a blank line is skipped, its line number counted; a `\r` before the `\n` is JSON
+ * whitespace). Only a line that spans two chunks is copied; the others are decoded straight
+ * from the chunk.
+ */
+class JsonLines implements RowSource {
+  readonly #file: string;
+  readonly #stream: ReadStream;
+  readonly #chunks: AsyncIterator<Buffer>;
+  readonly #position: ReadPosition | undefined;
+  #chunk: Buffer = Buffer.alloc(0);
+  #at = 0;
+  /** Bytes of the file before `#chunk`. */
+  #before = 0;
+  /** The start of a line whose end is in a later chunk. */
+  #carry: Buffer | undefined;
+  #lines = 0;
+  #ended = false;
+  line: number | undefined;
+
+  constructor(file: string, position: ReadPosition | undefined) {
+    this.#file = file;
+    this.#position = position;
+    this.#stream = createReadStream(file, { highWaterMark: JSONL_CHUNK });
+    this.#chunks = this.#stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  }
+
+  next(): IteratorResult<unknown> | Promise<IteratorResult<unknown>> {
+    for (;;) {
+      const chunk = this.#chunk;
+      const nl = chunk.indexOf(0x0a, this.#at);
+      if (nl === -1) break;
+      let text: string;
+      if (this.#carry) {
+        text = Buffer.concat([this.#carry, chunk.subarray(this.#at, nl)]).toString('utf8');
+        this.#carry = undefined;
+      } else text = chunk.toString('utf8', this.#at, nl);
+      this.#at = nl + 1;
+      this.#lines++;
+      if (this.#position) this.#position.bytes = this.#before + this.#at;
+      const row = this.#parse(text);
+      if (row) return row;
+    }
+    return this.#read();
+  }
+
+  async #read(): Promise<IteratorResult<unknown>> {
+    for (;;) {
+      if (this.#at < this.#chunk.length) {
+        const rest = this.#chunk.subarray(this.#at);
+        this.#carry = this.#carry ? Buffer.concat([this.#carry, rest]) : rest;
+      }
+      this.#before += this.#chunk.length;
+      this.#chunk = Buffer.alloc(0);
+      this.#at = 0;
+      if (this.#ended) break;
+      const next = await this.#chunks.next();
+      if (next.done) {
+        this.#ended = true;
+        break;
+      }
+      this.#chunk = next.value;
+      if (this.#chunk.indexOf(0x0a) !== -1) return this.next();
+    }
+    // The last line needs no newline after it.
+    const last = this.#carry;
+    this.#carry = undefined;
+    if (last) {
+      this.#lines++;
+      if (this.#position) this.#position.bytes = this.#before;
+      const row = this.#parse(last.toString('utf8'));
+      if (row) return row;
+    }
+    return { done: true, value: undefined };
+  }
+
+  #parse(text: string): IteratorResult<unknown> | undefined {
+    if (text.trim() === '') return undefined;
+    this.line = this.#lines;
+    try {
+      return { done: false, value: JSON.parse(text) as unknown };
+    } catch (error) {
+      throw fileError(this.#file, `line ${this.#lines}`, `not JSON (${(error as Error).message})`);
+    }
+  }
+
+  close(): void {
+    this.#ended = true;
+    this.#stream.destroy();
   }
 }
 

@@ -7,7 +7,13 @@ import { stepKey } from './resume.js';
 import { errorInfo, interruption, ItemSetAside, type ItemScope, type Run } from './state.js';
 
 /** Runs steps in order within one scope (the workflow, or one loop item) until one fails. */
-export async function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
+export function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
+  // A loop item of one step (the common case) waits on that step alone, with no frame of its own.
+  if (steps.length === 1 && !run.stopping) return runStep(steps[0] as Step, scope, run);
+  return runInOrder(steps, scope, run);
+}
+
+async function runInOrder(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
   for (const step of steps) {
     if (run.stopping) return;
     await runStep(step, scope, run);
