@@ -7,10 +7,9 @@ import path from 'node:path';
 import { startEmulator } from './lib.mjs';
 
 /** Runs `ferry run <file>` as a user would; returns its exit code, peak RSS, time and state dir. */
-function ferryRun(file, nodeArgs = []) {
+function ferryRun(file, nodeArgs = [], cli = new URL('../dist/cli.js', import.meta.url).pathname) {
   const state = mkdtempSync(path.join(tmpdir(), 'ferry-rss-state-'));
   const report = path.join(state, 'peak.json');
-  const cli = new URL('../dist/cli.js', import.meta.url).pathname;
   const preload = new URL('./peak-rss.mjs', import.meta.url).href;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...nodeArgs, '--import', preload, cli, 'run', file, '--state-dir', state], { env: { ...process.env, FERRY_BENCH_RSS_OUT: report }, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -34,7 +33,9 @@ function journalSize(state) {
 /**
  * `ferry run` of a 1,000,000-row JSONL loop of batched `segment.track`, in three set-ups:
  * as shipped (loop concurrency 1000), with a loop concurrency of one full Segment batch
- * (2500), and with a loop concurrency of 100. Node runs with its default flags.
+ * (2500), and with a loop concurrency of 100. Node runs with its default flags. With
+ * FERRY_BENCH_RSS_BASELINE set to another build's `dist/cli.js` (an older commit's worktree),
+ * the shipped set-up also runs on that build, in the same run, for a before/after.
  */
 export async function benchLoopRss({ rows = 1_000_000 } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'ferry-rss-loop-'));
@@ -50,6 +51,8 @@ export async function benchLoopRss({ rows = 1_000_000 } = {}) {
     { name: 'loop concurrency 2500', concurrency: 2500, nodeArgs: [] },
     { name: 'loop concurrency 100', concurrency: 100, nodeArgs: [] },
   ];
+  const baseline = process.env.FERRY_BENCH_RSS_BASELINE;
+  if (baseline) setups.splice(1, 0, { name: 'as shipped, before (baseline build)', concurrency: 1000, nodeArgs: [], cli: baseline });
   const results = [];
   for (const setup of setups) {
     const emu = await startEmulator();
@@ -66,7 +69,7 @@ steps:
         action: segment.track
         with: { userId: <<row.id>>, event: Replayed, properties: { plan: <<row.plan>> } }
 `);
-    const result = await ferryRun(wf, setup.nodeArgs);
+    const result = await ferryRun(wf, setup.nodeArgs, setup.cli);
     const stats = await emu.stats();
     await emu.close();
     results.push({ ...setup, ...result, journalBytes: journalSize(result.state), requests: stats.segment.requests, messages: stats.segment.messages });
