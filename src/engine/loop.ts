@@ -70,23 +70,10 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
   let running = 0;
   let allDone: (() => void) | undefined;
   let itemError: unknown;
-  const runOne = async (index: number, value: unknown, line: number | undefined, again: boolean): Promise<void> => {
-    // Object.assign keeps a copy of the context at half the size of a spread.
-    const steps = Object.assign({}, scope.steps);
-    const context: TemplateContext = Object.assign({}, scope.context);
-    context.steps = steps;
-    context[step.as] = value;
-    context.loop = { index };
-    const item = [...scope.item, index];
-    const row = line === undefined || fileName === undefined ? scope.row : { file: fileName, line };
+  // What an item does once its steps are done (or one failed, or it was set aside).
+  const itemDone = (itemScope: ItemScope, index: number, value: unknown, again: boolean, aside: ItemSetAside | undefined): void => {
+    const { steps, item, row } = itemScope;
     try {
-      let aside: ItemSetAside | undefined;
-      try {
-        await runItem(step.steps, { context, steps, item, inner, feed, ...(row ? { row } : {}) }, run);
-      } catch (error) {
-        // A failed step is recorded (steps.ts) and stops the run; the item just ends.
-        if (error instanceof ItemSetAside) aside = error;
-      }
       // Finished means every inner step ran (or was skipped): a stop or a failure elsewhere
       // can leave an item half done, and its row must run again on retry. An item set aside
       // is done with for this attempt: failed.jsonl has it, and `ferry retry` sends it again.
@@ -107,6 +94,30 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
       feed.drop();
       if (--running === 0) allDone?.();
     }
+  };
+  // Not async: a waiting item holds its scope and one continuation, no suspended frame.
+  const runOne = (index: number, value: unknown, line: number | undefined, again: boolean): void => {
+    // Object.assign keeps a copy of the context at half the size of a spread.
+    const steps = Object.assign({}, scope.steps);
+    const context: TemplateContext = Object.assign({}, scope.context);
+    context.steps = steps;
+    context[step.as] = value;
+    context.loop = { index };
+    // concat, not a spread: a spread array keeps room for 16 more positions.
+    const item = scope.item.concat(index);
+    const row = line === undefined || fileName === undefined ? scope.row : { file: fileName, line };
+    const itemScope: ItemScope = { context, steps, item, inner, feed, row };
+    let pending: Promise<void>;
+    try {
+      pending = runItem(step.steps, itemScope, run);
+    } catch (error) {
+      pending = Promise.reject(error as Error);
+    }
+    // A failed step is recorded (steps.ts) and stops the run; the item just ends.
+    void pending.then(
+      () => itemDone(itemScope, index, value, again, undefined),
+      (error: unknown) => itemDone(itemScope, index, value, again, error instanceof ItemSetAside ? error : undefined),
+    );
   };
   for (;;) {
     const free = feed.whenFree();
@@ -138,7 +149,7 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
       continue;
     }
     running++;
-    void runOne(index, next.value, source?.line, before !== undefined);
+    runOne(index, next.value, source?.line, before !== undefined);
   }
   feed.close();
   source?.close();
