@@ -44,7 +44,11 @@ export function basicAuth(writeKey: unknown): { header: string; encoded: string 
  * message waiting for its batch keeps no frame of this function alive.
  */
 export function sendMessage(context: SegmentContext, type: 'identify' | 'track', message: Record<string, unknown>): Promise<{ success: true }> {
-  const full: Record<string, unknown> = { ...message, type };
+  // Object.assign, not a spread: V8 promotes a spread copy that gets a property added (the
+  // messageId) at many times the rate of an assigned one, and a loop of a million messages
+  // pays for it in old-generation growth (docs/BENCHMARKS.md, rss-loop).
+  const full: Record<string, unknown> = Object.assign({}, message);
+  full.type = type;
   full.messageId ??= context.idempotencyKey();
   if (typeof full.timestamp === 'number') full.timestamp = new Date(full.timestamp).toISOString();
   const body = JSON.stringify(full);
