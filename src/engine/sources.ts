@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, type ReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
 
@@ -170,19 +170,25 @@ const JSONL_CHUNK = 64 * 1024;
 /**
  * JSONL rows cut from the file's chunks at `\n` and parsed one by one as the loop pulls them
  * (a blank line is skipped, its line number counted; a `\r` before the `\n` is JSON
- * whitespace). Only a line that spans two chunks is copied; the others are decoded straight
- * from the chunk.
+ * whitespace). Chunks are read into two buffers in turn, the next one while the loop works
+ * through this one (so that a batch never waits on the disk): a stream would allocate a new
+ * 64 KB Buffer per read, whose bytes live outside the heap until the GC collects it, long after
+ * its rows ran. Only a line that spans two chunks is copied; the others are decoded straight
+ * from the chunk. Any error it throws closes the file.
  */
 class JsonLines implements RowSource {
   readonly #file: string;
-  readonly #stream: ReadStream;
-  readonly #chunks: AsyncIterator<Buffer>;
   readonly #position: ReadPosition | undefined;
-  #chunk: Buffer = Buffer.alloc(0);
+  readonly #buffers = [Buffer.allocUnsafeSlow(JSONL_CHUNK), Buffer.allocUnsafeSlow(JSONL_CHUNK)] as const;
+  #handle: Promise<FileHandle> | undefined;
+  /** The read under way into the buffer `#chunk` is not in. */
+  #ahead: { buffer: Buffer; bytes: Promise<number> } | undefined;
+  /** The bytes of `#buffer` the last read filled. */
+  #chunk: Buffer = EMPTY;
   #at = 0;
-  /** Bytes of the file before `#chunk`. */
+  /** Bytes of the file before `#chunk`: where the next read starts once it is used up. */
   #before = 0;
-  /** The start of a line whose end is in a later chunk. */
+  /** The start of a line whose end is in a later chunk (a copy: the buffer is read into again). */
   #carry: Buffer | undefined;
   #lines = 0;
   #ended = false;
@@ -191,8 +197,6 @@ class JsonLines implements RowSource {
   constructor(file: string, position: ReadPosition | undefined) {
     this.#file = file;
     this.#position = position;
-    this.#stream = createReadStream(file, { highWaterMark: JSONL_CHUNK });
-    this.#chunks = this.#stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   }
 
   next(): IteratorResult<unknown> | Promise<IteratorResult<unknown>> {
@@ -218,18 +222,28 @@ class JsonLines implements RowSource {
     for (;;) {
       if (this.#at < this.#chunk.length) {
         const rest = this.#chunk.subarray(this.#at);
-        this.#carry = this.#carry ? Buffer.concat([this.#carry, rest]) : rest;
+        this.#carry = this.#carry ? Buffer.concat([this.#carry, rest]) : Buffer.from(rest);
       }
       this.#before += this.#chunk.length;
-      this.#chunk = Buffer.alloc(0);
+      this.#chunk = EMPTY;
       this.#at = 0;
       if (this.#ended) break;
-      const next = await this.#chunks.next();
-      if (next.done) {
-        this.#ended = true;
+      const ahead = this.#ahead ?? this.#readAhead(this.#buffers[0], this.#before);
+      this.#ahead = undefined;
+      let read: number;
+      try {
+        read = await ahead.bytes;
+      } catch (error) {
+        this.close();
+        throw error;
+      }
+      if (read === 0) {
+        this.close();
         break;
       }
-      this.#chunk = next.value;
+      this.#chunk = ahead.buffer.subarray(0, read);
+      // The other buffer is free (a line left over from it was copied into `#carry`).
+      if (!this.#ended) this.#ahead = this.#readAhead(ahead.buffer === this.#buffers[0] ? this.#buffers[1] : this.#buffers[0], this.#before + read);
       if (this.#chunk.indexOf(0x0a) !== -1) return this.next();
     }
     // The last line needs no newline after it.
@@ -244,21 +258,37 @@ class JsonLines implements RowSource {
     return { done: true, value: undefined };
   }
 
+  /** Starts reading the chunk at `position` into `buffer`; its error, if any, is thrown where it is awaited. */
+  #readAhead(buffer: Buffer, position: number): { buffer: Buffer; bytes: Promise<number> } {
+    const bytes = (this.#handle ??= open(this.#file, 'r')).then(async (handle) => (await handle.read(buffer, 0, JSONL_CHUNK, position)).bytesRead);
+    // Not awaited when the loop stops first.
+    bytes.catch(() => undefined);
+    return { buffer, bytes };
+  }
+
   #parse(text: string): IteratorResult<unknown> | undefined {
     if (text.trim() === '') return undefined;
     this.line = this.#lines;
     try {
       return { done: false, value: JSON.parse(text) as unknown };
     } catch (error) {
+      this.close();
       throw fileError(this.#file, `line ${this.#lines}`, `not JSON (${(error as Error).message})`);
     }
   }
 
   close(): void {
     this.#ended = true;
-    this.#stream.destroy();
+    const handle = this.#handle;
+    this.#handle = undefined;
+    void handle?.then(
+      (h) => h.close().catch(() => undefined),
+      () => undefined,
+    );
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /**
  * The elements of a top-level JSON array, one at a time: a small scanner finds where each

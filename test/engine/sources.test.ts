@@ -1,4 +1,4 @@
-import { mkdir, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readlink, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { confineDataPath, dataRoots } from '../../src/engine/data-paths.js';
@@ -97,6 +97,36 @@ describe('loop.file sources', () => {
       for await (const item of readItems(file)) seen.push(item);
     }).rejects.toThrow(/late.jsonl, line 3002: not JSON/);
     expect(seen).toHaveLength(3000);
+  });
+
+  it('reads a JSONL file through one buffer and leaves it closed when the rows end, when a row is bad and when the loop stops early', async () => {
+    const file = path.join(dir, 'closed.jsonl');
+    await writeFile(file, `${Array.from({ length: 5000 }, (_, i) => JSON.stringify({ id: i, pad: 'q'.repeat(i % 90) })).join('\n')}\n{bad}\n`);
+    const whole = path.join(dir, 'whole.jsonl');
+    await writeFile(whole, Array.from({ length: 5000 }, (_, i) => JSON.stringify({ id: i })).join('\n'));
+    // The descriptors this process holds on the file, from /proc (Linux).
+    const open = async (): Promise<number> => {
+      const fds = await readdir('/proc/self/fd');
+      const targets = await Promise.all(fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+      return targets.filter((t) => t === file || t === whole).length;
+    };
+    const drain = async (source: ReturnType<typeof openRows>, limit = Infinity): Promise<number> => {
+      let n = 0;
+      while (n < limit) {
+        const pulled = source.next();
+        if ((pulled instanceof Promise ? await pulled : pulled).done) break;
+        n++;
+      }
+      return n;
+    };
+    await expect(drain(openRows(file))).rejects.toThrow(/closed.jsonl, line 5001: not JSON/);
+    expect(await drain(openRows(whole))).toBe(5000);
+    const early = openRows(file);
+    expect(await drain(early, 2500)).toBe(2500);
+    expect(early.line).toBe(2500);
+    early.close();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await open()).toBe(0);
   });
 
   it('streams the elements of a JSON array, with strings holding brackets and commas', async () => {
