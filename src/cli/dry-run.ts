@@ -63,7 +63,7 @@ export async function dryRun(original: Workflow, options: DryRunOptions, io: Com
     .intercept({ path: () => true, method: () => true })
     .reply((opts) => {
       const url = new URL(opts.path, opts.origin);
-      const text = typeof opts.body === 'string' ? opts.body : '';
+      const text = typeof opts.body === 'string' ? opts.body : Buffer.isBuffer(opts.body) ? opts.body.toString('utf8') : '';
       const call: PlannedCall = { ...current, action: where.get(current.step)?.action ?? '', method: opts.method, url: url.toString(), headers: lowerHeaders(opts.headers), body: readBody(text, lowerHeaders(opts.headers)['content-type']) };
       calls.push(call);
       if (!options.json) io.stdout(formatCall({ ...call, body: io.redactor.redactValue(call.body) }, calls.length, where));

@@ -8,8 +8,11 @@ import { CallContext } from './call-context.js';
 import type { ProviderQueue } from './queue.js';
 import type { ItemScope, Run, StepRuntime } from './state.js';
 
-/** Renders an action step's inputs, checks them and runs the action with one call's context. */
-export async function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: CallSummary): Promise<unknown> {
+/**
+ * Renders an action step's inputs, checks them and runs the action with one call's context.
+ * Not async: a bad input throws here, inside the caller's try, and a waiting call keeps no frame of its own.
+ */
+export function runAction(step: ActionStep, scope: ItemScope, run: Run, calls: CallSummary): Promise<unknown> {
   let shared = run.stepRuntimes.get(step);
   if (!shared) {
     shared = stepRuntime(step, run);

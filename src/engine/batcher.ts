@@ -2,8 +2,9 @@ import type { Dispatcher } from 'undici';
 import { ProviderError } from '../errors.js';
 import type { BatchSpec, ItemOutcome, RequestOutcome } from '../providers/define.js';
 import type { RetryPolicy } from '../workflow/types.js';
+import type { CallSummary } from '../types.js';
 import type { ProviderQueue } from './queue.js';
-import { decide, failureCode, outcomeOf, stoppedWaiting, waitBeforeRetry, wouldRetry, type CallStats, type Decision, type FailedOutcome } from './retry.js';
+import { addStats, decide, failureCode, outcomeOf, stoppedWaiting, waitBeforeRetry, wouldRetry, type CallStats, type Decision, type FailedOutcome } from './retry.js';
 import type { Feed } from './feed.js';
 import { MAX_TIMER_MS } from './timers.js';
 
@@ -34,14 +35,30 @@ export interface BatchCall {
 interface Pending {
   call: BatchCall;
   stats: CallStats;
+  /** The step's summary that the item's stats are added to when it settles. */
+  calls: CallSummary | undefined;
   item: unknown;
   size: number;
   /** The loop the item came from, told when it waits, when its request leaves and comes back. */
   feed: Feed | undefined;
   /** Its request is on the wire and it lent its loop slot to the next item. */
   lent: boolean;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
+  /** The caller's promise; settled through `succeed` and `fail`, which tell its loop first. */
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/** The item leaves the batcher with its result: its loop counts it running again. */
+function succeed(p: Pending, value: unknown): void {
+  p.feed?.unpark();
+  if (p.calls) addStats(p.calls, p.stats);
+  p.resolve(value);
+}
+
+function fail(p: Pending, error: unknown): void {
+  p.feed?.unpark();
+  if (p.calls) addStats(p.calls, p.stats);
+  p.reject(error);
 }
 
 /**
@@ -90,32 +107,24 @@ export class Batcher {
   /**
    * Sends `item` in a batch and resolves with its own result. `feed` is the loop the call
    * comes from (none for a step outside loops): a batch leaves as soon as none of its loops
-   * has an item that could still join, at the latest when its window ends.
+   * has an item that could still join, at the latest when its window ends. `calls` is the
+   * step's summary, which the item's `stats` are added to when it settles.
    */
-  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, call: BatchCall, stats: CallStats, feed?: Feed): Promise<Result> {
+  add<Item, Result>(spec: BatchSpec<Item, Result>, item: Item, call: BatchCall, stats: CallStats, feed?: Feed, calls?: CallSummary): Promise<Result> {
     return new Promise<Result>((resolve, reject) => {
       // Unbatched, an item is its own request and keeps its loop slot, as with any call.
       const batched = call.settings.enabled && feed !== undefined;
       const pending: Pending = {
         call,
         stats,
+        calls,
         item,
         // Sizing an item costs a JSON.stringify: only worth it when items are coalesced.
         size: call.settings.enabled ? spec.sizeOf(item) : 0,
         feed: batched ? feed : undefined,
         lent: false,
-        resolve: batched
-          ? (value) => {
-              feed.unpark();
-              resolve(value as Result);
-            }
-          : (resolve as (v: unknown) => void),
-        reject: batched
-          ? (error) => {
-              feed.unpark();
-              reject(error);
-            }
-          : reject,
+        resolve: resolve as (value: unknown) => void,
+        reject,
       };
       // Parked before it joins, so that its own group sees it waiting; other batches this
       // loop feeds are told after, once it is in its group.
@@ -249,7 +258,7 @@ export class Batcher {
     const failed = new Map<string, Failed[]>();
     answer.forEach((outcome, i) => {
       const p = items[i] as Pending;
-      if (outcome.kind === 'ok') return p.resolve(outcome.value);
+      if (outcome.kind === 'ok') return succeed(p, outcome.value);
       const list = failed.get(outcome.kind) ?? [];
       failed.set(outcome.kind, list);
       list.push({ p, outcome });
@@ -279,11 +288,11 @@ export class Batcher {
       else p.stats.failures.push(failureCode(outcome.error));
       // Stopping: nothing is sent again; the item is interrupted, not failed by the provider.
       if (p.call.signal.aborted && wouldRetry(outcome)) {
-        p.reject(stoppedWaiting(this.queue.provider, outcome.error));
+        fail(p, stoppedWaiting(this.queue.provider, outcome.error));
         continue;
       }
       const decision = decide(outcome, p.stats.attempts, p.call.policy, p.call.maxWaitMs);
-      if (!decision.retry) p.reject(decision.error);
+      if (!decision.retry) fail(p, decision.error);
       else {
         wait ??= { decision, outcome };
         again.push({ p, outcome });
@@ -296,7 +305,7 @@ export class Batcher {
       const joined = new Set<Group>();
       for (const { p, outcome } of again) {
         p.stats.waitedMs += Date.now() - started;
-        if (p.call.signal.aborted) p.reject(stoppedWaiting(this.queue.provider, outcome.error));
+        if (p.call.signal.aborted) fail(p, stoppedWaiting(this.queue.provider, outcome.error));
         else {
           const group = this.#join(spec, p);
           if (group) joined.add(group);

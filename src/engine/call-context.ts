@@ -4,7 +4,7 @@ import type { ActionContext, BatchDeclaration, CallOptions, BatchSpec, BatchVari
 import type { CallSummary, LogLevel } from '../types.js';
 import { confineDataPath } from './data-paths.js';
 import type { Feed } from './feed.js';
-import { callWithRetry, type CallStats } from './retry.js';
+import { addStats, callWithRetry, type CallStats } from './retry.js';
 import type { Run, StepRuntime } from './state.js';
 
 /** One call's ActionContext: the step's shared part plus this loop item. */
@@ -72,16 +72,19 @@ export class CallContext implements ActionContext {
     }
   }
 
-  async batch<Item, Result, Variant extends BatchVariant = undefined>(declaration: BatchDeclaration<Item, Result, Record<string, unknown>, string, Variant>, entry: Item, variant?: Variant): Promise<Result> {
-    const spec = this.#spec(declaration as BatchDeclaration<unknown, unknown, Record<string, unknown>, string, BatchVariant>, variant) as BatchSpec<Item, Result>;
+  batch<Item, Result, Variant extends BatchVariant = undefined>(declaration: BatchDeclaration<Item, Result, Record<string, unknown>, string, Variant>, entry: Item, variant?: Variant): Promise<Result> {
     const stats: CallStats = { attempts: 0, failures: [], waitedMs: 0 };
     const shared = this.#shared;
     const run = this.#run;
-    shared.batchCall ??= { settings: shared.batch, dispatcher: run.dispatcherFor(shared.provider), policy: shared.policy, maxWaitMs: shared.maxWaitMs, signal: run.signal };
     try {
-      return await run.limiter.batcher(shared.queue).add(spec, entry, shared.batchCall, stats, this.#feed);
-    } finally {
+      const spec = this.#spec(declaration as BatchDeclaration<unknown, unknown, Record<string, unknown>, string, BatchVariant>, variant) as BatchSpec<Item, Result>;
+      shared.batchCall ??= { settings: shared.batch, dispatcher: run.dispatcherFor(shared.provider), policy: shared.policy, maxWaitMs: shared.maxWaitMs, signal: run.signal };
+      // The batcher adds the call's stats to the step's when it settles the item: a waiting
+      // item keeps no frame of this method alive.
+      return run.limiter.batcher(shared.queue).add(spec, entry, shared.batchCall, stats, this.#feed, this.#calls);
+    } catch (error) {
       addStats(this.#calls, stats);
+      return Promise.reject(error as Error);
     }
   }
 
@@ -105,11 +108,4 @@ export class CallContext implements ActionContext {
     const events = this.#run.events;
     if (events.wants('log')) events.emit({ type: 'log', level, message, step: this.#shared.step.id, item: this.item });
   }
-}
-
-function addStats(calls: CallSummary, stats: CallStats): void {
-  calls.calls++;
-  calls.attempts += stats.attempts;
-  calls.waitedMs += stats.waitedMs;
-  for (const f of stats.failures) calls.failures[String(f)] = (calls.failures[String(f)] ?? 0) + 1;
 }

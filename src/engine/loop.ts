@@ -7,7 +7,7 @@ import type { ItemEntry } from '../store/journal.js';
 import { confineDataPath } from './data-paths.js';
 import { stepKey } from './resume.js';
 import { Feed } from './feed.js';
-import { fingerprint, readRows, sourceChange, sourceChangedError, type ReadPosition, type SourceFingerprint, type SourceRow } from './sources.js';
+import { fingerprint, openRows, sourceChange, sourceChangedError, type ReadPosition, type RowSource, type SourceFingerprint } from './sources.js';
 import { errorInfo, interruption, ItemSetAside, type ItemScope, type Run } from './state.js';
 
 /** Runs a scope's steps (steps.ts's runSteps, passed in so that this module does not import it back). */
@@ -21,7 +21,8 @@ export type RunItem = (steps: readonly Step[], scope: ItemScope, run: Run) => Pr
 export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner: Map<string, InnerStepSummary>, runItem: RunItem): Promise<{ count: number; items?: unknown[] }> {
   // File-sourced loops stream their rows and keep only the count: a million rows never sit
   // in memory. Arrays keep each item's outputs, in item order.
-  let pull: () => Promise<IteratorResult<SourceRow>> | IteratorResult<SourceRow>;
+  let pull: () => Promise<IteratorResult<unknown>> | IteratorResult<unknown>;
+  let source: RowSource | undefined;
   let outputs: unknown[] | undefined;
   let count = 0;
   let done = 0;
@@ -37,12 +38,19 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
     fileName = path.relative(path.dirname(run.workflow.file), file) || file;
     // The read position is kept only for someone watching (the progress display).
     const position = run.events.wants('loop-read') ? { bytes: 0 } : undefined;
-    const rows = readRows(file, position)[Symbol.asyncIterator]();
+    const rows = openRows(file, position);
+    source = rows;
     pull = position ? readReporting(rows, position, size, (bytes) => run.events.emit({ type: 'loop-read', step: step.id, item: scope.item, bytes })) : () => rows.next();
     // A resumed file loop restarts at the first unfinished row: rows below the journal's
     // progress mark are read past without running anything (but for set-aside ones).
     done = run.options.resume?.progress?.get(key) ?? 0;
-    if (!setAside) while (count < done && !(await rows.next()).done) count++;
+    if (!setAside) {
+      while (count < done) {
+        const pulled = rows.next();
+        if ((pulled instanceof Promise ? await pulled : pulled).done) break;
+        count++;
+      }
+    }
     run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: undefined, size });
     progress = new LoopProgress(count, (mark) => run.events.emit({ type: 'loop-progress', step: step.id, item: scope.item, done: mark }));
   } else {
@@ -53,7 +61,7 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
     outputs = new Array(items.length);
     run.events.emit({ type: 'loop-started', step: step.id, item: scope.item, total: items.length });
     let at = 0;
-    pull = () => (at < items.length ? { done: false, value: { value: items[at++], line: undefined } } : { done: true, value: undefined });
+    pull = () => (at < items.length ? { done: false, value: items[at++] } : { done: true, value: undefined });
   }
   let sourceError: unknown;
   // Items start while a slot is free; an item whose batched request is on the wire gives its
@@ -62,20 +70,10 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
   let running = 0;
   let allDone: (() => void) | undefined;
   let itemError: unknown;
-  const runOne = async (index: number, value: unknown, line: number | undefined, again: boolean): Promise<void> => {
-    // Object.assign keeps a copy of the context at half the size of a spread.
-    const steps = Object.assign({}, scope.steps);
-    const context: TemplateContext = Object.assign({}, scope.context);
-    context.steps = steps;
-    context[step.as] = value;
-    context.loop = { index };
-    const item = [...scope.item, index];
-    const row = line === undefined || fileName === undefined ? scope.row : { file: fileName, line };
+  // What an item does once its steps are done (or one failed, or it was set aside).
+  const itemDone = (itemScope: ItemScope, index: number, value: unknown, again: boolean, aside: ItemSetAside | undefined): void => {
+    const { steps, item, row } = itemScope;
     try {
-      let aside: ItemSetAside | undefined;
-      await runItem(step.steps, { context, steps, item, inner, feed, ...(row ? { row } : {}) }, run).catch((error: unknown) => {
-        if (error instanceof ItemSetAside) aside = error;
-      });
       // Finished means every inner step ran (or was skipped): a stop or a failure elsewhere
       // can leave an item half done, and its row must run again on retry. An item set aside
       // is done with for this attempt: failed.jsonl has it, and `ferry retry` sends it again.
@@ -97,14 +95,40 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
       if (--running === 0) allDone?.();
     }
   };
+  // Not async: a waiting item holds its scope and one continuation, no suspended frame.
+  const runOne = (index: number, value: unknown, line: number | undefined, again: boolean): void => {
+    // Object.assign keeps a copy of the context at half the size of a spread.
+    const steps = Object.assign({}, scope.steps);
+    const context: TemplateContext = Object.assign({}, scope.context);
+    context.steps = steps;
+    context[step.as] = value;
+    context.loop = { index };
+    // concat, not a spread: a spread array keeps room for 16 more positions.
+    const item = scope.item.concat(index);
+    const row = line === undefined || fileName === undefined ? scope.row : { file: fileName, line };
+    const itemScope: ItemScope = { context, steps, item, inner, feed, row };
+    let pending: Promise<void>;
+    try {
+      pending = runItem(step.steps, itemScope, run);
+    } catch (error) {
+      pending = Promise.reject(error as Error);
+    }
+    // A failed step is recorded (steps.ts) and stops the run; the item just ends.
+    void pending.then(
+      () => itemDone(itemScope, index, value, again, undefined),
+      (error: unknown) => itemDone(itemScope, index, value, again, error instanceof ItemSetAside ? error : undefined),
+    );
+  };
   for (;;) {
     const free = feed.whenFree();
     if (free) await free;
     if (run.stopping || itemError !== undefined) break;
     feed.take();
-    let next: IteratorResult<SourceRow>;
+    let next: IteratorResult<unknown>;
     try {
-      next = await pull();
+      // A file's rows come without a promise while its chunk in hand holds them.
+      const pulled = pull();
+      next = pulled instanceof Promise ? await pulled : pulled;
     } catch (error) {
       sourceError = error;
       feed.drop();
@@ -125,9 +149,10 @@ export async function runLoop(step: LoopStep, scope: ItemScope, run: Run, inner:
       continue;
     }
     running++;
-    void runOne(index, next.value.value, next.value.line, before !== undefined);
+    runOne(index, next.value, source?.line, before !== undefined);
   }
   feed.close();
+  source?.close();
   if (running > 0) await new Promise<void>((resolve) => (allDone = resolve));
   if (itemError !== undefined) throw itemError;
   progress?.flush();
@@ -184,13 +209,16 @@ async function openLoopFile(step: LoopStep, scope: ItemScope, run: Run, key: str
  * Pulls rows and reports the read position each time it moved by a 200th of the file (and at
  * the end): a few hundred events per loop, however many rows.
  */
-function readReporting<T>(rows: AsyncIterator<T>, position: ReadPosition, size: number, report: (bytes: number) => void): () => Promise<IteratorResult<T>> {
+function readReporting(rows: RowSource, position: ReadPosition, size: number, report: (bytes: number) => void): () => IteratorResult<unknown> | Promise<IteratorResult<unknown>> {
   const stride = Math.max(1, Math.floor(size / 200));
   let reported = 0;
-  return async () => {
-    const next = await rows.next();
+  const check = (next: IteratorResult<unknown>): IteratorResult<unknown> => {
     if (next.done ? reported < size : position.bytes - reported >= stride) report((reported = next.done ? size : position.bytes));
     return next;
+  };
+  return () => {
+    const pulled = rows.next();
+    return pulled instanceof Promise ? pulled.then(check) : check(pulled);
   };
 }
 
@@ -207,7 +235,12 @@ function allFinished(steps: readonly Step[], outcomes: ItemScope['steps']): bool
  * every PROGRESS_EVERY rows, so that a retry can skip them without holding their entries.
  */
 class LoopProgress {
-  readonly #finished = new Set<number>();
+  /**
+   * Rows above the mark that finished, one byte each in a ring indexed by row: items finish
+   * near the mark (at most the items in flight above it), so the ring stays that small and a
+   * finished row costs no allocation.
+   */
+  #done = new Uint8Array(1024);
   #low: number;
   #written: number;
   constructor(
@@ -218,14 +251,28 @@ class LoopProgress {
     this.#written = start;
   }
   finished(index: number): void {
-    this.#finished.add(index);
-    while (this.#finished.delete(this.#low)) this.#low++;
+    if (index - this.#low >= this.#done.length) this.#grow(index - this.#low + 1);
+    const ring = this.#done;
+    ring[index % ring.length] = 1;
+    while (ring[this.#low % ring.length] === 1) {
+      ring[this.#low % ring.length] = 0;
+      this.#low++;
+    }
     if (this.#low - this.#written >= PROGRESS_EVERY) this.flush();
   }
   flush(): void {
     if (this.#low === this.#written) return;
     this.#written = this.#low;
     this.write(this.#low);
+  }
+  /** Makes room for `span` rows above the mark, keeping each finished row at its index. */
+  #grow(span: number): void {
+    const old = this.#done;
+    let size = old.length * 2;
+    while (size < span) size *= 2;
+    const ring = new Uint8Array(size);
+    for (let i = this.#low; i < this.#low + old.length; i++) ring[i % size] = old[i % old.length] as number;
+    this.#done = ring;
   }
 }
 

@@ -1,6 +1,7 @@
 import { ProviderError } from '../errors.js';
 import type { ItemOutcome, RequestOutcome } from '../providers/define.js';
 import { DEFAULT_MAX_WAIT_MS, type RetryPolicy } from '../workflow/types.js';
+import type { CallSummary } from '../types.js';
 import type { ProviderQueue } from './queue.js';
 import { sleep } from './timers.js';
 
@@ -123,6 +124,14 @@ export interface CallStats {
   /** Status codes (or error codes for network failures) of failed tries, in order. */
   failures: (number | string)[];
   waitedMs: number;
+}
+
+/** Adds one call's stats to its step's summary. */
+export function addStats(calls: CallSummary, stats: CallStats): void {
+  calls.calls++;
+  calls.attempts += stats.attempts;
+  calls.waitedMs += stats.waitedMs;
+  for (const f of stats.failures) calls.failures[String(f)] = (calls.failures[String(f)] ?? 0) + 1;
 }
 
 export interface RetryOptions {

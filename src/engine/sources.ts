@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { Transform, type TransformCallback } from 'node:stream';
 import { FerryError } from '../errors.js';
+import { fileError, JsonLines, type ReadPosition, type RowSource } from './jsonl-rows.js';
+
+export type { ReadPosition, RowSource } from './jsonl-rows.js';
 
 /**
  * Loop items read from a file as a stream with backpressure: a loop over a million rows
@@ -30,14 +32,25 @@ export function readRows(file: string, position?: ReadPosition): AsyncIterable<S
   throw new FerryError('FERRY_LOOP_FILE_TYPE', `loop.file ${file}: use a .csv, .jsonl, .ndjson or .json file`);
 }
 
-/** Where the reader is: the bytes of the file up to the end of the last item it yielded (for progress). */
-export interface ReadPosition {
-  bytes: number;
+
+/** The rows of a loop file as a RowSource; `position`, when given, follows the bytes read. */
+export function openRows(file: string, position?: ReadPosition): RowSource {
+  if (/\.(jsonl|ndjson)$/i.test(file)) return new JsonLines(file, position);
+  const rows = readRows(file, position)[Symbol.asyncIterator]();
+  const source = {
+    line: undefined as number | undefined,
+    async next(): Promise<IteratorResult<unknown>> {
+      const next = await rows.next();
+      if (next.done) return next;
+      source.line = next.value.line;
+      return { done: false, value: next.value.value };
+    },
+    close: () => void rows.return?.(),
+  };
+  return source;
 }
 
-function fileError(file: string, where: string, message: string): FerryError {
-  return new FerryError('FERRY_LOOP_FILE', `loop.file ${file}, ${where}: ${message}`);
-}
+
 
 async function* csvRows(file: string, position: ReadPosition | undefined): AsyncIterable<SourceRow> {
   // The CSV parser is loaded by the first CSV loop only.
@@ -121,20 +134,19 @@ class RecordLines extends Transform {
 }
 
 async function* jsonLines(file: string, position: ReadPosition | undefined): AsyncIterable<SourceRow> {
-  const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
-  let n = 0;
-  for await (const line of lines) {
-    n++;
-    // The line and its newline (a CRLF counts one byte short: close enough for progress).
-    if (position) position.bytes += Buffer.byteLength(line) + 1;
-    if (line.trim() === '') continue;
-    try {
-      yield { value: JSON.parse(line) as unknown, line: n };
-    } catch (error) {
-      throw fileError(file, `line ${n}`, `not JSON (${(error as Error).message})`);
+  const rows = new JsonLines(file, position);
+  try {
+    for (;;) {
+      const pulled = rows.next();
+      const next = pulled instanceof Promise ? await pulled : pulled;
+      if (next.done) return;
+      yield { value: next.value, line: rows.line };
     }
+  } finally {
+    rows.close();
   }
 }
+
 
 /**
  * The elements of a top-level JSON array, one at a time: a small scanner finds where each

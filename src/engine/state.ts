@@ -107,7 +107,7 @@ export interface ItemScope {
   /** Inside a loop: the innermost loop's slots, which its batched calls report to (feed.ts). */
   feed?: Feed;
   /** Inside a file loop: the file (as the workflow names it) and line the item came from, for messages. */
-  row?: { file: string; line: number };
+  row?: { file: string; line: number } | undefined;
 }
 
 /**

@@ -6,49 +6,86 @@ import { runLoop } from './loop.js';
 import { stepKey } from './resume.js';
 import { errorInfo, interruption, ItemSetAside, type ItemScope, type Run } from './state.js';
 
-/** Runs steps in order within one scope (the workflow, or one loop item) until one fails. */
-export async function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
+/**
+ * Runs steps in order within one scope (the workflow, or one loop item) until one fails. Never
+ * throws: a failure comes back as the rejection.
+ */
+export function runSteps(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
+  // A loop item of one step (the common case) waits on that step alone, with no frame of its own.
+  if (steps.length === 1 && !run.stopping) return runStep(steps[0] as Step, scope, run);
+  return runInOrder(steps, scope, run);
+}
+
+async function runInOrder(steps: readonly Step[], scope: ItemScope, run: Run): Promise<void> {
   for (const step of steps) {
     if (run.stopping) return;
     await runStep(step, scope, run);
   }
 }
 
-async function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
-  // A step that completed in an earlier attempt of this run is not run again: its output
-  // comes back from the journal. Loops always re-enter, restoring their items one by one.
-  const prior = step.kind === 'action' && run.options.resume ? run.options.resume.get(stepKey(step.id, scope.item)) : undefined;
-  if (prior) return record(step, scope, run, { status: prior.status, output: prior.output, durationMs: prior.ms, resumed: true });
-
-  const started = performance.now();
-  const top = scope.inner === undefined;
-  if (run.events.wants('step-started')) run.events.emit({ type: 'step-started', step: step.id, item: scope.item });
-  if (top) run.active.add(step.id);
-
-  let active = true;
+/**
+ * Runs one step. Not async: an action step waiting for its call (a loop item in a batch) holds
+ * one continuation, not a suspended frame of this function; a failure, thrown or not, comes
+ * back as the rejection.
+ */
+function runStep(step: Step, scope: ItemScope, run: Run): Promise<void> {
   try {
-    active = step.if === undefined ? true : typeof step.if === 'boolean' ? step.if : Boolean(step.if.render(scope.context));
-  } catch (error) {
-    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started) });
-  }
-  if (!active) return finish(step, scope, run, { status: 'skipped', output: null, durationMs: 0 });
-
-  if (step.kind === 'loop') {
-    const inner = new Map<string, InnerStepSummary>();
-    try {
-      const output = await runLoop(step, scope, run, inner, runSteps);
-      finish(step, scope, run, { status: 'succeeded', output, durationMs: since(started), steps: Object.fromEntries(inner) });
-    } catch (error) {
-      return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started), steps: Object.fromEntries(inner) });
+    // A step that completed in an earlier attempt of this run is not run again: its output
+    // comes back from the journal. Loops always re-enter, restoring their items one by one.
+    const prior = step.kind === 'action' && run.options.resume ? run.options.resume.get(stepKey(step.id, scope.item)) : undefined;
+    if (prior) {
+      record(step, scope, run, { status: prior.status, output: prior.output, durationMs: prior.ms, resumed: true });
+      return DONE;
     }
-    return;
-  }
-  const calls: CallSummary = { calls: 0, attempts: 0, failures: {}, waitedMs: 0 };
-  try {
-    const output = await runAction(step, scope, run, calls);
-    finish(step, scope, run, { status: 'succeeded', output: output ?? null, durationMs: since(started), calls });
+
+    const started = performance.now();
+    const top = scope.inner === undefined;
+    if (run.events.wants('step-started')) run.events.emit({ type: 'step-started', step: step.id, item: scope.item });
+    if (top) run.active.add(step.id);
+
+    let active = true;
+    try {
+      active = step.if === undefined ? true : typeof step.if === 'boolean' ? step.if : Boolean(step.if.render(scope.context));
+    } catch (error) {
+      return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started) });
+    }
+    if (!active) {
+      finish(step, scope, run, { status: 'skipped', output: null, durationMs: 0 });
+      return DONE;
+    }
+
+    if (step.kind === 'loop') return runLoopStep(step, scope, run, started);
+    const calls: CallSummary = { calls: 0, attempts: 0, failures: {}, waitedMs: 0 };
+    let pending: Promise<unknown>;
+    try {
+      pending = runAction(step, scope, run, calls);
+    } catch (error) {
+      return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started), calls });
+    }
+    return pending.then(
+      (output) => {
+        try {
+          finish(step, scope, run, { status: 'succeeded', output: output ?? null, durationMs: since(started), calls });
+        } catch (error) {
+          fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started), calls });
+        }
+      },
+      (error: unknown) => fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started), calls }),
+    );
   } catch (error) {
-    return fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started), calls });
+    return Promise.reject(error as Error);
+  }
+}
+
+const DONE: Promise<void> = Promise.resolve();
+
+async function runLoopStep(step: Extract<Step, { kind: 'loop' }>, scope: ItemScope, run: Run, started: number): Promise<void> {
+  const inner = new Map<string, InnerStepSummary>();
+  try {
+    const output = await runLoop(step, scope, run, inner, runSteps);
+    finish(step, scope, run, { status: 'succeeded', output, durationMs: since(started), steps: Object.fromEntries(inner) });
+  } catch (error) {
+    fail(step, scope, run, error, { status: 'failed', output: null, durationMs: since(started), steps: Object.fromEntries(inner) });
   }
 }
 
@@ -119,5 +156,5 @@ function mergeCalls(into: CallSummary, from: CallSummary): void {
   into.calls += from.calls;
   into.attempts += from.attempts;
   into.waitedMs += from.waitedMs;
-  for (const [k, v] of Object.entries(from.failures)) into.failures[k] = (into.failures[k] ?? 0) + v;
+  for (const k in from.failures) into.failures[k] = (into.failures[k] ?? 0) + (from.failures[k] as number);
 }

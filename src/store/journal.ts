@@ -114,9 +114,10 @@ const RECORD_AFTER_MS = 1000;
 const RECORD_AFTER_BYTES = 64 * 1024;
 
 /**
- * An append-only JSONL file. Entries are buffered and written with one write(2) per flush:
- * before the next provider call (the runtime calls `flush()`), when 64 KB are pending, on the next
- * turn of the event loop, and on close. Once written, lines survive SIGKILL of this process.
+ * An append-only JSONL file. Entries are encoded into one reused 64 KB buffer and written with
+ * one write(2) per flush: before the next provider call (the runtime calls `flush()`), when the
+ * buffer is full, on the next turn of the event loop, and on close: a million entries allocate
+ * nothing but their JSON text. Once written, lines survive SIGKILL of this process.
  * Secrets are redacted here, the one place records are written: in each entry's values,
  * never in the JSON text (a secret `true` must not turn into `"ok":[redacted]`), and only in
  * the values that come from outside the engine (journal-line.ts says which).
@@ -134,8 +135,11 @@ export class FileJournal implements RunJournal {
   readonly #redactor: Redactor | undefined;
   readonly #onFailure: ((error: FerryError) => void) | undefined;
   readonly path: string;
-  #pending = '';
-  /** Bare step entries at consecutive positions, not yet in `#pending`: they become one line. */
+  /** Entries not written yet, as UTF-8; made at the first entry and reused from flush to flush. */
+  #buffer: Buffer | undefined;
+  /** Bytes of `#buffer` that hold entries. */
+  #used = 0;
+  /** Bare step entries at consecutive positions, not yet in the buffer: they become one line. */
   #bare: BareRun | undefined;
   #scheduled = false;
   /** Bytes on disk that end with a whole entry: where a failed write is cut back to. */
@@ -207,7 +211,7 @@ export class FileJournal implements RunJournal {
       }
     } else {
       this.#closeBare();
-      this.#pending += journalLine(entry, this.#redactor);
+      this.#put(journalLine(entry, this.#redactor));
     }
     if (entry.t === 'step') {
       if (entry.item.length === 0 && this.#record) this.#record.steps[entry.id] = entry.status;
@@ -217,8 +221,7 @@ export class FileJournal implements RunJournal {
       this.#keepRecord(entry);
       return;
     }
-    if (this.#pending.length >= 64 * 1024) this.#flushQuietly();
-    else if (!this.#scheduled) {
+    if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => this.#flushQuietly());
     }
@@ -236,9 +239,22 @@ export class FileJournal implements RunJournal {
   }
 
   #closeBare(): void {
-    if (this.#bare === undefined) return;
-    this.#pending += bareLine(this.#bare);
+    const bare = this.#bare;
+    if (bare === undefined) return;
+    // Cleared first: a full buffer flushes inside #put, and that flush closes the bare run too.
     this.#bare = undefined;
+    this.#put(bareLine(bare));
+  }
+
+  /** Copies one line (with its newline) into the buffer, writing what it holds first when the line might not fit. */
+  #put(line: string): void {
+    // A UTF-16 code unit takes at most 3 bytes of UTF-8.
+    const room = line.length * 3;
+    if (this.#buffer && this.#used + room > this.#buffer.length) this.#flushQuietly();
+    if (this.#failure) return;
+    // A line larger than the buffer gets a buffer of its own, dropped once written.
+    if (!this.#buffer || room > this.#buffer.length) this.#buffer = Buffer.allocUnsafe(Math.max(room, BUFFER_BYTES));
+    this.#used += this.#buffer.write(line, this.#used);
   }
 
   /** Writes the journal up to `entry`, then (at once for `end`, see RECORD_AFTER_MS) the record that says what `entry` changed. */
@@ -285,21 +301,21 @@ export class FileJournal implements RunJournal {
     // record of it cannot be written.
     if (this.#failure) throw this.#failure;
     this.#closeBare();
-    if (this.#pending === '') return;
-    const text = this.#newline ? `\n${this.#pending}` : this.#pending;
-    this.#pending = '';
-    const length = Buffer.byteLength(text);
+    const buffer = this.#buffer;
+    const length = this.#used;
+    if (buffer === undefined || length === 0) return;
+    this.#used = 0;
+    if (buffer.length > BUFFER_BYTES) this.#buffer = undefined;
     let written = 0;
     try {
-      // write(2) may write part of the text (a disk filling up): go on until all is written.
-      // The text goes out as it is; only a partial write needs its bytes.
-      written = writeSync(this.#fd, text);
-      if (written < length) {
-        const bytes = Buffer.from(text);
-        while (written < length) written += writeSync(this.#fd, bytes, written);
+      if (this.#newline) {
+        writeSync(this.#fd, '\n');
+        this.#size += 1;
+        this.#newline = false;
       }
+      // write(2) may write part of the bytes (a disk filling up): go on until all is written.
+      while (written < length) written += writeSync(this.#fd, buffer, written, length - written);
       this.#size += length;
-      this.#newline = false;
       this.#failed.write();
     } catch (error) {
       if (written > 0) {
@@ -390,6 +406,9 @@ export async function readJournal(file: string): Promise<{ entries: JournalEntry
   for await (const batch of reader.batches()) for (const entry of batch) entries.push(entry);
   return { entries, skipped: reader.skipped };
 }
+
+/** The write buffer of a journal: entries wait in it until a flush, at most this many bytes. */
+const BUFFER_BYTES = 64 * 1024;
 
 /** Bytes read from the file at a time: what the reader holds besides the line being parsed. */
 const CHUNK_BYTES = 256 * 1024;

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureIO } from '../../src/cli/io.js';
-import { formatDuration, renderProgress } from '../../src/cli/progress.js';
+import { formatCount, formatDuration, renderProgress } from '../../src/cli/progress.js';
 import { runCommand } from '../../src/cli/run-command.js';
 import { assertBuilt, ferry } from '../helpers/cli.js';
 import { json, startServer } from '../helpers/server.js';
@@ -66,6 +66,12 @@ const run = async (file: string, options: { tty: boolean; env?: Record<string, s
   const code = await runCommand(['run', file, '--state-dir', path.join(dir, '.ferry'), ...(options.flags ?? [])], io);
   return { code, err: io.err };
 };
+
+describe('formatCount', () => {
+  it('groups thousands as en-US does, for counts and fractions', () => {
+    for (const n of [0, 7, 999, 1000, 12_345, 999_999, 1_000_000, 1_234_567_890, 1234.5]) expect(formatCount(n)).toBe(n.toLocaleString('en-US'));
+  });
+});
 
 describe('progress on stderr', () => {
   it('prints one plain line per step and per provider pause when stderr is not a terminal', async () => {

@@ -104,3 +104,41 @@ describe('on_error: continue across attempts of one run', () => {
     expect(sandbox.amplitude.requests).toEqual([]);
   });
 });
+
+describe('on_error: continue in a loop of one step', () => {
+  it('sets aside a row whose input is refused before any call and a row whose call fails, with their lines, and sends the others', async () => {
+    await writeFile(path.join(dir, 'one.csv'), `id,event\n${ids.map((id, i) => `${id},${i === 3 ? '' : 'Seen'}`).join('\n')}\n`);
+    const wf = workflowFrom(
+      `
+name: one-step
+retry: { attempts: 1 }
+${sandboxProviders(sandbox)}
+steps:
+  - id: each
+    loop: { file: one.csv, as: row, concurrency: 4 }
+    steps:
+      - id: track
+        action: segment.track
+        on_error: continue
+        with: { userId: <<row.id>>, event: <<row.event>> }
+`,
+      registry,
+      path.join(dir, 'one.yaml'),
+    );
+    sandbox.segment.inject({ kind: 'reject-user', userId: 'user_10007' });
+    const entries: JournalEntry[] = [];
+    const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), journal: memory(entries), runId: 'R2' });
+    expect(summary).toMatchObject({ status: 'failed', failed_items: 2, error: { step: 'track', code: 'FERRY_ITEMS_FAILED' } });
+    const aside = entries.flatMap((e) => (e.t === 'item' ? [e] : [])).sort((a, b) => (a.item[0] as number) - (b.item[0] as number));
+    expect(aside).toMatchObject([
+      { id: 'each', item: [3], status: 'failed', step: 'track', line: 5, error: { message: expect.stringMatching(/loop item 3 \(one.csv line 5\): invalid input/) as unknown } },
+      { id: 'each', item: [7], status: 'failed', step: 'track', line: 9, error: { status: 400 } },
+    ]);
+    const tracked = entries.flatMap((e) => (e.t === 'step' && e.id === 'track' ? [e] : []));
+    expect(tracked).toHaveLength(10);
+    expect(tracked.filter((e) => e.status === 'failed').map((e) => e.item[0])).toEqual(expect.arrayContaining([3, 7]) as unknown);
+    expect(tracked.filter((e) => e.status === 'failed')).toHaveLength(2);
+    const sent = sandbox.segment.requests.flatMap((r) => (r.path === '/v1/batch' ? (r.body as { batch: { userId: string }[] }).batch : [r.body as { userId: string }]));
+    expect(new Set(sent.map((m) => m.userId))).toEqual(new Set(ids.filter((_, i) => i !== 3)));
+  });
+});

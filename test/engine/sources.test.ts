@@ -1,12 +1,13 @@
-import { mkdir, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readlink, realpath, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { confineDataPath, dataRoots } from '../../src/engine/data-paths.js';
-import { fingerprint, readItems, readRows, sourceChange } from '../../src/engine/sources.js';
+import { fingerprint, openRows, readItems, readRows, sourceChange } from '../../src/engine/sources.js';
 import { resumeStateFrom, runWorkflow } from '../../src/engine/run.js';
 import type { JournalEntry, RunJournal } from '../../src/store/journal.js';
 import { createFerry } from '../../src/engine/runtime.js';
 import { registryWith, workflowFrom } from '../helpers/workflow.js';
+import { startServer } from '../helpers/server.js';
 import { tempDirs } from '../helpers/tmp.js';
 
 const tempDir = tempDirs();
@@ -64,6 +65,70 @@ describe('loop.file sources', () => {
     expect(seen).toEqual([{ a: 1 }, { a: 2 }]);
   });
 
+  it('hands JSONL rows out without a promise while the chunk in hand holds them, across chunk edges and multi-byte characters', async () => {
+    const file = path.join(dir, 'many.jsonl');
+    // Multi-byte characters and a 100 KB line put line ends and characters across the 64 KB chunks;
+    // CRLF endings, blank lines and a last line without a newline are rows as before.
+    const rows = Array.from({ length: 5000 }, (_, i) => ({ id: `row_${i}`, text: i % 7 === 0 ? 'ü€😀'.repeat(i % 50) : 'plain' }));
+    rows.splice(2500, 0, { id: 'long', text: 'x€'.repeat(50_000) });
+    const text = rows.map((r, i) => `${JSON.stringify(r)}${i % 3 === 0 ? '\r\n' : '\n'}${i % 11 === 0 ? '\n  \n' : ''}`).join('');
+    await writeFile(file, `${text}${JSON.stringify({ id: 'last' })}`);
+    const source = openRows(file);
+    const seen: unknown[] = [];
+    let promises = 0;
+    for (;;) {
+      const pulled = source.next();
+      if (pulled instanceof Promise) promises++;
+      const next = pulled instanceof Promise ? await pulled : pulled;
+      if (next.done) break;
+      seen.push(next.value);
+    }
+    expect(seen).toEqual([...rows, { id: 'last' }]);
+    // One promise per chunk read (and one at the end), not one per row.
+    const { size } = await fingerprint(file);
+    expect(promises).toBeLessThanOrEqual(Math.ceil(size / (64 * 1024)) + 2);
+  });
+
+  it('names the line of a bad JSONL row past the first chunk', async () => {
+    const file = path.join(dir, 'late.jsonl');
+    await writeFile(file, `${Array.from({ length: 3000 }, (_, i) => JSON.stringify({ id: i, pad: 'p'.repeat(40) })).join('\n')}\n\n{"id": oops}\n`);
+    const seen: unknown[] = [];
+    await expect(async () => {
+      for await (const item of readItems(file)) seen.push(item);
+    }).rejects.toThrow(/late.jsonl, line 3002: not JSON/);
+    expect(seen).toHaveLength(3000);
+  });
+
+  it('reads a JSONL file through one buffer and leaves it closed when the rows end, when a row is bad and when the loop stops early', async () => {
+    const file = path.join(dir, 'closed.jsonl');
+    await writeFile(file, `${Array.from({ length: 5000 }, (_, i) => JSON.stringify({ id: i, pad: 'q'.repeat(i % 90) })).join('\n')}\n{bad}\n`);
+    const whole = path.join(dir, 'whole.jsonl');
+    await writeFile(whole, Array.from({ length: 5000 }, (_, i) => JSON.stringify({ id: i })).join('\n'));
+    // The descriptors this process holds on the file, from /proc (Linux).
+    const open = async (): Promise<number> => {
+      const fds = await readdir('/proc/self/fd');
+      const targets = await Promise.all(fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+      return targets.filter((t) => t === file || t === whole).length;
+    };
+    const drain = async (source: ReturnType<typeof openRows>, limit = Infinity): Promise<number> => {
+      let n = 0;
+      while (n < limit) {
+        const pulled = source.next();
+        if ((pulled instanceof Promise ? await pulled : pulled).done) break;
+        n++;
+      }
+      return n;
+    };
+    await expect(drain(openRows(file))).rejects.toThrow(/closed.jsonl, line 5001: not JSON/);
+    expect(await drain(openRows(whole))).toBe(5000);
+    const early = openRows(file);
+    expect(await drain(early, 2500)).toBe(2500);
+    expect(early.line).toBe(2500);
+    early.close();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await open()).toBe(0);
+  });
+
   it('streams the elements of a JSON array, with strings holding brackets and commas', async () => {
     const file = path.join(dir, 'items.json');
     const items = [{ s: 'a,]b}[{', n: [1, [2, 3]] }, 'plain "quoted" \\ text', 42, null, { deep: { x: [{}] } }];
@@ -79,6 +144,43 @@ describe('loop.file sources', () => {
     const file = path.join(dir, 'obj.json');
     await writeFile(file, '{"a": 1}');
     await expect(collect(file)).rejects.toThrow(/must hold an array/);
+  });
+
+  it('marks progress only below rows that all finished, when items finish out of order far above the mark', async () => {
+    // Every fifth row answers late: thousands of rows finish above an unfinished one.
+    const server = await startServer((req, res) => {
+      setTimeout(() => res.end('{}'), req.url.endsWith('0') || req.url.endsWith('5') ? 40 : 0);
+    });
+    try {
+      await writeFile(path.join(dir, 'order.jsonl'), Array.from({ length: 2000 }, (_, i) => JSON.stringify({ id: i })).join('\n'));
+      const registry = registryWith();
+      const wf = workflowFrom(`
+name: order
+providers:
+  http: { concurrency: 1000 }
+steps:
+  - id: each
+    loop: { file: order.jsonl, as: row, concurrency: 1500 }
+    steps:
+      - { id: call, action: http.request, with: { url: "${server.url}/r/<<row.id>>" } }
+`, registry, path.join(dir, 'order.yaml'));
+      const entries: JournalEntry[] = [];
+      const journal: RunJournal = { append: (e) => entries.push(e), close: () => undefined };
+      const summary = await runWorkflow(wf, { ferry: createFerry({ registry }), journal });
+      expect(summary.status).toBe('succeeded');
+      const finished = new Set<number>();
+      const marks: number[] = [];
+      for (const e of entries) {
+        if (e.t === 'step' && e.id === 'call' && e.status === 'succeeded') finished.add(e.item[0] as number);
+        if (e.t === 'progress') {
+          marks.push(e.done);
+          for (let row = 0; row < e.done; row++) expect(finished.has(row)).toBe(true);
+        }
+      }
+      expect(marks.at(-1)).toBe(2000);
+    } finally {
+      await server.close();
+    }
   });
 
   it('runs a loop over a file with a count-only output, the path relative to the workflow file', async () => {

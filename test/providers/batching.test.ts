@@ -98,6 +98,17 @@ steps:
     expect(batches.every((r) => ((r.body as { batch?: unknown[] }).batch?.length ?? 0) <= 25)).toBe(true);
   });
 
+  it('writes a Segment batch as bytes with every message intact, multi-byte text included', async () => {
+    const summary = await runAgainst(loop('segment.track', '{ userId: <<id>>, event: "Größe ✓", properties: { n: <<loop.index>>, note: "naïve 😀" } }'), { inputs: { ids: ids(300) } });
+    expect(summary.status).toBe('succeeded');
+    const batches = sandbox.segment.requests.filter((r) => r.path === '/v1/batch');
+    expect(batches.length).toBeGreaterThan(0);
+    const messages = sandbox.segment.requests.flatMap((r) => (r.path === '/v1/batch' ? (r.body as { batch: Record<string, unknown>[] }).batch : [r.body as Record<string, unknown>]));
+    expect(messages).toHaveLength(300);
+    expect(messages.map((m) => (m.properties as { n: number }).n).sort((x, y) => x - y)).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(messages.every((m) => m.event === 'Größe ✓' && (m.properties as { note: string }).note === 'naïve 😀' && m.type === 'track')).toBe(true);
+  });
+
   it('isolates a message Segment refuses by splitting the batch', async () => {
     sandbox.segment.inject({ kind: 'reject-user', userId: 'user_10011' });
     const summary = await runAgainst(loop('segment.track', '{ userId: <<id>>, event: Split }'), { inputs: { ids: ids(32) } });

@@ -64,6 +64,17 @@ describe('segment.track', () => {
     expect(sandbox.segment.requests[0]?.body).toMatchObject({ type: 'track', event: 'Order Completed', properties: { total: 42 }, timestamp: '2025-11-25T10:00:00.000Z' });
   });
 
+  it('sends the message as written, then its type, then the derived messageId, as one JSON text', async () => {
+    const summary = await runAgainst(flow('track', `      userId: user_1001
+      event: Order Completed
+      properties: { total: 42, plan: pro }`), { runId: 'RUN_T' });
+    expect(summary.status).toBe('succeeded');
+    const raw = sandbox.segment.requests[0]?.rawBody ?? '';
+    const messageId = (JSON.parse(raw) as { messageId: string }).messageId;
+    expect(messageId).toMatch(/^ferry-[0-9a-f]{24}-0$/);
+    expect(raw).toBe(`{"userId":"user_1001","event":"Order Completed","properties":{"total":42,"plan":"pro"},"type":"track","messageId":"${messageId}"}`);
+  });
+
   it('keeps a given messageId, and the emulator counts a resend as a duplicate', async () => {
     const yaml = flow('track', `      userId: user_1001
       event: x

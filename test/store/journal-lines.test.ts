@@ -24,7 +24,7 @@ const run: JournalEntry = {
   mode: 'live',
   inputs: {},
   trigger: { type: 'manual' },
-  shape: [{ id: 'each', steps: [{ id: 'note' }, { id: 'ev' }] }],
+  shape: [{ id: 'each', steps: [{ id: 'note' }, { id: 'ev' }, { id: 'skip' }] }],
 };
 const bare = (id: string, ...item: number[]): StepEntry => ({ t: 'step', id, item, status: 'succeeded', output: null, ms: 0 });
 
@@ -109,5 +109,20 @@ describe('journal lines', () => {
     const { entries, skipped } = await readJournal(journal.path);
     expect(skipped).toBe(2);
     expect(entries.slice(1)).toEqual([bare('note', 7), bare('note', 8)]);
+  });
+});
+
+describe('the write buffer', () => {
+  it('reads back every entry when bare runs, long lines and multi-byte text cross many buffer flushes', async () => {
+    const entries: JournalEntry[] = [run];
+    // Bare runs of two, each line written as the next run starts: some of them fill the buffer.
+    for (let i = 0; i < 30_000; i++) if (i % 3 !== 2) entries.push(bare('skip', i));
+    for (let i = 0; i < 20_000; i++) {
+      entries.push(bare('note', i));
+      // A full line every 7th position closes the bare run; every 1000th is larger than the buffer.
+      if (i % 7 === 6) entries.push({ t: 'step', id: 'ev', item: [i], status: 'succeeded', output: { text: i % 1000 === 999 ? 'ü€😀'.repeat(30_000) : `naïve ${i}` }, calls: { calls: 1, attempts: 1, failures: {}, waitedMs: 0 }, ms: 3 });
+    }
+    const { read } = await roundTrip(entries);
+    expect(read).toEqual(entries);
   });
 });

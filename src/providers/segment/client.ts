@@ -39,17 +39,49 @@ export function basicAuth(writeKey: unknown): { header: string; encoded: string 
   return { header: `Basic ${encoded}`, encoded };
 }
 
-/** Sends one message to `/v1/<type>` with Basic auth (write key, empty password). */
-export async function sendMessage(context: SegmentContext, type: 'identify' | 'track', message: Record<string, unknown>): Promise<{ success: true }> {
-  const full: Record<string, unknown> = { ...message, type };
+/**
+ * Sends one message to `/v1/<type>` with Basic auth (write key, empty password). Not async: a
+ * message waiting for its batch keeps no frame of this function alive.
+ */
+export function sendMessage(context: SegmentContext, type: 'identify' | 'track', message: Record<string, unknown>): Promise<{ success: true }> {
+  // Object.assign, not a spread: V8 promotes a spread copy that gets a property added (the
+  // messageId) at many times the rate of an assigned one, and a loop of a million messages
+  // pays for it in old-generation growth (docs/BENCHMARKS.md, rss-loop).
+  const full: Record<string, unknown> = Object.assign({}, message);
+  full.type = type;
   full.messageId ??= context.idempotencyKey();
   if (typeof full.timestamp === 'number') full.timestamp = new Date(full.timestamp).toISOString();
   const body = JSON.stringify(full);
   const bytes = Buffer.byteLength(body);
   if (bytes > MAX_MESSAGE_BYTES) {
-    throw new ActionInputError(`the ${type} message is ${bytes} bytes; Segment accepts at most ${MAX_MESSAGE_BYTES} bytes per call`, type === 'track' ? 'properties' : 'traits');
+    return Promise.reject(new ActionInputError(`the ${type} message is ${bytes} bytes; Segment accepts at most ${MAX_MESSAGE_BYTES} bytes per call`, type === 'track' ? 'properties' : 'traits'));
   }
   return context.batch(messagesBatch, { type, body, bytes });
+}
+
+/** Every item of an accepted batch has this outcome; one object shared by all, never changed. */
+const ACCEPTED = Object.freeze({ kind: 'ok' as const, value: Object.freeze({ success: true as const }) });
+
+const BATCH_OPEN = '{"batch":[';
+const BATCH_CLOSE = ']}';
+
+/**
+ * `{"batch":[<message>,…]}` written straight into a Buffer: a batch of 2500 messages would
+ * otherwise be one string of up to 500 KB, joined, then copied again into bytes to send. Such
+ * a string lives in the old generation until a full collection; the Buffer's bytes are
+ * outside the JavaScript heap and go as soon as the request is answered.
+ */
+function batchBody(items: readonly Message[]): Buffer {
+  let size = BATCH_OPEN.length + BATCH_CLOSE.length + items.length - 1;
+  for (const m of items) size += m.bytes;
+  const out = Buffer.allocUnsafe(size);
+  let at = out.write(BATCH_OPEN, 0, 'latin1');
+  items.forEach((m, i) => {
+    if (i > 0) out[at++] = 0x2c;
+    at += out.write(m.body, at);
+  });
+  out.write(BATCH_CLOSE, at, 'latin1');
+  return out;
 }
 
 interface Message {
@@ -77,7 +109,7 @@ function messagesSpec(context: BatchContext<SegmentConfig, SegmentHost>): BatchS
     async send(items, http: Dispatcher) {
       const only = items.length === 1 ? items[0] : undefined;
       const url = only ? `${base}/v1/${only.type}` : `${base}/v1/batch`;
-      const body = only ? only.body : `{"batch":[${items.map((m) => m.body).join(',')}]}`;
+      const body = only ? only.body : batchBody(items);
       const answer = await send('segment', http, { method: 'POST', url, body, headers: { 'content-type': 'application/json', authorization: auth }, timeoutMs: context.timeoutMs, signal: context.signal });
       if (answer.status !== 200) {
         const error = statusError('segment', answer);
@@ -85,7 +117,7 @@ function messagesSpec(context: BatchContext<SegmentConfig, SegmentHost>): BatchS
         if (answer.status === 400) return { kind: 'split', error };
         throw error;
       }
-      return items.map(() => ({ kind: 'ok' as const, value: { success: true as const } }));
+      return items.map(() => ACCEPTED);
     },
   };
 }
