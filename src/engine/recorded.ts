@@ -66,6 +66,6 @@ export function recordedSession(
     resume: fold.result(),
     record: startRecord(entry, journalBytes),
     journalBytes,
-    recorded: { started, make: (runId) => recorder.make(runId) },
+    recorded: { started, make: (runId) => recorder.make(runId), written: (runId) => recorder.started(runId) },
   });
 }

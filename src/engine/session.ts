@@ -87,7 +87,13 @@ export interface ResumeRunOptions extends Omit<RunSessionOptions, 'inputs' | 'ho
    * subscribers hear its `run-started` event (the recorded entry's) when it starts, then its
    * folder is written (`make`) before the lock is taken.
    */
-  recorded?: { started: Extract<RunEvent, { type: 'run-started' }>; make(runId: string): Promise<void> };
+  recorded?: {
+    started: Extract<RunEvent, { type: 'run-started' }>;
+    /** Makes the run folder; resolves with the journal's first line (the recorded `run` entry). */
+    make(runId: string): Promise<string>;
+    /** The journal is written with that line. */
+    written(runId: string): void;
+  };
 }
 
 /** One run from its checks to its summary, and the stream of what happens in it. */
@@ -154,6 +160,8 @@ class Session implements RunSession {
   #journalFailure: FerryError | undefined;
   /** The journal's size when this session's run was read or recorded; checked once the lock is held. */
   #journalBytes: number | undefined;
+  /** A recorded run's `run` entry line, which its journal is created with (its folder was made just now). */
+  #firstLine: string | undefined;
 
   constructor(workflow: Workflow, options: RunSessionOptions, resume: ResumeState | undefined) {
     this.#workflow = workflow;
@@ -216,10 +224,12 @@ class Session implements RunSession {
       const recorded = this.#recorded();
       if (recorded) {
         this.#events.emit(recorded.started);
-        await recorded.make(this.runId);
+        this.#firstLine = await recorded.make(this.runId);
       }
       this.#open();
       this.#events.emit({ type: 'run-resumed', runId: this.runId, at: new Date().toISOString(), pid: process.pid });
+      // The `resume` entry wrote the journal, its first line with it.
+      if (recorded && this.#fileJournal?.failure === undefined) recorded.written(this.runId);
       return;
     }
     const started = runStartedEvent(this.#prepared, options.annotations);
@@ -269,11 +279,11 @@ class Session implements RunSession {
       // runner (`ferry retry`) may have taken it up meanwhile. Its journal then grew, and what
       // this session knows of it is out of date: it is not run a second time.
       const file = path.join(runDir(stateDir, this.runId), JOURNAL_FILE);
-      if (this.#journalBytes !== undefined && statSync(file).size !== this.#journalBytes) {
+      if (this.#journalBytes !== undefined && this.#firstLine === undefined && statSync(file).size !== this.#journalBytes) {
         throw new FerryError('FERRY_RUN_BUSY', `run ${this.runId} was taken up by another runner while it waited here (\`ferry retry\`?); it is not run again`);
       }
       const record = 'record' in this.#options ? (this.#options as ResumeRunOptions).record : undefined;
-      const journal = new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}), made });
+      const journal = new FileJournal(path.join(runDir(stateDir, this.runId), JOURNAL_FILE), this.#options.redactor, { ...this.#journalOptions(), ...(record ? { record } : {}), made, ...(this.#firstLine === undefined ? {} : { first: this.#firstLine }) });
       this.#attachFile(journal);
       // failed.jsonl starts from the journal: the items that stay failed (none when they are sent again).
       const failed = this.#resume?.failed;

@@ -1,11 +1,11 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../errors.js';
 import type { Redactor } from '../redact.js';
 import { AcceptedLog, type AcceptedLogOptions } from './accepted.js';
 import { WorkflowCopies } from './copies.js';
 import type { JournalEntry } from './journal.js';
-import { JOURNAL_FILE, runDir, WORKFLOW_COPY } from './paths.js';
+import { runDir, WORKFLOW_COPY } from './paths.js';
 
 /**
  * Records new runs durably: `record` appends the run's `run` entry to the state dir's accepted
@@ -49,14 +49,16 @@ export class DurableRecorder {
   }
 
   /**
-   * Writes the folder of a run recorded here: the journal's first line and the workflow copy
-   * (a link, see WorkflowCopies), not synced: the log line is what is durable until the log's
-   * segment is retired. A folder that cannot be written is removed; the run
-   * stays in the log, and the next start makes it and resumes the run.
+   * Makes the folder of a run recorded here, with its workflow copy (a link, see WorkflowCopies),
+   * not synced: the log line is what is durable until the log's segment is retired. Returns the
+   * journal's first line: the run's journal creates the file with it (FileJournal's `first`),
+   * and `started` is told once that is written.
+   * A folder whose copy cannot be written is removed; the run stays in the log, and the next
+   * start makes it and resumes the run.
    */
-  async make(runId: string): Promise<void> {
+  async make(runId: string): Promise<string> {
     const unmade = this.#unmade.get(runId);
-    if (!unmade) return;
+    if (!unmade) throw new Error(`run ${runId} was not recorded here, or its folder is made already`);
     const dir = runDir(this.stateDir, runId);
     try {
       await mkdir(dir, { mode: 0o700 });
@@ -66,13 +68,17 @@ export class DurableRecorder {
       throw new FerryError('FERRY_RUN_BUSY', `run ${runId} was taken up by another runner while it waited here (a listener started on this state dir?); it is not run again`);
     }
     try {
-      // `wx`: a run id is never appended to twice.
-      await Promise.all([writeFile(path.join(dir, JOURNAL_FILE), unmade.firstLine, { flag: 'wx', mode: 0o600 }), this.#copies.put(path.join(dir, WORKFLOW_COPY), unmade.source)]);
+      await this.#copies.put(path.join(dir, WORKFLOW_COPY), unmade.source);
     } catch (error) {
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       throw error;
     }
     this.#unmade.delete(runId);
+    return unmade.firstLine;
+  }
+
+  /** The run's journal is written with its first line: the log no longer needs to keep it (see AcceptedLog.made). */
+  started(runId: string): void {
     this.log.made(runId);
   }
 

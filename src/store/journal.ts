@@ -100,8 +100,13 @@ export interface FileJournalOptions {
    * it is up to date with the journal
    */
   record?: RunRecord;
-  /** The run folder and journal were made owner-only by this process (the listener): no mkdir, no chmod. */
+  /** The run folder was made owner-only by this process (the listener): no mkdir, no chmod. */
   made?: boolean;
+  /**
+   * Creates the journal (it must not exist yet) with this text as its first line, written with
+   * the first entries: a run the listener recorded in its accepted log, whose folder it made just now.
+   */
+  first?: string;
 }
 
 /**
@@ -137,6 +142,8 @@ export class FileJournal implements RunJournal {
   readonly path: string;
   /** Entries not written yet, as UTF-8; made at the first entry and reused from flush to flush. */
   #buffer: Buffer | undefined;
+  /** The journal filled a buffer once: it gets full-size ones from then on. */
+  #filled = false;
   /** Bytes of `#buffer` that hold entries. */
   #used = 0;
   /** Bare step entries at consecutive positions, not yet in the buffer: they become one line. */
@@ -153,14 +160,14 @@ export class FileJournal implements RunJournal {
   #recordWritten = false;
   /** When the record of a `run`/`resume` entry, not yet written, is due (Date.now() ms). */
   #recordDue: number | undefined;
-  readonly #openedSize: number;
+  #openedSize: number;
   /** failed.jsonl, written after the journal lines it comes from. */
   readonly #failed: FailedFile;
 
   constructor(file: string, redactor?: Redactor, options: FileJournalOptions = {}) {
     try {
       if (!options.made) mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-      this.#fd = openSync(file, 'a+', 0o600);
+      this.#fd = openSync(file, options.first === undefined ? 'a+' : 'wx', 0o600);
     } catch (error) {
       throw stateDirError(error, stateDirOf(file));
     }
@@ -182,6 +189,10 @@ export class FileJournal implements RunJournal {
       const last = Buffer.alloc(1);
       readSync(this.#fd, last, 0, 1, this.#size - 1);
       this.#newline = last[0] !== 0x0a;
+    }
+    if (options.first !== undefined) {
+      this.#put(options.first);
+      this.#openedSize = Buffer.byteLength(options.first);
     }
   }
 
@@ -250,10 +261,16 @@ export class FileJournal implements RunJournal {
   #put(line: string): void {
     // A UTF-16 code unit takes at most 3 bytes of UTF-8.
     const room = line.length * 3;
-    if (this.#buffer && this.#used + room > this.#buffer.length) this.#flushQuietly();
+    if (this.#buffer && this.#used + room > this.#buffer.length) {
+      this.#flushQuietly();
+      this.#filled = true;
+    }
     if (this.#failure) return;
-    // A line larger than the buffer gets a buffer of its own, dropped once written.
-    if (!this.#buffer || room > this.#buffer.length) this.#buffer = Buffer.allocUnsafe(Math.max(room, BUFFER_BYTES));
+    // The first buffer is small (most journals of a listener's runs are a few lines); once one
+    // filled up, full-size ones follow. A line larger than the buffer gets a buffer of its own,
+    // dropped once written.
+    const size = this.#filled ? BUFFER_BYTES : FIRST_BUFFER_BYTES;
+    if (!this.#buffer || room > this.#buffer.length - this.#used || this.#buffer.length < size) this.#buffer = Buffer.allocUnsafe(Math.max(room, size));
     this.#used += this.#buffer.write(line, this.#used);
   }
 
@@ -409,6 +426,8 @@ export async function readJournal(file: string): Promise<{ entries: JournalEntry
 
 /** The write buffer of a journal: entries wait in it until a flush, at most this many bytes. */
 const BUFFER_BYTES = 64 * 1024;
+/** Under half of Buffer.poolSize: taken from Node's shared pool, not allocated on its own. */
+const FIRST_BUFFER_BYTES = 4000;
 
 /** Bytes read from the file at a time: what the reader holds besides the line being parsed. */
 const CHUNK_BYTES = 256 * 1024;

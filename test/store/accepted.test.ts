@@ -29,6 +29,12 @@ async function record(recorder: DurableRecorder, n: number): Promise<{ runId: st
   return { runId, firstLine: `${JSON.stringify(entry(runId, n))}\n` };
 }
 
+/** What a run does when it starts: makes its folder, writes its journal's first line, and says so. */
+async function start(recorder: DurableRecorder, run: { runId: string; firstLine: string }): Promise<void> {
+  await writeFile(journal(run.runId), await recorder.make(run.runId));
+  recorder.started(run.runId);
+}
+
 describe('accepted log', () => {
   it('lets runs accepted together share one fdatasync, and writes the workflow copy once per segment', async () => {
     const recorder = new DurableRecorder(stateDir);
@@ -43,10 +49,10 @@ describe('accepted log', () => {
     // No run folder yet: it is written when the run starts (make), not before the answer.
     expect(await readdir(path.join(stateDir, 'runs'))).toEqual([]);
     for (const r of runs) expect(recorder.unmade(r.runId)).toBe(true);
-    await Promise.all(runs.map((r) => recorder.make(r.runId)));
-    // Made (not synced): the journal's first line is the logged entry, beside the workflow copy.
+    // Made (not synced): the folder and workflow copy; the journal is created by the run with the logged entry.
+    const firstLines = await Promise.all(runs.map((r) => recorder.make(r.runId)));
+    expect(firstLines).toEqual(runs.map((r) => r.firstLine));
     for (const r of runs) {
-      expect(await readFile(journal(r.runId), 'utf8')).toBe(r.firstLine);
       expect(await readFile(path.join(stateDir, 'runs', r.runId, 'workflow.yaml'), 'utf8')).toBe(SOURCE);
       expect(recorder.unmade(r.runId)).toBe(false);
     }
@@ -56,7 +62,7 @@ describe('accepted log', () => {
   it('writes at the next start the run folders a crash took or tore and those never made, leaves whole ones alone, then removes the segment', async () => {
     const recorder = new DurableRecorder(stateDir);
     const [lost, torn, whole, waiting] = [await record(recorder, 1), await record(recorder, 2), await record(recorder, 3), await record(recorder, 4)];
-    for (const r of [lost, torn, whole]) await recorder.make(r!.runId);
+    for (const r of [lost, torn, whole]) await start(recorder, r!);
     await recorder.close();
     expect(await segments()).toEqual([expect.stringMatching(/\.closed\.jsonl$/)]);
     // What a power cut can do to files written but not synced.
@@ -96,8 +102,12 @@ describe('accepted log', () => {
     for (let n = 0; n < 4; n++) runs.push(await record(recorder, n));
     // Each batch filled a segment; none is retired while its run has no folder.
     expect(await segments()).toHaveLength(4);
-    await recorder.make(runs[0]!.runId);
+    await start(recorder, runs[0]!);
+    // Made but its journal not written yet: the log keeps the run.
     await recorder.make(runs[1]!.runId);
+    expect(await segments()).toHaveLength(4);
+    await writeFile(journal(runs[1]!.runId), runs[1]!.firstLine);
+    recorder.started(runs[1]!.runId);
     await recorder.close();
     // The first two were retired; the third (full, its run not made) and the last were closed.
     expect(await segments()).toEqual([expect.stringMatching(/\.closed\.jsonl$/), expect.stringMatching(/\.closed\.jsonl$/)]);

@@ -32,12 +32,37 @@ function integer(value: unknown, flag: string, min: number, max: number): number
 }
 
 /** A run's log lines on stderr, tagged with its id: a subscriber of the run's events. */
-function runLog(io: CommandIO, runId: string, verbose: boolean): RunListener {
+function runLog(write: (text: string) => void, runId: string, verbose: boolean): RunListener {
   return (event) => {
     if (event.type !== 'log' || (event.level === 'debug' && !verbose)) return;
     const { level, message, step, item } = event;
     const where = item.length > 0 ? `${step}#${item.join('.')}` : step;
-    io.stderr(`  ${level === 'info' ? '' : `${level}: `}[${runId} ${where}] ${message}\n`);
+    write(`  ${level === 'info' ? '' : `${level}: `}[${runId} ${where}] ${message}\n`);
+  };
+}
+
+/**
+ * Stderr for the lines of the listener's runs: what they write in one turn of the event loop
+ * goes out in one write (a burst of deliveries would otherwise cost a write per line).
+ */
+function turnBuffered(io: CommandIO): { write(text: string): void; flush(): void } {
+  let pending = '';
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (pending === '') return;
+    const text = pending;
+    pending = '';
+    io.stderr(text);
+  };
+  return {
+    write(text) {
+      pending += text;
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(flush);
+    },
+    flush,
   };
 }
 
@@ -153,15 +178,16 @@ interface LocalServe {
 
 /** The listener with its runs in this process and its state dir. */
 async function serveLocal(ferry: Ferry, { dir, host, port, maxRuns, values }: ServeOptions, { loaded, scheduled, secrets, stateDir, apiToken, sandbox, log }: LocalServe, io: CommandIO): Promise<number> {
+  const runLines = turnBuffered(io);
   const runs = new RunManager({
     stateDir,
     ferry,
     redactor: io.redactor,
     env: io.env,
     maxRuns,
-    log,
+    log: (line) => runLines.write(`${line}\n`),
     secrets,
-    subscriber: (runId) => runLog(io, runId, values.verbose === true),
+    subscriber: (runId) => runLog(runLines.write, runId, values.verbose === true),
     ...(io.onRun ? { onRun: io.onRun } : {}),
     ...(sandbox ? { sandbox: { providerOverrides: sandbox.overrides } } : {}),
   });
@@ -187,6 +213,7 @@ async function serveLocal(ferry: Ferry, { dir, host, port, maxRuns, values }: Se
   log(`ferry serve: ${String(signal.reason)}: no new deliveries; stopping ${plural(runs.running, 'running run')}, keeping ${plural(waiting, 'waiting run')} for the next start`);
   const closed = listener.close();
   await runs.stop(signal.reason);
+  runLines.flush();
   const grace = new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref());
   await Promise.race([closed, grace]);
   listener.closeAll();
