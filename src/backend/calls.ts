@@ -31,6 +31,12 @@ export interface CallPoolOptions {
   lockDurationMs?: number;
   /** How often the run side asks Redis for calls whose end it has not heard of (a lost event). @default 3000 */
   checkIntervalMs?: number;
+  /**
+   * How long this process counts as waiting for its calls after it last said so (every check
+   * interval): a worker sends no call whose process is gone (killed, its run taken over by
+   * another process, which sends the item itself). @default 15000
+   */
+  aliveMs?: number;
   /** The longest pause a Retry-After sets for the whole pool. @default 900000 (15 min, the default `max_wait`) */
   maxPauseMs?: number;
 }
@@ -87,6 +93,7 @@ export class CallPool {
   readonly #lockDurationMs: number;
   readonly #checkIntervalMs: number;
   readonly #maxPauseMs: number;
+  readonly #aliveMs: number;
   readonly #queues = new Map<string, Queue<CallJob, CallResult>>();
   readonly #runSides = new Map<string, Promise<RunSide>>();
   readonly #registrations = new Map<string, Registration>();
@@ -105,6 +112,8 @@ export class CallPool {
   readonly #outbox = new Map<string, string[]>();
   #timers: NodeJS.Timeout[] = [];
   #closed = false;
+  /** This process said it waits for its calls (the first time: see `aliveMs`). */
+  #alive: Promise<void> | undefined;
 
   constructor(backend: Backend, options: CallPoolOptions) {
     this.#backend = backend;
@@ -114,6 +123,8 @@ export class CallPool {
     this.#lockDurationMs = positive('lockDurationMs', options.lockDurationMs ?? 5000);
     this.#checkIntervalMs = positive('checkIntervalMs', options.checkIntervalMs ?? 3000);
     this.#maxPauseMs = positive('maxPauseMs', options.maxPauseMs ?? 900_000);
+    this.#aliveMs = positive('aliveMs', options.aliveMs ?? 15_000);
+    if (this.#aliveMs <= this.#checkIntervalMs) throw new TypeError(`Expected \`aliveMs\` (${this.#aliveMs}) to be longer than \`checkIntervalMs\` (${this.#checkIntervalMs})`);
     this.#replyKey = backend.key('reply', randomUUID());
   }
 
@@ -203,8 +214,11 @@ export class CallPool {
     let side = this.#runSides.get(name);
     if (!side) {
       if (this.#runSides.size === 0) this.#every(this.#checkIntervalMs, () => this.#check());
+      // Said before the first call is queued: a worker may take it at once.
+      this.#alive ??= this.#sayAlive().catch(() => undefined);
       this.#readReplies();
-      side = Promise.resolve({ queue: this.#queue(name), waiting: new Map(), adds: [], provider });
+      const queue = this.#queue(name);
+      side = this.#alive.then(() => ({ queue, waiting: new Map(), adds: [], provider }));
       this.#runSides.set(name, side);
     }
     return side;
@@ -254,6 +268,7 @@ export class CallPool {
    * registrations again when Redis lost them, and every hour (the limits expire after a day).
    */
   async #check(): Promise<void> {
+    await this.#sayAlive();
     const now = Date.now();
     for (const pending of this.#runSides.values()) {
       const side = await pending;
@@ -270,6 +285,11 @@ export class CallPool {
       const known = await this.#backend.redis.hexists(this.#accountsKey, queue);
       if (known === 0 || now - registration.writtenAt > 3600_000) await this.#apply(registration);
     }
+  }
+
+  /** Tells the workers this process still waits for the calls it queued (see `aliveMs`). */
+  async #sayAlive(): Promise<void> {
+    await this.#backend.redis.set(aliveKeyOf(this.#replyKey), '1', 'PX', this.#aliveMs);
   }
 
   async #checkJob(side: RunSide, id: string): Promise<void> {
@@ -363,6 +383,13 @@ export class CallPool {
   }
 
   async #process(job: Job<CallJob, CallResult>): Promise<CallResult> {
+    // A call whose process is gone is not sent: nobody waits for its answer, and the process
+    // that takes its run over sends the item itself (the same idempotency key; a plain
+    // http.request would go twice). Such a call is left by a killed process, run again here.
+    const reply = job.data.reply;
+    if (reply !== undefined && (await this.#backend.redis.exists(aliveKeyOf(reply))) === 0) {
+      throw new UnrecoverableError('FERRY_BACKEND_CALL_ABANDONED the process that queued this call is gone: not sent');
+    }
     try {
       const result = await this.#send(job);
       this.#replyTo(job, { id: job.id, result });
@@ -447,9 +474,14 @@ export class CallPool {
     }
     // Its blocking read ends with the connection.
     this.#replies?.disconnect();
-    await this.#backend.redis.del(this.#replyKey).catch(() => undefined);
+    await this.#backend.redis.del(this.#replyKey, aliveKeyOf(this.#replyKey)).catch(() => undefined);
     await Promise.all([...this.#queues.values()].map((q) => q.close()));
   }
+}
+
+/** Where a process says it still waits for the answers on its reply list. */
+function aliveKeyOf(replyKey: string): string {
+  return `${replyKey}:alive`;
 }
 
 function positive(name: string, value: number): number {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Queue } from 'bullmq';
 import type { Agent } from 'undici';
 import { rateWindow } from '../../src/backend/account-limits.js';
 import { CallPool, callQueueName } from '../../src/backend/calls.js';
@@ -224,6 +225,37 @@ describe('provider calls as jobs of a shared queue', () => {
     expect(server.seen.map((s) => s.url)).toEqual(['/x', '/x']);
     await server.close();
     await Promise.all([live.close(), runner.close(), dead.close()]);
+    await Promise.all(made.map((b) => b.close()));
+    await agent.close();
+  });
+
+  it("does not send a call whose process is gone: a dead worker's call is not sent again once the run that queued it died too", async () => {
+    const made = await Promise.all([0, 1, 2].map(() => openBackend(redis.url, { prefix: 'ferry-abandon' })));
+    const [deadBackend, liveBackend, runBackend] = made as [Backend, Backend, Backend];
+    const agent = createAgent();
+    const server = await startServer(() => undefined); // the call hangs: its worker and its run die meanwhile
+    const dead = new CallPool(deadBackend, { env: {}, local: agent, lockDurationMs: 1000 });
+    const runner = new CallPool(runBackend, { env: {}, local: agent, checkIntervalMs: 200, aliveMs: 1000 });
+    await dead.work();
+    const target = account(server.url);
+    const http = await runner.dispatcher(target, { concurrency: 1 }, 'wf', {});
+    void send('amplitude', http, post(`${server.url}/x`)).catch(() => undefined);
+    while (server.seen.length === 0) await new Promise((r) => setTimeout(r, 20));
+    // Both processes die: nothing renews the worker's hold on the call, nobody waits for its answer.
+    deadBackend.redis.disconnect();
+    runBackend.redis.disconnect();
+    const live = new CallPool(liveBackend, { env: {}, local: agent, lockDurationMs: 1000 });
+    await live.work();
+    const queue = new Queue(callQueueName(target), liveBackend.bullmq);
+    const deadline = Date.now() + 20_000;
+    while ((await queue.getJobCounts('failed')).failed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const [failed] = await queue.getJobs(['failed']);
+    expect(failed?.failedReason).toMatch(/^FERRY_BACKEND_CALL_ABANDONED /);
+    expect(server.seen).toHaveLength(1);
+    await queue.close();
+    await server.close();
+    await Promise.all([live.close(), dead.close()]);
+    void runner.close().catch(() => undefined);
     await Promise.all(made.map((b) => b.close()));
     await agent.close();
   });
