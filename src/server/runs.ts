@@ -1,4 +1,5 @@
 import { mkdir, readdir } from 'node:fs/promises';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { errorMessage } from '../errors.js';
 import type { RunListener } from '../engine/events.js';
 import type { Redactor } from '../redact.js';
@@ -57,6 +58,20 @@ interface Seen {
 /** Expired replay keys are dropped at most this often, so the index stays bounded by the windows. */
 const SWEEP_EVERY_MS = 60_000;
 
+/**
+ * Deliveries first: while deliveries keep the event loop saturated (busier than SATURATED over
+ * the last SAMPLE_MS), at most BUSY_RUNS runs run and the others wait, so that the listener
+ * answers a burst at the rate it can record deliveries, not the rate it can run them; the
+ * waiting runs start as soon as the burst is over. Past MAX_BACKLOG waiting runs, runs take
+ * their full share again (`maxRuns`): a burst that does not end slows the answers instead of
+ * growing the backlog without bound. Runs that wait on providers leave the loop idle, so a
+ * listener whose runs are slow is never held to BUSY_RUNS.
+ */
+const SAMPLE_MS = 100;
+const SATURATED = 0.9;
+const BUSY_RUNS = 2;
+const MAX_BACKLOG = 20_000;
+
 /** A run waiting for a slot: a session (a run resumed at open) or a recorded run, whose session is made when it starts. */
 type Pending = { served: ServedWorkflow } & ({ session: RunSession } | { recorded: RecordedRun });
 
@@ -84,6 +99,11 @@ export class RunManager implements RunsService, TickService {
   /** Workflow file -> its scheduled run from the tick until the run ends: later ticks are skipped meanwhile. */
   readonly #scheduled = new Map<string, string>();
   #started = false;
+  /** Deliveries recorded since the last sample of the event loop. */
+  #accepted = 0;
+  #saturated = false;
+  #loop: EventLoopUtilization | undefined;
+  #sampler: NodeJS.Timeout | undefined;
 
   constructor(options: RunManagerOptions) {
     const maxRuns = options.maxRuns ?? 32;
@@ -161,7 +181,24 @@ export class RunManager implements RunsService, TickService {
   /** Starts running: the queued resumes first, then deliveries as they are accepted. */
   start(): void {
     this.#started = true;
+    this.#loop = performance.eventLoopUtilization();
+    this.#sampler = setInterval(() => this.#sample(), SAMPLE_MS).unref();
     this.#pump();
+  }
+
+  /** Whether deliveries saturated the event loop over the last sample (see SATURATED). */
+  get saturated(): boolean {
+    return this.#saturated;
+  }
+
+  #sample(): void {
+    const now = performance.eventLoopUtilization();
+    const { utilization } = performance.eventLoopUtilization(now, this.#loop);
+    this.#loop = now;
+    const was = this.#saturated;
+    this.#saturated = utilization > SATURATED && this.#accepted > 0;
+    this.#accepted = 0;
+    if (was && !this.#saturated) this.#pump();
   }
 
   async accept(delivery: Delivery): Promise<{ runId: string; duplicate: boolean }> {
@@ -188,6 +225,7 @@ export class RunManager implements RunsService, TickService {
       for (const { key } of keys) if (this.#deliveries.get(key)?.run === recorded) this.#deliveries.delete(key);
     });
     const run = await recording;
+    this.#accepted++;
     this.#waiting.set(run.runId, { recorded: run, served: route.served });
     this.#pump();
     return { runId: run.runId, duplicate: false };
@@ -250,6 +288,7 @@ export class RunManager implements RunsService, TickService {
    */
   async stop(reason: unknown): Promise<void> {
     this.#stop.abort(reason);
+    clearInterval(this.#sampler);
     this.#waiting.clear();
     await Promise.allSettled([...this.#active.values()].map((a) => a.done));
     await this.#recorder.close();
@@ -290,7 +329,8 @@ export class RunManager implements RunsService, TickService {
   }
 
   #pump(): void {
-    while (this.#started && !this.#stop.signal.aborted && this.#active.size < this.maxRuns) {
+    const limit = this.#saturated && this.#waiting.size < MAX_BACKLOG ? Math.min(BUSY_RUNS, this.maxRuns) : this.maxRuns;
+    while (this.#started && !this.#stop.signal.aborted && this.#active.size < limit) {
       const next = this.#waiting.values().next();
       if (next.done) return;
       const runId = pendingId(next.value);

@@ -244,6 +244,32 @@ describe('run manager', () => {
     expect((await entries(runId)).map((e) => e.t)).toEqual(['run', 'resume', 'step', 'step', 'end']);
   });
 
+  it('answers a burst first: while deliveries saturate the event loop at most two runs run and the others wait, then all of them run', async () => {
+    const workflow = workflowFrom('name: quick\ntriggers: [{ type: webhook, path: /hooks/quick }]\nsteps: [{ id: say, action: core.log, with: { message: "<<trigger.body.n>>" } }]\n', registry, path.join(stateDir, '..', 'quick.yaml'));
+    const r: Route = { path: '/hooks/quick', served: { workflow, file: 'quick.yaml', secrets: {} }, secret: undefined };
+    const m = manager();
+    await m.open([r.served]);
+    m.start();
+    const accepted: Promise<{ runId: string }>[] = [];
+    const running: number[] = [];
+    const end = Date.now() + 1500;
+    for (let n = 0; Date.now() < end; ) {
+      for (let i = 0; i < 16; i++) accepted.push(m.accept(delivery(r, n++)));
+      // A burst keeps the loop busy: here by the test itself, between turns that let the accepts finish.
+      const busy = Date.now();
+      while (Date.now() - busy < 40);
+      await new Promise((resolve) => setImmediate(resolve));
+      if (m.saturated) running.push(m.running);
+    }
+    expect(running.length).toBeGreaterThan(5);
+    expect(Math.max(...running)).toBeLessThanOrEqual(2);
+    expect(m.waiting).toBeGreaterThan(0);
+    // The burst is over: every accepted run runs.
+    const ids = (await Promise.all(accepted)).map((a) => a.runId);
+    await until(() => m.running === 0 && m.waiting === 0);
+    expect(new Set(await Promise.all(ids.map((id) => status(m, id))))).toEqual(new Set(['succeeded']));
+  }, 60_000);
+
   it('refuses a maxRuns that is not a positive integer', () => {
     expect(() => manager(0)).toThrow('Expected `maxRuns` to be a positive integer, got `0`');
   });
