@@ -12,15 +12,23 @@ import { startedEvent } from './run.js';
 import type { Ferry } from './runtime.js';
 import { createRun, type ResumeRunOptions, type RunSession, type RunSessionOptions } from './session.js';
 
-/** A new run written durably, with no session yet: see recordRun. */
+/**
+ * A new run written durably, with no session yet: see recordRun. It is what a listener holds
+ * for each run waiting in a burst, so it is one string: its `run` entry as JSON.
+ */
 export interface RecordedRun {
   readonly runId: string;
-  /** Its `run` entry as recorded: the journal's first line once its folder is made. */
-  readonly entry: Extract<JournalEntry, { t: 'run' }>;
-  /** The size of that line: the journal's size when the run starts. */
+  /** Its `run` entry as JSON, as the run will see it (the journal's copy is redacted). */
+  readonly text: string;
+  /** The size of its journal's first line: the journal's size when the run starts. */
   readonly journalBytes: number;
-  /** The event the entry was made from: the session's subscribers hear it when the run starts. */
-  readonly started: Extract<RunEvent, { type: 'run-started' }>;
+}
+
+type RunEntry = Extract<JournalEntry, { t: 'run' }>;
+
+/** The `run` entry of a recorded run. */
+export function entryOf(recorded: RecordedRun): RunEntry {
+  return JSON.parse(recorded.text) as RunEntry;
 }
 
 export interface RecordRunOptions extends Pick<RunSessionOptions, 'runId' | 'inputs' | 'trigger' | 'hookPath' | 'annotations' | 'mode' | 'redactor'> {
@@ -39,9 +47,12 @@ export async function recordRun(workflow: Workflow, options: RecordRunOptions): 
   const inputs = runInputs(workflow, trigger, options.inputs, options.hookPath, options.ferry.inputs);
   const runId = options.runId ?? newRunId();
   const started = startedEvent(workflow, { runId, startedAt: new Date().toISOString(), mode: options.mode, inputs, trigger }, options.annotations);
-  const entry = journalEntryOf(started) as RecordedRun['entry'];
-  const journalBytes = await options.recorder.record(runId, workflow.source, entry, options.redactor);
-  return { runId, entry, journalBytes, started };
+  const entry = journalEntryOf(started) as RunEntry;
+  const text = JSON.stringify(entry);
+  const redacted = options.redactor ? options.redactor.redactJson(entry) : text;
+  // One string, not two equal ones, when nothing was redacted: a burst holds thousands.
+  const journalBytes = await options.recorder.record(runId, workflow.source, redacted === text ? text : redacted);
+  return { runId, text, journalBytes };
 }
 
 /**
@@ -54,7 +65,11 @@ export function recordedSession(
   recorded: RecordedRun,
   options: Omit<ResumeRunOptions, 'runId' | 'inputs' | 'trigger' | 'resume' | 'record' | 'journalBytes' | 'recorded'> & { recorder: DurableRecorder },
 ): RunSession {
-  const { entry, journalBytes, started } = recorded;
+  const { journalBytes } = recorded;
+  const entry = entryOf(recorded);
+  const { t: _t, v: _v, runId, workflow: name, file, startedAt, pid, mode, inputs, trigger, shape, ...annotations } = entry;
+  // The event the entry was made from (journalEntryOf), for the session's subscribers.
+  const started: Extract<RunEvent, { type: 'run-started' }> = { type: 'run-started', runId, workflow: name, file, startedAt, pid, mode: mode ?? 'live', inputs, trigger, shape, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) };
   const { recorder, ...rest } = options;
   const fold = new ResumeFold();
   fold.add(entry);

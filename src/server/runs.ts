@@ -6,7 +6,7 @@ import type { Redactor } from '../redact.js';
 import { ResumeFold, shapeOf } from '../engine/run.js';
 import type { Ferry } from '../engine/runtime.js';
 import { envSecrets, type SecretSource } from '../engine/secrets.js';
-import { recordedSession, recordRun, type RecordedRun } from '../engine/recorded.js';
+import { entryOf, recordedSession, recordRun, type RecordedRun } from '../engine/recorded.js';
 import { newRunId } from '../engine/run-id.js';
 import { createRun, type RunSession } from '../engine/session.js';
 import { DurableRecorder } from '../store/durable.js';
@@ -70,7 +70,7 @@ const SWEEP_EVERY_MS = 60_000;
 const SAMPLE_MS = 100;
 const SATURATED = 0.9;
 const BUSY_RUNS = 2;
-const MAX_BACKLOG = 20_000;
+const MAX_BACKLOG = 50_000;
 
 /** A run waiting for a slot: a session (a run resumed at open) or a recorded run, whose session is made when it starts. */
 type Pending = { served: ServedWorkflow } & ({ session: RunSession } | { recorded: RecordedRun });
@@ -266,7 +266,7 @@ export class RunManager implements RunsService, TickService {
       const pending = waiting ?? this.#active.get(runId)?.pending;
       const status = waiting ? 'queued' : 'running';
       if (pending && 'recorded' in pending) {
-        const { entry } = pending.recorded;
+        const entry = entryOf(pending.recorded);
         return { runId, workflow: entry.workflow, status, state: status, error: null, steps: {}, startedAt: entry.startedAt, durationMs: 0 };
       }
     }

@@ -1,10 +1,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { FerryError } from '../errors.js';
-import type { Redactor } from '../redact.js';
 import { AcceptedLog, type AcceptedLogOptions } from './accepted.js';
 import { WorkflowCopies } from './copies.js';
-import type { JournalEntry } from './journal.js';
 import { runDir, WORKFLOW_COPY } from './paths.js';
 
 /**
@@ -19,8 +17,8 @@ import { runDir, WORKFLOW_COPY } from './paths.js';
  */
 export class DurableRecorder {
   readonly log: AcceptedLog;
-  /** Runs recorded, their folders not made yet: the journal's first line and the workflow source. */
-  readonly #unmade = new Map<string, { firstLine: string; source: string }>();
+  /** Runs recorded, their folders not made yet: the journal's first line (without its newline) and the workflow source. */
+  readonly #unmade = new Map<string, { runText: string; source: string }>();
   readonly #copies: WorkflowCopies;
 
   constructor(
@@ -32,15 +30,13 @@ export class DurableRecorder {
   }
 
   /**
-   * Appends `entry` (the run's `run` entry, redacted) to the accepted log; resolves with the
-   * size its journal will have once made (its first line), when the line is durable.
+   * Appends `runText` (the run's `run` entry as JSON, redacted) to the accepted log; resolves
+   * with the size its journal will have once made (its first line), when the line is durable.
    */
-  async record(runId: string, workflowSource: string, entry: Extract<JournalEntry, { t: 'run' }>, redactor?: Redactor): Promise<number> {
-    const runText = redactor ? redactor.redactJson(entry) : JSON.stringify(entry);
+  async record(runId: string, workflowSource: string, runText: string): Promise<number> {
     await this.log.append(runId, workflowSource, runText);
-    const firstLine = `${runText}\n`;
-    this.#unmade.set(runId, { firstLine, source: workflowSource });
-    return Buffer.byteLength(firstLine);
+    this.#unmade.set(runId, { runText, source: workflowSource });
+    return Buffer.byteLength(runText) + 1;
   }
 
   /** Whether the run was recorded here and its folder is not made yet. */
@@ -74,7 +70,7 @@ export class DurableRecorder {
       throw error;
     }
     this.#unmade.delete(runId);
-    return unmade.firstLine;
+    return `${unmade.runText}\n`;
   }
 
   /** The run's journal is written with its first line: the log no longer needs to keep it (see AcceptedLog.made). */

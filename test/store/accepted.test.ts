@@ -25,7 +25,7 @@ const lines = async (file: string) => (await readFile(path.join(stateDir, 'accep
 
 async function record(recorder: DurableRecorder, n: number): Promise<{ runId: string; firstLine: string }> {
   const runId = newRunId();
-  await recorder.record(runId, SOURCE, entry(runId, n));
+  await recorder.record(runId, SOURCE, JSON.stringify(entry(runId, n)));
   return { runId, firstLine: `${JSON.stringify(entry(runId, n))}\n` };
 }
 
