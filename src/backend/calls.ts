@@ -466,6 +466,14 @@ export class CallPool {
     if (this.#closed) return;
     this.#closed = true;
     for (const timer of this.#timers) clearInterval(timer);
+    // Nobody waits for this process's calls from here on (its runs go to other processes, which
+    // send their items themselves): those no worker has started are taken back, and a worker
+    // that takes one anyway finds this process gone and does not send it.
+    await this.#backend.redis.del(aliveKeyOf(this.#replyKey)).catch(() => undefined);
+    for (const pending of this.#runSides.values()) {
+      const side = await pending;
+      for (const id of side.waiting.keys()) void side.queue.remove(id).catch(() => undefined);
+    }
     await Promise.all([...this.#workers.values()].map((w) => w.close()));
     await this.#subscriber?.quit().catch(() => undefined);
     for (const pending of this.#runSides.values()) {
