@@ -32,9 +32,11 @@ export interface CallPoolOptions {
   /** How often the run side asks Redis for calls whose end it has not heard of (a lost event). @default 3000 */
   checkIntervalMs?: number;
   /**
-   * How long this process counts as waiting for its calls after it last said so (every check
-   * interval): a worker sends no call whose process is gone (killed, its run taken over by
-   * another process, which sends the item itself). @default 15000
+   * How long this process counts as waiting for its calls after it last said so (it says so
+   * every third of this): a worker sends no call whose process is gone (killed, its run taken
+   * over by another process, which sends the item itself). Shorter than the workers'
+   * `lockDurationMs`, so that the calls a killed process was sending itself, which BullMQ runs
+   * again once their hold ends, find it gone. @default 3000
    */
   aliveMs?: number;
   /** The longest pause a Retry-After sets for the whole pool. @default 900000 (15 min, the default `max_wait`) */
@@ -123,8 +125,7 @@ export class CallPool {
     this.#lockDurationMs = positive('lockDurationMs', options.lockDurationMs ?? 5000);
     this.#checkIntervalMs = positive('checkIntervalMs', options.checkIntervalMs ?? 3000);
     this.#maxPauseMs = positive('maxPauseMs', options.maxPauseMs ?? 900_000);
-    this.#aliveMs = positive('aliveMs', options.aliveMs ?? 15_000);
-    if (this.#aliveMs <= this.#checkIntervalMs) throw new TypeError(`Expected \`aliveMs\` (${this.#aliveMs}) to be longer than \`checkIntervalMs\` (${this.#checkIntervalMs})`);
+    this.#aliveMs = positive('aliveMs', options.aliveMs ?? 3000);
     this.#replyKey = backend.key('reply', randomUUID());
   }
 
@@ -213,7 +214,10 @@ export class CallPool {
   #runSide(name: string, provider: string): Promise<RunSide> {
     let side = this.#runSides.get(name);
     if (!side) {
-      if (this.#runSides.size === 0) this.#every(this.#checkIntervalMs, () => this.#check());
+      if (this.#runSides.size === 0) {
+        this.#every(this.#checkIntervalMs, () => this.#check());
+        this.#every(Math.max(1, Math.floor(this.#aliveMs / 3)), () => this.#sayAlive());
+      }
       // Said before the first call is queued: a worker may take it at once.
       this.#alive ??= this.#sayAlive().catch(() => undefined);
       this.#readReplies();
@@ -268,7 +272,6 @@ export class CallPool {
    * registrations again when Redis lost them, and every hour (the limits expire after a day).
    */
   async #check(): Promise<void> {
-    await this.#sayAlive();
     const now = Date.now();
     for (const pending of this.#runSides.values()) {
       const side = await pending;

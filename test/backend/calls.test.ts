@@ -234,8 +234,9 @@ describe('provider calls as jobs of a shared queue', () => {
     const [deadBackend, liveBackend, runBackend] = made as [Backend, Backend, Backend];
     const agent = createAgent();
     const server = await startServer(() => undefined); // the call hangs: its worker and its run die meanwhile
-    const dead = new CallPool(deadBackend, { env: {}, local: agent, lockDurationMs: 1000 });
-    const runner = new CallPool(runBackend, { env: {}, local: agent, checkIntervalMs: 200, aliveMs: 1000 });
+    // The defaults: a worker's hold on a call lasts 5 s, a process counts as waiting 3 s after it last said so.
+    const dead = new CallPool(deadBackend, { env: {}, local: agent });
+    const runner = new CallPool(runBackend, { env: {}, local: agent });
     await dead.work();
     const target = account(server.url);
     const http = await runner.dispatcher(target, { concurrency: 1 }, 'wf', {});
@@ -244,7 +245,7 @@ describe('provider calls as jobs of a shared queue', () => {
     // Both processes die: nothing renews the worker's hold on the call, nobody waits for its answer.
     deadBackend.redis.disconnect();
     runBackend.redis.disconnect();
-    const live = new CallPool(liveBackend, { env: {}, local: agent, lockDurationMs: 1000 });
+    const live = new CallPool(liveBackend, { env: {}, local: agent });
     await live.work();
     const queue = new Queue(callQueueName(target), liveBackend.bullmq);
     const deadline = Date.now() + 20_000;
