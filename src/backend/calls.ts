@@ -278,9 +278,12 @@ export class CallPool {
       for (const [id, waiter] of side.waiting) {
         if (waiter.checking || now - waiter.since < this.#checkIntervalMs || side.adds.some((a) => a.id === id)) continue;
         waiter.checking = true;
-        void this.#checkJob(side, id).finally(() => {
-          waiter.checking = false;
-        });
+        // A check that fails (Redis away) is tried again at the next interval.
+        void this.#checkJob(side, id)
+          .catch(() => undefined)
+          .finally(() => {
+            waiter.checking = false;
+          });
       }
     }
     for (const registration of this.#registrations.values()) {
