@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { githubSignature } from '../../src/server/signature.js';
-import { assertBuilt, spawnFerry, type Result } from '../helpers/cli.js';
+import { assertBuilt, spawnServe, waitFor, type Result } from '../helpers/cli.js';
 import { tempDirs } from '../helpers/tmp.js';
 
 const tempDir = tempDirs();
@@ -31,27 +31,10 @@ afterAll(async () => {
   await sandbox?.close();
 });
 
-function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const tick = async (): Promise<void> => {
-      const value = await probe();
-      if (value !== undefined && value !== false) return resolve(value);
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(() => void tick(), 10);
-    };
-    void tick();
-  });
-}
-
 async function serve(dir: string, state: string): Promise<{ url: string; child: ChildProcess; done: Promise<Result>; stderr: () => string }> {
-  const { child, done } = spawnFerry(['serve', '--dir', dir, '--port', '0'], { cwd: root, env: { AMP_KEY, HOOK_SECRET, FERRY_STATE_DIR: state, FERRY_API_TOKEN: API_TOKEN } });
+  const { child, done, stderr, listening } = spawnServe(['--dir', dir, '--port', '0'], { cwd: root, env: { AMP_KEY, HOOK_SECRET, FERRY_STATE_DIR: state, FERRY_API_TOKEN: API_TOKEN } });
   children.push(child);
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = done.then((r) => Promise.reject(new Error(`ferry serve exited with ${r.code}:\n${r.stderr}`)));
-  const url = await Promise.race([waitFor(() => /listening on (http:\/\/\S+)/.exec(err)?.[1], 'ferry serve to listen'), exited]);
-  return { url, child, done, stderr: () => err };
+  return { url: await listening, child, done, stderr };
 }
 
 async function deliver(url: string, id: string, user: string): Promise<{ status: number; body: { runId: string; duplicate?: boolean } }> {
@@ -91,7 +74,7 @@ steps:
     const lost = await deliver(s1.url, 'crash-lost', 'crash_lost');
     const torn = await deliver(s1.url, 'crash-torn', 'crash_torn');
     // A run's folder is written when it starts: all three are running (their calls hang) before the kill.
-    for (const run of [kept, lost, torn]) await waitFor(async () => existsSync(path.join(state, 'runs', run.body.runId, 'workflow.yaml')), `run ${run.body.runId} to start`);
+    for (const run of [kept, lost, torn]) await waitFor(async () => existsSync(path.join(state, 'runs', run.body.runId, 'workflow.yaml')), `run ${run.body.runId} to start`, 15_000, 10);
     s1.child.kill('SIGKILL');
     expect([kept.status, lost.status, torn.status]).toEqual([202, 202, 202]);
     expect((await s1.done).signal).toBe('SIGKILL');
@@ -103,7 +86,7 @@ steps:
 
     const s2 = await serve('wf', state);
     expect(s2.stderr()).toContain(`restored runs ${[lost.body.runId, torn.body.runId].sort().join(', ')} from the accepted log`);
-    for (const run of [kept, lost, torn]) await waitFor(async () => (await statusOf(s2.url, run.body.runId)) === 'succeeded', `run ${run.body.runId} to succeed`);
+    for (const run of [kept, lost, torn]) await waitFor(async () => (await statusOf(s2.url, run.body.runId)) === 'succeeded', `run ${run.body.runId} to succeed`, 15_000, 10);
     for (const user of ['crash_kept', 'crash_lost', 'crash_torn']) expect([...sandbox.amplitude.events.keys()].some((k) => k.startsWith(user))).toBe(true);
     // Each delivery id still names its run: a redelivery is a duplicate, not a second run.
     expect(await deliver(s2.url, 'crash-lost', 'crash_lost')).toEqual({ status: 200, body: { runId: lost.body.runId, duplicate: true } });

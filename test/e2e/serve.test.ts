@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
 import { ferrySignature, githubSignature, standardSignature } from '../../src/server/signature.js';
-import { assertBuilt, ferry, spawnFerry, type Result } from '../helpers/cli.js';
+import { assertBuilt, ferry, spawnServe, waitFor, type Result } from '../helpers/cli.js';
 import { fuzzer } from '../server/fuzz.js';
 import { tempDirs } from '../helpers/tmp.js';
 
@@ -35,19 +35,6 @@ afterAll(async () => {
 
 const env = (stateDir: string, extra: Record<string, string> = { FERRY_API_TOKEN: API_TOKEN }) => ({ AMP_KEY, HOOK_SECRET, VECTOR_SECRET, STD_SECRET, FERRY_STATE_DIR: stateDir, ...extra });
 
-function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const tick = async (): Promise<void> => {
-      const value = await probe();
-      if (value !== undefined && value !== false) return resolve(value);
-      if (Date.now() > deadline) return reject(new Error(`timed out waiting for ${what}`));
-      setTimeout(() => void tick(), 10);
-    };
-    void tick();
-  });
-}
-
 interface Served {
   url: string;
   child: ChildProcess;
@@ -56,13 +43,9 @@ interface Served {
 }
 
 async function serve(dir: string, stateDir: string, extra: string[] = [], extraEnv?: Record<string, string>): Promise<Served> {
-  const { child, done } = spawnFerry(['serve', '--dir', dir, '--port', '0', ...extra], { cwd: root, env: env(stateDir, extraEnv) });
+  const { child, done, stderr, listening } = spawnServe(['--dir', dir, '--port', '0', ...extra], { cwd: root, env: env(stateDir, extraEnv) });
   children.push(child);
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = done.then((r) => Promise.reject(new Error(`ferry serve exited with ${r.code}:\n${r.stderr}`)));
-  const url = await Promise.race([waitFor(() => /listening on (http:\/\/\S+)/.exec(err)?.[1], 'ferry serve to listen'), exited]);
-  return { url, child, done, stderr: () => err };
+  return { url: await listening, child, done, stderr };
 }
 
 async function post(url: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -126,7 +109,7 @@ describe('ferry serve', () => {
     const res = await post(`${s.url}/hooks/signups?source=crm`, body, { 'X-Hub-Signature-256': githubSignature(HOOK_SECRET, body), 'X-Custom': 'kept', Authorization: 'Bearer dropped' });
     expect(res.status).toBe(202);
     const runId = res.body.runId as string;
-    await waitFor(async () => (await runOf(s.url, runId)).status === 'succeeded', 'the run to succeed');
+    await waitFor(async () => (await runOf(s.url, runId)).status === 'succeeded', 'the run to succeed', 15_000, 10);
     const journal = await readFile(path.join(state, 'runs', runId, 'journal.jsonl'), 'utf8');
     const start = JSON.parse(journal.split('\n')[0] as string);
     expect(start.trigger.query).toEqual({ source: 'crm' });
@@ -237,7 +220,7 @@ describe('ferry serve', () => {
     const again = await Promise.all([post(`${s.url}/hooks/signups`, body, headers), post(`${s.url}/hooks/signups`, body, headers)]);
     expect(first.status).toBe(202);
     expect(again).toEqual(Array(2).fill({ status: 200, body: { runId: first.body.runId, duplicate: true } }));
-    await waitFor(async () => (await runOf(s.url, first.body.runId as string)).status === 'succeeded', 'the run to succeed');
+    await waitFor(async () => (await runOf(s.url, first.body.runId as string)).status === 'succeeded', 'the run to succeed', 15_000, 10);
     expect([...sandbox.amplitude.events.values()].filter((e) => e.user_id === 'user_redelivered')).toHaveLength(1);
   });
 
@@ -271,7 +254,7 @@ describe('ferry serve', () => {
       expect(await post(`${s.url}/hooks/signups`, body, { ...sig, ...extra })).toEqual({ status: 200, body: { runId: first.body.runId, duplicate: true } });
     }
     expect((await runFolders(state)).filter((id) => !before.includes(id))).toEqual([first.body.runId]);
-    await waitFor(async () => (await runOf(s.url, first.body.runId as string)).status === 'succeeded', 'the run to succeed');
+    await waitFor(async () => (await runOf(s.url, first.body.runId as string)).status === 'succeeded', 'the run to succeed', 15_000, 10);
     expect([...sandbox.amplitude.events.values()].filter((e) => e.user_id === 'user_replayed')).toHaveLength(1);
   });
 
@@ -420,7 +403,7 @@ describe('ferry serve stopped with SIGTERM', () => {
     const b = await deliver('delivery-b', second);
     expect([a.status, b.status]).toEqual([202, 202]);
     expect((await runOf(s1.url, b.body.runId as string)).status).toBe('queued');
-    await waitFor(() => [...sandbox.amplitude.events.keys()].filter((k) => k.startsWith('bulk_')).length >= 50, '50 events');
+    await waitFor(() => [...sandbox.amplitude.events.keys()].filter((k) => k.startsWith('bulk_')).length >= 50, '50 events', 15_000, 10);
     s1.child.kill('SIGTERM');
     const stopped = await s1.done;
     sandbox.amplitude.setLatency(0);
@@ -431,7 +414,7 @@ describe('ferry serve stopped with SIGTERM', () => {
 
     const s2 = await serve('bulk', state, ['--max-runs', '1']);
     expect(s2.stderr()).toContain(`resuming 2 runs accepted before the last stop: ${a.body.runId}, ${b.body.runId}`);
-    for (const run of [a, b]) await waitFor(async () => (await runOf(s2.url, run.body.runId as string)).status === 'succeeded', 'the resumed runs to succeed');
+    for (const run of [a, b]) await waitFor(async () => (await runOf(s2.url, run.body.runId as string)).status === 'succeeded', 'the resumed runs to succeed', 15_000, 10);
     // A redelivery after the restart still finds its run.
     expect(await post(`${s2.url}/hooks/bulk`, first, { 'X-Hub-Signature-256': githubSignature(HOOK_SECRET, first), 'X-GitHub-Delivery': 'delivery-a' })).toEqual({
       status: 200,

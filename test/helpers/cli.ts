@@ -46,13 +46,29 @@ export function spawnFerry(args: string[], options: { cwd?: string; env?: Record
   return { child, done, err: () => stderr };
 }
 
-/** Resolves once `ok` holds (polled every 50 ms); fails naming `what` after `ms`. */
-export async function waitFor(ok: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+/**
+ * Resolves with what `probe` gives once it gives something other than false or undefined
+ * (polled every `everyMs`); fails naming `what` after `ms`.
+ */
+export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 20_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + ms;
-  while (!(await ok())) {
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * `ferry serve` started as a process: `listening` resolves with its URL once it listens, and
+ * fails with its stderr when it exits first.
+ */
+export function spawnServe(args: string[], options: { cwd?: string; env?: Record<string, string> }): { child: ChildProcess; done: Promise<Result>; stderr: () => string; listening: Promise<string> } {
+  const { child, done, err } = spawnFerry(['serve', ...args], options);
+  const exited = done.then((r) => Promise.reject(new Error(`ferry serve exited with ${r.code}:\n${r.stderr}`)));
+  const listening = Promise.race([waitFor(() => /listening on (http:\/\/\S+)/.exec(err())?.[1], 'ferry serve to listen', 15_000, 10), exited]);
+  return { child, done, stderr: err, listening };
 }
 
 /** Resolves once `condition` holds, polling every few ms. */
