@@ -3,7 +3,6 @@ import type { JournalEntry } from '../store/journal.js';
 import { startRecord } from '../store/record.js';
 import type { TriggerData } from '../types.js';
 import type { Workflow } from '../workflow/types.js';
-import type { RunEvent } from './events.js';
 import { runInputs } from './inputs.js';
 import { journalEntryOf } from './journal-subscriber.js';
 import { ResumeFold } from './resume.js';
@@ -67,9 +66,10 @@ export function recordedSession(
 ): RunSession {
   const { journalBytes } = recorded;
   const entry = entryOf(recorded);
-  const { t: _t, v: _v, runId, workflow: name, file, startedAt, pid, mode, inputs, trigger, shape, ...annotations } = entry;
-  // The event the entry was made from (journalEntryOf), for the session's subscribers.
-  const started: Extract<RunEvent, { type: 'run-started' }> = { type: 'run-started', runId, workflow: name, file, startedAt, pid, mode: mode ?? 'live', inputs, trigger, shape, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) };
+  // The event the entry was made from (recordRun), for the session's subscribers: the fields
+  // that are not the event's own are its annotations.
+  const { t: _t, v: _v, runId, workflow: _name, file: _file, startedAt, pid: _pid, mode, inputs, trigger, shape: _shape, ...annotations } = entry;
+  const started = startedEvent(workflow, { runId, startedAt, mode, inputs, trigger }, Object.keys(annotations).length > 0 ? annotations : undefined);
   const { recorder, ...rest } = options;
   const fold = new ResumeFold();
   fold.add(entry);

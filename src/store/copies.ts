@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { link, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { replaceFile } from './record.js';
 
 /** `<state-dir>/copies/`: one file per workflow source, which run folders' copies are hard links to. */
 export const COPIES_DIR = 'copies';
@@ -56,14 +57,7 @@ export class WorkflowCopies {
     const file = path.join(this.#dir, `${createHash('sha256').update(source).digest('hex').slice(0, 32)}.yaml`);
     if (!fresh && (await readFile(file, 'utf8').catch(() => undefined)) === source) return file;
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    try {
-      await writeFile(tmp, source, { mode: 0o600 });
-      await rename(tmp, file);
-    } catch (error) {
-      await unlink(tmp).catch(() => undefined);
-      throw error;
-    }
+    await replaceFile(file, source);
     return file;
   }
 }

@@ -149,7 +149,16 @@ function unlinkQuietly(file: string): void {
 
 /** writeRunRecord without blocking the event loop: the listener writes one beside each delivery it records. */
 export async function writeRunRecordAsync(stateDir: string, record: RunRecord, redactor?: Redactor): Promise<void> {
-  const { file, tmp, text } = recordWrite(stateDir, record, redactor);
+  const { file, text } = recordWrite(stateDir, record, redactor);
+  await replaceFile(file, text);
+}
+
+/**
+ * Writes `text` to `file` owner-only and atomically, without blocking the event loop: aside,
+ * then renamed over it, so a reader sees the old file or the new one, never half of one.
+ */
+export async function replaceFile(file: string, text: string): Promise<void> {
+  const tmp = asideOf(file);
   try {
     await writeFile(tmp, text, { mode: 0o600 });
     await rename(tmp, file);
@@ -159,10 +168,15 @@ export async function writeRunRecordAsync(stateDir: string, record: RunRecord, r
   }
 }
 
+/** A name beside `file`, this process's and no other's, to write it aside. */
+function asideOf(file: string): string {
+  return `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+}
+
 /** Where a record goes, the file it is written to aside first, and its redacted text. */
 function recordWrite(stateDir: string, record: RunRecord, redactor: Redactor | undefined): { file: string; tmp: string; text: string } {
   const file = path.join(runDir(stateDir, record.runId), RECORD_FILE);
-  return { file, tmp: `${file}.${process.pid}.${randomBytes(4).toString('hex')}`, text: recordText(record, redactor) };
+  return { file, tmp: asideOf(file), text: recordText(record, redactor) };
 }
 
 function recordText(record: RunRecord, redactor: Redactor | undefined): string {
